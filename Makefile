@@ -1,0 +1,40 @@
+# csrip: `make demo` and `make test` work on a fresh machine with Python 3.11 and pip.
+# Everything runs inside .venv, which the first target creates.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# The torch pair is pinned so every machine (and CI) gets the same numerics;
+# override for your CUDA setup, e.g. `make test TORCH="torch torchvision"`.
+TORCH  ?= torch==2.14.1 torchvision==0.29.1
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv demo test lab data figures bench clean
+
+venv: $(STAMP)
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e ".[notebooks,test]"
+	@touch $(STAMP)
+
+demo: venv  ## data (or the synthetic fallback), then every notebook in quick mode -> build/, figures/
+	$(PY) -m csrip_lib demo
+
+test: venv  ## the whole test suite, notebooks included (quick mode)
+	$(PY) -m pytest -q
+
+lab: venv
+	$(VENV)/bin/jupyter lab notebooks/
+
+data: venv  ## download and verify LFW deep-funneled into data/
+	$(PY) -m csrip_lib data --dest data/
+
+figures: venv  ## regenerate the paper's figures into figures/ from checkpoints
+	$(PY) -m csrip_lib figures
+
+bench: venv
+	$(PY) benchmarks/bench_sr.py
+
+clean:
+	rm -rf build/ .pytest_cache/

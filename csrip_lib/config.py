@@ -1,0 +1,179 @@
+"""Configuration as dataclasses: model presets, training schedules, paths.
+
+Every checkpoint stores the `asdict()` of the configs that produced it, so a run can be
+rebuilt from its checkpoint alone. Paper values are cited where they come from.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+# Residual-image sigmas per scale (paper Sec. 3.3, Fig. 3/4): 48 px -> 1/3, 96 px -> 1, 192 px -> 7/3.
+RESIDUAL_SIGMAS: dict[int, float] = {48: 1 / 3, 96: 1.0, 192: 7 / 3}
+LR_SIZE, HR_SIZE = 24, 192
+SCALES: tuple[int, ...] = (48, 96, 192)  # SR outputs supervised by Eq. 4 (D = {2x, 4x, hr})
+
+
+@dataclass
+class SRConfig:
+    """Cascaded SR network (paper Sec. 3.1, 3.4, Fig. 2/11) or the ablation Baseline (Sec. 4.3)."""
+
+    arch: str = "cascaded"  # "cascaded" (C-SRIP) or "baseline" (21 blocks, three shuffles at the end)
+    stem_channels: int = 512  # 9x9 stem convolution
+    channels: tuple[int, int, int] = (512, 256, 128)  # residual-block width of SR modules 1..3
+    shuffle_channels: tuple[int, int, int] = (1024, 512, 256)  # conv before each pixel shuffle
+    blocks: int = 7  # residual blocks per SR module (p = 7)
+    final_channels: int = 128  # the last residual block at 192 px
+    kernel_size: int = 9  # stem, branch heads and output convolution
+    negative_slope: float = 0.2  # LeakyReLU
+
+
+@dataclass
+class RecognizerConfig:
+    """Complex SqueezeNet identity prior (paper Sec. 3.2, 3.4; Iandola et al. simple+complex bypass)."""
+
+    width: float = 1.0  # multiplies the fire-module channel counts (1.0 = SqueezeNet v1.0)
+    dropout: float = 0.5
+
+
+@dataclass
+class TrainConfig:
+    """One training schedule for the shared harness (csrip_lib.train)."""
+
+    epochs: int = 100
+    batch_size: int = 128
+    lr: float = 1e-4
+    lr_milestones: tuple[int, ...] = ()  # epochs at which lr *= lr_gamma
+    lr_gamma: float = 1 / 3
+    patience: int = 10  # early stopping: epochs without validation improvement
+    max_steps: int | None = None  # hard cap on optimizer steps (quick runs)
+    steps_per_epoch: int | None = None  # cap on steps per epoch (quick runs); None = whole loader
+    weight_decay: float = 0.0
+    seed: int = 0
+    num_workers: int = 0
+    grad_clip: float | None = None
+
+
+@dataclass
+class LossConfig:
+    """Eq. 4 with switchable parts, so every Table 2 ablation is a configuration of one loss."""
+
+    reconstruction: str = "ssim"  # "ssim" (Eq. 2) or "mse"
+    multiscale: bool = True  # supervise 2x and 4x branch outputs too
+    alpha: float = 0.001  # weight of the identity (cross-entropy) terms; 0 switches them off
+
+
+@dataclass
+class Preset:
+    """Everything a named preset fixes: model sizes and the two training stages."""
+
+    name: str
+    sr: SRConfig = field(default_factory=SRConfig)
+    recognizer: RecognizerConfig = field(default_factory=RecognizerConfig)
+    train_recognizer: TrainConfig = field(default_factory=TrainConfig)
+    train_sr: TrainConfig = field(default_factory=TrainConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    min_images_per_identity: int = 2  # identities the recognizers (and identity loss) use
+    max_identities: int | None = None  # cap on recognizer classes (quick runs)
+    max_images: int | None = None  # cap on the number of images loaded (quick runs)
+
+
+def _paper() -> Preset:
+    return Preset(
+        name="paper",
+        # Sec. 3.4: Adam, batch 128, lr 1e-4, x1/3 every 20 epochs, early stop after 10 epochs.
+        train_recognizer=TrainConfig(epochs=200, batch_size=128, lr=1e-4,
+                                     lr_milestones=tuple(range(20, 200, 20)), patience=10),
+        # Sec. 3.4: Adam, batch 8, lr (1/3)e-3, x1/3 after epochs 10, 25, 50, 80; early stop after 10.
+        train_sr=TrainConfig(epochs=120, batch_size=8, lr=1e-3 / 3,
+                             lr_milestones=(10, 25, 50, 80), patience=10),
+    )
+
+
+def _small() -> Preset:
+    return Preset(
+        name="small",
+        sr=SRConfig(stem_channels=128, channels=(128, 64, 32), shuffle_channels=(256, 128, 64),
+                    blocks=4, final_channels=32),
+        recognizer=RecognizerConfig(width=0.5),
+        train_recognizer=TrainConfig(epochs=60, batch_size=128, lr=1e-3,
+                                     lr_milestones=(20, 40), patience=10),
+        train_sr=TrainConfig(epochs=40, batch_size=32, lr=2e-4, lr_milestones=(20, 30), patience=8),
+    )
+
+
+def _tiny() -> Preset:
+    return Preset(
+        name="tiny",
+        sr=SRConfig(stem_channels=32, channels=(32, 16, 8), shuffle_channels=(64, 32, 16),
+                    blocks=1, final_channels=8),
+        recognizer=RecognizerConfig(width=0.25, dropout=0.0),
+        train_recognizer=TrainConfig(epochs=3, batch_size=32, lr=1e-3, patience=3),
+        train_sr=TrainConfig(epochs=3, batch_size=16, lr=1e-3, patience=3),
+    )
+
+
+def _quick() -> Preset:
+    """What notebooks and `make demo` use on a 2-core CPU: tiny model, a few minutes in all."""
+    p = _tiny()
+    return replace(
+        p, name="quick",
+        train_recognizer=replace(p.train_recognizer, epochs=4, steps_per_epoch=20),
+        train_sr=replace(p.train_sr, epochs=4, steps_per_epoch=25),
+        max_identities=40, max_images=600,
+    )
+
+
+PRESETS = {"paper": _paper, "small": _small, "tiny": _tiny, "quick": _quick}
+
+
+def get_preset(name: str) -> Preset:
+    """A fresh copy of a named preset (`paper`, `small`, `tiny`, `quick`)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
+    return PRESETS[name]()
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain-data form of a config dataclass (what checkpoints store)."""
+    return asdict(cfg)
+
+
+def from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Rebuild a config dataclass from `to_dict` output; nested dataclasses and tuples restored."""
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        sub = {"sr": SRConfig, "recognizer": RecognizerConfig, "train_recognizer": TrainConfig,
+               "train_sr": TrainConfig, "loss": LossConfig}.get(f.name) if cls is Preset else None
+        if sub is not None and isinstance(value, dict):
+            value = from_dict(sub, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def project_root() -> Path:
+    """The repository root: the first parent of the working directory holding csrip's pyproject."""
+    here = Path.cwd().resolve()
+    for d in (here, *here.parents):
+        if (d / "pyproject.toml").is_file() and (d / "csrip_lib").is_dir():
+            return d
+    return Path(__file__).resolve().parents[1]
+
+
+def figures_dir() -> Path:
+    """Where figures go: $CSRIP_FIGURES or <repo>/figures (created on demand)."""
+    d = Path(os.environ.get("CSRIP_FIGURES", project_root() / "figures"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def runs_dir() -> Path:
+    """Where training runs go: $CSRIP_RUNS or <repo>/runs."""
+    return Path(os.environ.get("CSRIP_RUNS", project_root() / "runs"))

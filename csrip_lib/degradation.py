@@ -1,0 +1,99 @@
+"""Degradation model and residual images (paper Sec. 3.3, Fig. 3 and Fig. 4).
+
+HR 192 -> 96 -> 48 -> LR 24: every 2x step is a Gaussian blur (sigma in pixels of the finer
+image) followed by 2x decimation. Decimation averages each 2x2 block, so the pixel centres of
+the coarse image sit exactly between fine pixels, the convention of `F.interpolate(...,
+align_corners=False)`. The bicubic baseline therefore has no half-pixel shift.
+
+Residual images (the details an SR module hallucinates, Fig. 3 right) are `x - g_sigma * x`
+with sigma 1/3, 1 and 7/3 at 48, 96 and 192 px (`config.RESIDUAL_SIGMAS`).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torchvision.transforms.v2 import functional as TF
+
+from .config import HR_SIZE, LR_SIZE, RESIDUAL_SIGMAS
+
+DEFAULT_SIGMA = 1.0  # blur per 2x step, in pixels of the finer image
+TRUNCATE = 4.0  # kernel radius = ceil(TRUNCATE * sigma), as scikit-image/scipy
+
+
+def _check_images(x: torch.Tensor, name: str = "images") -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"{name}: expected a float batch N x C x H x W with C in (1, 3), "
+                         f"got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name}: expected float values in [0, 1], got dtype {x.dtype}; "
+                        "convert uint8 images with `x.float() / 255`")
+
+
+def kernel_size(sigma: float) -> int:
+    """Odd Gaussian kernel size covering +-TRUNCATE sigma."""
+    return 2 * math.ceil(TRUNCATE * sigma) + 1
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur `g_sigma * x` (torchvision, reflect padding); sigma <= 0 returns x."""
+    _check_images(x)
+    if sigma <= 0:
+        return x
+    k = kernel_size(sigma)
+    if k > min(x.shape[-2:]):  # reflect padding needs the image to be larger than the radius
+        k = max(3, (min(x.shape[-2:]) - 1) | 1)
+    return TF.gaussian_blur(x, kernel_size=[k, k], sigma=[sigma, sigma])
+
+
+def downsample2x(x: torch.Tensor, sigma: float = DEFAULT_SIGMA) -> torch.Tensor:
+    """One degradation step (Fig. 4 left): Gaussian blur, then 2x decimation by 2x2 averaging."""
+    return F.avg_pool2d(gaussian_blur(x, sigma), 2)
+
+
+def make_pyramid(hr: torch.Tensor, sigma: float | None = None) -> dict[str, torch.Tensor]:
+    """Image quadruplet {lr, x2, x4, hr} from HR images (paper Sec. 3.3, Fig. 4 left).
+
+    hr: N x 3 x 192 x 192 float in [0, 1] (any device). Returns lr 24, x2 48, x4 96, hr 192.
+    """
+    _check_images(hr, "hr")
+    if hr.shape[-2:] != (HR_SIZE, HR_SIZE):
+        raise ValueError(f"hr: expected {HR_SIZE}x{HR_SIZE} images, got {tuple(hr.shape[-2:])}")
+    s = DEFAULT_SIGMA if sigma is None else float(sigma)
+    x4 = downsample2x(hr, s)
+    x2 = downsample2x(x4, s)
+    lr = downsample2x(x2, s)
+    assert lr.shape[-1] == LR_SIZE
+    return {"lr": lr, "x2": x2, "x4": x4, "hr": hr}
+
+
+def degrade(x: torch.Tensor, factor: int, sigma: float | None = None) -> torch.Tensor:
+    """Apply `log2(factor)` degradation steps (factor 1, 2, 4 or 8)."""
+    _check_images(x)
+    if factor not in (1, 2, 4, 8):
+        raise ValueError(f"factor must be 1, 2, 4 or 8, got {factor}")
+    s = DEFAULT_SIGMA if sigma is None else float(sigma)
+    for _ in range(int(math.log2(factor))):
+        x = downsample2x(x, s)
+    return x
+
+
+def upsample_bicubic(x: torch.Tensor, factor: int = 8) -> torch.Tensor:
+    """Bicubic baseline, pixel-centre aligned with `downsample2x`, clipped to [0, 1]."""
+    _check_images(x)
+    return F.interpolate(x, scale_factor=factor, mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+def residual(x: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
+    """Residual image `dx = x - g_sigma * x` (paper Sec. 3.3); sigma defaults by image size."""
+    _check_images(x)
+    if sigma is None:
+        size = x.shape[-1]
+        if size not in RESIDUAL_SIGMAS:
+            raise ValueError(f"no default residual sigma for {size}px images; "
+                             f"pass sigma (defaults exist for {sorted(RESIDUAL_SIGMAS)})")
+        sigma = RESIDUAL_SIGMAS[size]
+    return x - gaussian_blur(x, sigma)
