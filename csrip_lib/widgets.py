@@ -1,0 +1,44 @@
+"""Notebook sliders (ipywidgets): redraw a matplotlib figure live while a parameter changes.
+
+`live_figure(draw, name=slider, ...)` is the one mechanism; the explorers below only pick the
+sliders and a drawing function from `csrip_lib.figures`. The first draw happens on construction,
+so a notebook executed headless (nbclient, `make demo`) still records a figure, and the sliders
+update on release (`continuous_update=False`) because a redraw takes a fraction of a second.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+from IPython.display import display
+
+
+def float_slider(value: float, lo: float, hi: float, step: float, description: str,
+                 readout_format: str = ".2f") -> widgets.FloatSlider:
+    """A FloatSlider that fires on release, with a readable label width."""
+    return widgets.FloatSlider(value=value, min=lo, max=hi, step=step, description=description,
+                               continuous_update=False, readout_format=readout_format,
+                               style={"description_width": "initial"},
+                               layout=widgets.Layout(width="420px"))
+
+
+def live_figure(draw: Callable[..., plt.Figure], **sliders: widgets.ValueWidget) -> widgets.VBox:
+    """Sliders above an Output showing `draw(**slider_values)`; redrawn whenever a slider moves.
+
+    `draw` returns a matplotlib Figure; it is displayed inside the Output and closed, so figures
+    do not pile up. Returns the VBox (display it, or leave it as a cell's last expression).
+    """
+    out = widgets.Output()
+
+    def redraw(_change=None) -> None:
+        with out:
+            out.clear_output(wait=True)
+            fig = draw(**{name: s.value for name, s in sliders.items()})
+            display(fig)
+            plt.close(fig)
+
+    for s in sliders.values():
+        s.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([*sliders.values(), out])
