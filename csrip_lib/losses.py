@@ -1,0 +1,128 @@
+"""Training losses: the SSIM loss of paper Sec. 3.3 (Eq. 2-3) and the C-SRIP objective (Eq. 4).
+
+SSIM (Wang et al. 2004) compares two images window by window through their local means
+(luminance), standard deviations (contrast) and correlation (structure). Eq. 3 computes all
+local statistics with one Gaussian window g (11 x 11, sigma 1.5) as convolutions::
+
+    mu1 = x * g,  sigma1^2 = (x . x) * g - mu1^2,  sigma12 = (x . y) * g - mu1 mu2   (same for y)
+    SSIM(x, y) = (2 mu1 mu2 + C1)(2 sigma12 + C2) / ((mu1^2 + mu2^2 + C1)(sigma1^2 + sigma2^2 + C2))
+
+and Eq. 2 turns the mean of that map into a loss, L = (1 - mean SSIM) / 2, in [0, 1].
+
+Conventions (the SSIM reference implementation, identical to
+`skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
+use_sample_covariance=False, data_range=1)`):
+
+- images are float N x C x H x W in [0, `data_range`] (C = 1 or 3), channels scored separately;
+- C1 = (0.01 L)^2, C2 = (0.03 L)^2 with L = `data_range` = 1. On 8-bit images (L = 255) that is
+  6.50 and 58.52; the paper quotes 6.55 and 58.98, i.e. (K 256)^2. The 0.8 % difference in the
+  constants changes SSIM by well under 1e-3; pass `data_range=256/255` to get the paper's values;
+- 'valid' filtering: the map covers only windows that lie fully inside the image, so it is
+  (H - 10) x (W - 10); skimage computes the same numbers by filtering and then cropping 5 px.
+
+Implementation: the Gaussian is separable, so the five moment images (x, y, x^2, y^2, xy) are
+stacked into one tensor and filtered in a single pass of two depthwise convolutions (1 x 11, then
+11 x 1): 22 multiply-adds per pixel and moment instead of 121, one kernel launch per direction.
+Statistics are always accumulated in float32 (float64 if an input is float64), outside any
+autocast region, so the loss is safe to call inside a bf16/fp16 autocast training step.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+WINDOW_SIZE = 11  # Gaussian window g of Eq. 3
+WINDOW_SIGMA = 1.5
+K1, K2 = 0.01, 0.03  # C1 = (K1 L)^2, C2 = (K2 L)^2
+RANGE_TOLERANCE = 1e-3  # allowed excursion outside [0, data_range] (interpolation overshoot, rounding)
+
+
+def _check_pair(x: torch.Tensor, y: torch.Tensor, data_range: float, check_range: bool) -> None:
+    """Raise a TypeError/ValueError that says what was expected if (x, y) cannot be scored."""
+    for name, t in (("x", x), ("y", y)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"ssim: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if not t.is_floating_point():
+            raise TypeError(f"ssim: {name} must be a float tensor with values in [0, {data_range:g}], "
+                            f"got dtype {t.dtype}; convert 8-bit images with `x.float() / 255`")
+        if t.ndim != 4 or t.shape[1] not in (1, 3):
+            raise ValueError(f"ssim: {name} must be a batch N x C x H x W with C = 1 or 3, "
+                             f"got shape {tuple(t.shape)}")
+        if min(t.shape[-2:]) < WINDOW_SIZE:
+            raise ValueError(f"ssim: images must be at least {WINDOW_SIZE} x {WINDOW_SIZE} (the Gaussian "
+                             f"window of Eq. 3), got {t.shape[-2]} x {t.shape[-1]}")
+    if x.shape != y.shape:
+        raise ValueError(f"ssim: x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    if x.device != y.device:
+        raise ValueError(f"ssim: x and y must be on the same device, got {x.device} and {y.device}")
+    if check_range:
+        for name, t in (("x", x), ("y", y)):
+            lo, hi = torch.aminmax(t.detach())
+            lo, hi = float(lo), float(hi)  # one device sync; pass check_range=False on hot paths
+            if not (lo >= -RANGE_TOLERANCE and hi <= data_range + RANGE_TOLERANCE):  # NaN fails too
+                raise ValueError(
+                    f"ssim: {name} must hold values in [0, {data_range:g}], found min {lo:.4g}, max {hi:.4g}; "
+                    f"scale 8-bit images by 1/255, clamp interpolated images with `.clamp(0, 1)`, "
+                    f"or pass data_range / check_range=False")
+
+
+def gaussian_window(size: int = WINDOW_SIZE, sigma: float = WINDOW_SIGMA, *,
+                    dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> torch.Tensor:
+    """The 1-D factor of the separable Gaussian window g (sums to 1): g_2d = outer(w, w)."""
+    r = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
+    w = torch.exp(-0.5 * (r / sigma) ** 2)
+    return w / w.sum()
+
+
+def ssim_map(x: torch.Tensor, y: torch.Tensor, *, data_range: float = 1.0,
+             check_range: bool = True) -> torch.Tensor:
+    """Local SSIM map of Eq. 3: N x C x (H - 10) x (W - 10), float32 (float64 for float64 input).
+
+    x, y: N x C x H x W float images in [0, data_range], C in {1, 3}, H, W >= 11, same device.
+    Differentiable in both arguments; symmetric; 1 where the images agree.
+    `check_range=False` skips the value check (it costs one device sync) in training loops.
+    """
+    _check_pair(x, y, data_range, check_range)
+    dtype = torch.float64 if torch.float64 in (x.dtype, y.dtype) else torch.float32
+    c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        x, y = x.to(dtype), y.to(dtype)
+        n, c, h, w = x.shape
+        moments = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # N x 5C x H x W, filtered at once
+        g = gaussian_window(dtype=dtype, device=x.device)
+        moments = F.conv2d(moments, g.view(1, 1, 1, -1).expand(5 * c, 1, 1, WINDOW_SIZE), groups=5 * c)
+        moments = F.conv2d(moments, g.view(1, 1, -1, 1).expand(5 * c, 1, WINDOW_SIZE, 1), groups=5 * c)
+        mu1, mu2, xx, yy, xy = moments.chunk(5, dim=1)
+        mu1_sq, mu2_sq, mu12 = mu1 * mu1, mu2 * mu2, mu1 * mu2
+        var1, var2, cov = xx - mu1_sq, yy - mu2_sq, xy - mu12
+        return ((2 * mu12 + c1) * (2 * cov + c2)) / ((mu1_sq + mu2_sq + c1) * (var1 + var2 + c2))
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor, reduction: str = "mean", *, data_range: float = 1.0,
+         check_range: bool = True) -> torch.Tensor:
+    """Mean SSIM (E_x[SSIM(x, y)] of Eq. 2): a scalar ("mean") or one value per image ("none")."""
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"ssim: reduction must be 'mean' or 'none', got {reduction!r}")
+    m = ssim_map(x, y, data_range=data_range, check_range=check_range)
+    return m.mean() if reduction == "mean" else m.flatten(1).mean(1)
+
+
+class SSIMLoss(nn.Module):
+    """Eq. 2: L_SSIM = (1 - mean SSIM(pred, target)) / 2, in [0, 1]; 0 for identical images.
+
+    `check_range` (default True) validates that both images lie in [0, data_range]; training loops
+    whose outputs are clipped by construction can switch it off to avoid a device sync per step.
+    """
+
+    def __init__(self, data_range: float = 1.0, check_range: bool = True):
+        super().__init__()
+        self.data_range = data_range
+        self.check_range = check_range
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        s = ssim(pred, target, data_range=self.data_range, check_range=self.check_range)
+        return 0.5 * (1.0 - s)
+
+    def extra_repr(self) -> str:
+        return f"data_range={self.data_range}, check_range={self.check_range}"
