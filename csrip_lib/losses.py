@@ -20,9 +20,11 @@ use_sample_covariance=False, data_range=1)`):
 - 'valid' filtering: the map covers only windows that lie fully inside the image, so it is
   (H - 10) x (W - 10); skimage computes the same numbers by filtering and then cropping 5 px.
 
-Implementation: the Gaussian is separable, so the five moment images (x, y, x^2, y^2, xy) are
-stacked into one tensor and filtered in a single pass of two depthwise convolutions (1 x 11, then
-11 x 1): 22 multiply-adds per pixel and moment instead of 121, one kernel launch per direction.
+Implementation: the Gaussian is separable, so the moment images are stacked into one tensor and
+filtered in a single pass of two depthwise convolutions (1 x 11, then 11 x 1): 22 multiply-adds per
+pixel and moment instead of 121, one kernel launch per direction. Eq. 3 only ever uses the sum
+sigma1^2 + sigma2^2, and filtering is linear, so x^2 + y^2 is filtered as one moment: four moment
+images (x, y, x^2 + y^2, xy) instead of five, the same numbers with 20 % less work.
 Statistics are always accumulated in float32 (float64 if an input is float64), outside any
 autocast region, so the loss is safe to call inside a bf16/fp16 autocast training step.
 """
@@ -87,16 +89,19 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, *, data_range: float = 1.0,
     dtype = torch.float64 if torch.float64 in (x.dtype, y.dtype) else torch.float32
     c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
     with torch.autocast(device_type=x.device.type, enabled=False):
-        x, y = x.to(dtype), y.to(dtype)
-        n, c, h, w = x.shape
-        moments = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # N x 5C x H x W, filtered at once
+        # channels-last: oneDNN's depthwise convolution is ~3x faster on CPU in that layout
+        x = x.to(dtype, memory_format=torch.channels_last)
+        y = y.to(dtype, memory_format=torch.channels_last)
+        k = 4 * x.shape[1]
+        moments = torch.cat([x, y, x * x + y * y, x * y], dim=1)  # N x 4C x H x W, filtered at once
         g = gaussian_window(dtype=dtype, device=x.device)
-        moments = F.conv2d(moments, g.view(1, 1, 1, -1).expand(5 * c, 1, 1, WINDOW_SIZE), groups=5 * c)
-        moments = F.conv2d(moments, g.view(1, 1, -1, 1).expand(5 * c, 1, WINDOW_SIZE, 1), groups=5 * c)
-        mu1, mu2, xx, yy, xy = moments.chunk(5, dim=1)
-        mu1_sq, mu2_sq, mu12 = mu1 * mu1, mu2 * mu2, mu1 * mu2
-        var1, var2, cov = xx - mu1_sq, yy - mu2_sq, xy - mu12
-        return ((2 * mu12 + c1) * (2 * cov + c2)) / ((mu1_sq + mu2_sq + c1) * (var1 + var2 + c2))
+        moments = F.conv2d(moments, g.view(1, 1, 1, -1).expand(k, 1, 1, WINDOW_SIZE), groups=k)
+        moments = F.conv2d(moments, g.view(1, 1, -1, 1).expand(k, 1, WINDOW_SIZE, 1), groups=k)
+        mu1, mu2, sq, xy = moments.contiguous().chunk(4, dim=1)
+        mu12, mu_sq = mu1 * mu2, mu1 * mu1 + mu2 * mu2
+        cov = xy - mu12  # sigma12
+        var_sum = sq - mu_sq  # sigma1^2 + sigma2^2
+        return ((2 * mu12 + c1) * (2 * cov + c2)) / ((mu_sq + c1) * (var_sum + c2))
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor, reduction: str = "mean", *, data_range: float = 1.0,
