@@ -1,0 +1,243 @@
+"""The shared training harness: one `fit` for the recognizers (paper Sec. 3.3/3.4) and the SR network.
+
+The caller says *what* one step and one evaluation are; `fit` does the rest:
+    step_fn(model, batch, device) -> {"loss": Tensor, <other terms>: Tensor}   (terms are logged)
+    eval_fn(model, loader, device) -> {<metric>: float}                         (`monitor` picks one)
+Adam + MultiStepLR (stepped per epoch), bf16 autocast and channels_last on CUDA, early stopping on
+`monitor`, tqdm progress, out_dir/log.csv (one row per epoch), atomic checkpoints:
+    out_dir/last.pt  everything needed to continue: model, optimizer, scheduler, epoch, batch in epoch,
+                     best metric, patience counter, history, RNG states (torch/numpy/python/cuda and
+                     the loader's generator) at the start of the epoch and now. Written every epoch,
+                     every `save_every_s` seconds and when training stops.
+    out_dir/best.pt  model weights of the best epoch (+ config, metrics, `extra`).
+`resume=True` continues a killed run exactly: the epoch's batch order is replayed from the saved
+epoch-start RNG state, the batches already trained are skipped, then the current RNG state is
+restored, so a single-process CPU run ends with bit-identical weights to an uninterrupted one.
+Under torch.distributed, the model is wrapped in DistributedDataParallel, the train loader gets a
+DistributedSampler (same batch size per rank), training terms are averaged over ranks, every rank
+evaluates the whole val_loader (so eval_fn needs no distributed logic) and only rank 0 writes files.
+"""
+from __future__ import annotations
+
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig, to_dict
+from .errors import CSRIPError
+
+StepFn = Callable[[torch.nn.Module, Any, torch.device], dict[str, torch.Tensor]]
+EvalFn = Callable[[torch.nn.Module, DataLoader, torch.device], dict[str, float]]
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """`device` if given, else CUDA (this process's LOCAL_RANK GPU under torchrun), else CPU."""
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda", dist.get_rank() % torch.cuda.device_count()
+                            if dist.is_initialized() else torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def _generator(loader: DataLoader) -> torch.Generator | None:
+    return getattr(loader.sampler, "generator", None) or loader.generator
+
+
+def _rng_state(loader: DataLoader) -> dict[str, Any]:
+    gen = _generator(loader)
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "loader": gen.get_state() if gen is not None else None}
+
+
+def _set_rng_state(state: dict[str, Any], loader: DataLoader) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if state["loader"] is not None and _generator(loader) is not None:
+        _generator(loader).set_state(state["loader"])
+
+
+def _sharded(loader: DataLoader, seed: int) -> DataLoader:
+    """The same loader with a shuffling DistributedSampler when torch.distributed is initialized."""
+    if not dist.is_initialized() or isinstance(loader.sampler, DistributedSampler):
+        return loader
+    return DataLoader(loader.dataset, batch_size=loader.batch_size, drop_last=loader.drop_last,
+                      sampler=DistributedSampler(loader.dataset, shuffle=True, seed=seed),
+                      num_workers=loader.num_workers, collate_fn=loader.collate_fn,
+                      pin_memory=loader.pin_memory)
+
+
+def _mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str, float]:
+    if not dist.is_initialized() or not values:
+        return values
+    t = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return dict(zip(values, (t / dist.get_world_size()).tolist()))
+
+
+def fit(model: torch.nn.Module, step_fn: StepFn, eval_fn: EvalFn | None, train_loader: DataLoader,
+        val_loader: DataLoader | None, cfg: TrainConfig, out_dir: str | Path, *, kind: str,
+        config: dict[str, Any], monitor: str, mode: str = "max", resume: bool = False,
+        device: str | torch.device | None = None, force: bool = False,
+        extra: dict[str, Any] | None = None, save_every_s: float = 600.0) -> pd.DataFrame:
+    """Train `model` and return the log (one row per epoch, as in out_dir/log.csv).
+
+    `config` (plain data describing the model/run) and `extra` (e.g. identities) go into every
+    checkpoint; a resumed run must have the same `config` and `kind`. `monitor` names a validation
+    metric of `eval_fn` or a training term as "train_<term>"; `mode` "max" or "min" says which is better.
+    An existing run in `out_dir` is an error unless `resume` (continue) or `force` (start over).
+    """
+    if mode not in ("max", "min"):
+        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+    out_dir, device, rank = Path(out_dir), pick_device(device), _rank()
+    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+    if (last_path.exists() or best_path.exists()) and not resume:
+        if not force:
+            raise CSRIPError(f"{out_dir} already holds a training run ({last_path.name}); pass "
+                             "resume=True (--resume) to continue it or force=True (--force) to start over")
+        if rank == 0:
+            for p in (last_path, best_path, out_dir / "log.csv"):
+                p.unlink(missing_ok=True)
+    train_loader = _sharded(train_loader, seed=cfg.seed)
+
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
+                                 lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.lr_milestones), cfg.lr_gamma)
+    better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
+    s = {"epoch": 0, "batch": 0, "step": 0, "best": None, "bad_epochs": 0, "history": [],
+         "sums": {}, "seconds": 0.0, "finished": None}  # everything that defines "where we are"
+    if resume and last_path.exists():
+        ckpt = load_checkpoint(last_path, kind=kind)
+        if ckpt["config"] != config:
+            raise CSRIPError(f"{last_path} was trained with a different configuration; resume it with "
+                             "the same preset/options, or use force=True (--force) / another out_dir")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        s = ckpt["state"]
+        if rank == 0:
+            print(f"resuming {out_dir} at epoch {s['epoch'] + 1}, batch {s['batch']} (step {s['step']})")
+    else:
+        seed_everything(cfg.seed + rank)
+        s["epoch_rng"] = s["rng"] = _rng_state(train_loader)
+    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if dist.is_initialized() else model
+    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    def save(path: Path, **more: Any) -> None:
+        if rank == 0:
+            save_checkpoint({"model": model.state_dict(), "config": config, "train_config": to_dict(cfg),
+                             **(extra or {}), **more}, path, kind)
+
+    def save_last() -> None:
+        s["rng"] = _rng_state(train_loader)
+        save(last_path, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), state=s)
+
+    steps_per_epoch = min(len(train_loader), cfg.steps_per_epoch or len(train_loader))
+    while s["finished"] is None:
+        _set_rng_state(s["epoch_rng"], train_loader)  # replays this epoch's batch order exactly
+        if isinstance(train_loader.sampler, DistributedSampler):
+            train_loader.sampler.set_epoch(s["epoch"])
+        batches = iter(train_loader)
+        if s["batch"]:  # resumed mid-epoch: skip what was already trained, then continue the RNGs
+            for _ in range(s["batch"]):
+                next(batches)
+            _set_rng_state(s["rng"], train_loader)
+        net.train()
+        t0, saved_at = time.time(), time.time()
+        bar = tqdm(total=steps_per_epoch, initial=s["batch"], desc=f"epoch {s['epoch'] + 1}/{cfg.epochs}",
+                   leave=False, disable=rank != 0)
+        while s["batch"] < steps_per_epoch and s["step"] != cfg.max_steps:
+            with autocast():
+                terms = step_fn(net, next(batches), device)
+            loss = terms["loss"]
+            finite = torch.isfinite(loss.detach()).float()
+            if dist.is_initialized():
+                dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+            if not finite.item():
+                raise CSRIPError(f"the training loss became {loss.item()} at step {s['step'] + 1}; "
+                                 f"{last_path} keeps the last good state. Lower the learning rate or "
+                                 "check the data, then resume or start over with --force")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            for k, v in terms.items():
+                s["sums"][k] = s["sums"].get(k, 0.0) + float(v.detach())
+            s["batch"] += 1
+            s["step"] += 1
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            if time.time() - saved_at > save_every_s and s["batch"] < steps_per_epoch:
+                s["seconds"] += time.time() - t0
+                t0 = saved_at = time.time()
+                save_last()
+        bar.close()
+
+        # End of an epoch (or of training, at max_steps): evaluate, log, keep the best, maybe stop.
+        n = max(s["batch"], 1)
+        row = {"epoch": s["epoch"] + 1, "step": s["step"], "lr": optimizer.param_groups[0]["lr"],
+               **_mean_over_ranks({f"train_{k}": v / n for k, v in s["sums"].items()}, device)}
+        if eval_fn is not None and val_loader is not None:
+            net.eval()
+            with torch.no_grad(), autocast():
+                row.update(eval_fn(model, val_loader, device))  # every rank sees all of val_loader
+        if monitor not in row:
+            raise CSRIPError(f"monitor {monitor!r} is not among the logged metrics {sorted(row)}")
+        s["seconds"] += time.time() - t0
+        row["seconds"] = round(s["seconds"], 2)
+        s["history"].append(row)
+        if s["best"] is None or better(row[monitor], s["best"]):
+            s["best"], s["bad_epochs"] = row[monitor], 0
+            save(best_path, metrics=row, epoch=row["epoch"])
+        else:
+            s["bad_epochs"] += 1
+        scheduler.step()
+        s["epoch"], s["batch"], s["sums"] = s["epoch"] + 1, 0, {}
+        if s["step"] == cfg.max_steps:
+            s["finished"] = "max_steps"
+        elif s["epoch"] >= cfg.epochs:
+            s["finished"] = "epochs"
+        elif cfg.patience and s["bad_epochs"] >= cfg.patience:
+            s["finished"] = f"no {monitor} improvement for {cfg.patience} epochs"
+        if rank == 0:
+            tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                for k, v in row.items()))
+        s["epoch_rng"] = _rng_state(train_loader)
+        save_last()
+        if rank == 0:
+            pd.DataFrame(s["history"]).to_csv(out_dir / "log.csv.tmp", index=False)
+            shutil.move(out_dir / "log.csv.tmp", out_dir / "log.csv")
+    if rank == 0:
+        print(f"{out_dir}: finished ({s['finished']}); best {monitor} = {s['best']:.4g}")
+    return pd.DataFrame(s["history"])

@@ -1,0 +1,155 @@
+"""The shared training harness: exact resume, early stopping, logs, checkpoints, error cases."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from csrip_lib.checkpoint import load_checkpoint
+from csrip_lib.config import TrainConfig
+from csrip_lib.errors import CSRIPError
+from csrip_lib.train import fit, pick_device, seed_everything
+
+
+class Killed(Exception):
+    """Stands in for a process being killed in the middle of training."""
+
+
+def make_model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)  # the caller builds (and seeds) the model, fit trains it
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Dropout(0.3),
+                         nn.Flatten(), nn.Linear(4 * 8 * 8, 3))
+
+
+def make_loaders(n: int = 48) -> tuple[DataLoader, DataLoader]:
+    g = torch.Generator().manual_seed(1)
+    y = torch.arange(n) % 3
+    x = torch.randn(n, 1, 8, 8, generator=g) + y.view(-1, 1, 1, 1).float()  # learnable
+    data = TensorDataset(x, y)
+    return (DataLoader(data, batch_size=8, shuffle=True), DataLoader(data, batch_size=16))
+
+
+def step_fn(model, batch, device, kill_at: list[int] | None = None):
+    x, y = (t.to(device) for t in batch)
+    x = x + 0.1 * torch.randn_like(x)  # augmentation noise: the RNG state matters for exactness
+    loss = F.cross_entropy(model(x), y)
+    if kill_at is not None:
+        kill_at[0] -= 1
+        if kill_at[0] < 0:
+            raise Killed
+    return {"loss": loss, "ce": loss}
+
+
+def eval_fn(model, loader, device):
+    correct = sum((model(x.to(device)).argmax(1) == y.to(device)).sum().item() for x, y in loader)
+    return {"acc": correct / len(loader.dataset)}
+
+
+CFG = TrainConfig(epochs=4, batch_size=8, lr=1e-2, lr_milestones=(2,), patience=0, seed=3)
+
+
+def run(out, cfg=CFG, resume=False, kill_at=None, **kw):
+    train, val = make_loaders()
+    model = make_model()
+    step = (lambda m, b, d: step_fn(m, b, d, kill_at)) if kill_at is not None else step_fn
+    log = fit(model, step, eval_fn, train, val, cfg, out, kind="toy", config={"arch": "toy"},
+              monitor="acc", resume=resume, device="cpu", **kw)
+    return model, log
+
+
+def test_learns_and_writes_log_and_checkpoints(tmp_path):
+    model, log = run(tmp_path)
+    assert list(log["epoch"]) == [1, 2, 3, 4]
+    assert list(log["step"]) == [6, 12, 18, 24]
+    assert {"lr", "train_loss", "train_ce", "acc", "seconds"} <= set(log.columns)
+    assert log["lr"].iloc[0] == pytest.approx(1e-2) and log["lr"].iloc[-1] == pytest.approx(1e-2 / 3)
+    assert log["acc"].max() > 0.6  # chance is 1/3
+    assert log["train_loss"].iloc[-1] < log["train_loss"].iloc[0]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "log.csv"), log, check_dtype=False)
+    best = load_checkpoint(tmp_path / "best.pt", kind="toy")
+    assert best["metrics"]["acc"] == log["acc"].max() and best["config"] == {"arch": "toy"}
+    last = load_checkpoint(tmp_path / "last.pt", kind="toy")
+    assert {"optimizer", "scheduler", "state", "train_config"} <= last.keys()
+    assert torch.equal(last["model"]["0.weight"], model[0].weight.detach())
+
+
+@pytest.mark.parametrize("mid_epoch", [False, True], ids=["epoch-checkpoint", "mid-epoch-checkpoint"])
+def test_killed_and_resumed_run_matches_uninterrupted_run_bit_exactly(tmp_path, mid_epoch):
+    full, full_log = run(tmp_path / "full")
+    # Killed during step 10 (epoch 2). With save_every_s=0 a checkpoint follows every step, so the
+    # resume starts inside epoch 2; otherwise from the end-of-epoch-1 checkpoint.
+    with pytest.raises(Killed):
+        run(tmp_path / "killed", kill_at=[9], save_every_s=0 if mid_epoch else 600)
+    state = load_checkpoint(tmp_path / "killed" / "last.pt")["state"]
+    assert (state["epoch"], state["batch"]) == ((1, 3) if mid_epoch else (1, 0))
+    resumed, resumed_log = run(tmp_path / "killed", resume=True)
+    for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+    cols = ["epoch", "step", "lr", "train_loss", "acc"]
+    pd.testing.assert_frame_equal(full_log[cols], resumed_log[cols])
+
+
+def test_resuming_a_finished_run_trains_nothing(tmp_path):
+    _, log = run(tmp_path)
+    model, again = run(tmp_path, resume=True)
+    pd.testing.assert_frame_equal(log, again)
+    assert torch.equal(model[0].weight, load_checkpoint(tmp_path / "last.pt")["model"]["0.weight"])
+
+
+def test_early_stopping_and_max_steps(tmp_path):
+    constant = lambda m, loader, d: {"acc": 0.5}  # never improves after the first epoch
+    train, val = make_loaders()
+    log = fit(make_model(), step_fn, constant, train, val, TrainConfig(epochs=50, patience=2, lr=1e-3),
+              tmp_path / "es", kind="toy", config={}, monitor="acc", device="cpu")
+    assert len(log) == 3
+    assert "no acc improvement" in load_checkpoint(tmp_path / "es" / "last.pt")["state"]["finished"]
+    log = fit(make_model(), step_fn, eval_fn, train, val, TrainConfig(epochs=50, max_steps=8, steps_per_epoch=5),
+              tmp_path / "ms", kind="toy", config={}, monitor="train_loss", mode="min", device="cpu")
+    assert list(log["step"]) == [5, 8]
+
+
+def test_nan_loss_is_an_error_and_keeps_the_last_good_checkpoint(tmp_path):
+    calls = [0]
+
+    def exploding(model, batch, device):
+        calls[0] += 1
+        terms = step_fn(model, batch, device)
+        return {"loss": terms["loss"] * (float("nan") if calls[0] > 8 else 1.0)}
+
+    train, val = make_loaders()
+    with pytest.raises(CSRIPError, match="loss became nan at step 9"):
+        fit(make_model(), exploding, eval_fn, train, val, CFG, tmp_path, kind="toy", config={},
+            monitor="acc", device="cpu")
+    last = load_checkpoint(tmp_path / "last.pt")
+    assert last["state"]["step"] == 6
+    assert all(torch.isfinite(v).all() for v in last["model"].values())
+
+
+def test_existing_run_needs_resume_or_force_and_the_same_config(tmp_path):
+    run(tmp_path, cfg=TrainConfig(epochs=1, lr=1e-2))
+    with pytest.raises(CSRIPError, match="already holds a training run"):
+        run(tmp_path, cfg=TrainConfig(epochs=1, lr=1e-2))
+    _, log = run(tmp_path, cfg=TrainConfig(epochs=2, lr=1e-2), force=True)
+    assert list(log["epoch"]) == [1, 2]  # started over
+    train, val = make_loaders()
+    with pytest.raises(CSRIPError, match="different configuration"):
+        fit(make_model(), step_fn, eval_fn, train, val, CFG, tmp_path, kind="toy", config={"arch": "other"},
+            monitor="acc", resume=True, device="cpu")
+    with pytest.raises(CSRIPError, match="holds a 'toy' model"):
+        fit(make_model(), step_fn, eval_fn, train, val, CFG, tmp_path, kind="sr", config={"arch": "toy"},
+            monitor="acc", resume=True, device="cpu")
+    with pytest.raises(CSRIPError, match="monitor 'psnr'"):
+        fit(make_model(), step_fn, eval_fn, train, val, CFG, tmp_path / "new", kind="toy", config={},
+            monitor="psnr", device="cpu")
+
+
+def test_pick_device_and_seed_everything():
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+    seed_everything(5)
+    a = torch.rand(3)
+    seed_everything(5)
+    assert torch.equal(a, torch.rand(3))
