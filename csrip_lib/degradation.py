@@ -19,7 +19,7 @@ from torchvision.transforms.v2 import functional as TF
 from .config import HR_SIZE, LR_SIZE, RESIDUAL_SIGMAS
 
 DEFAULT_SIGMA = 1.0  # blur per 2x step, in pixels of the finer image
-TRUNCATE = 4.0  # kernel radius = ceil(TRUNCATE * sigma), as scikit-image/scipy
+TRUNCATE = 4.0  # kernel radius = int(TRUNCATE * sigma + 0.5), exactly as scipy/scikit-image
 
 
 def _check_images(x: torch.Tensor, name: str = "images") -> None:
@@ -34,8 +34,9 @@ def _check_images(x: torch.Tensor, name: str = "images") -> None:
 
 
 def kernel_size(sigma: float) -> int:
-    """Odd Gaussian kernel size covering +-TRUNCATE sigma."""
-    return 2 * math.ceil(TRUNCATE * sigma) + 1
+    """Odd Gaussian kernel size covering +-TRUNCATE sigma, with scipy.ndimage's rounding of the
+    radius, so `gaussian_blur` equals `skimage.filters.gaussian(mode="mirror", truncate=4)`."""
+    return 2 * int(TRUNCATE * sigma + 0.5) + 1
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
