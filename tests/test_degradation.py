@@ -1,0 +1,251 @@
+"""Degradation model and residual images (paper Sec. 3.3, Fig. 3/4): csrip_lib.degradation.
+
+Natural-image tests use real LFW faces when CSRIP_DATA is set, else a crop of
+skimage.data.astronaut(). Each geometric check has a negative control showing it can fail.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from skimage.filters import gaussian as sk_gaussian
+
+from csrip_lib.analysis import (centre_of_mass, downsample2x_naive, energy_above,
+                                radial_power_spectrum, residual_transfer)
+from csrip_lib.config import RESIDUAL_SIGMAS
+from csrip_lib.degradation import (degrade, downsample2x, gaussian_blur, make_pyramid, residual,
+                                   upsample_bicubic)
+
+SIZES = {"lr": 24, "x2": 48, "x4": 96, "hr": 192}
+PAPER_SIGMAS = [(48, 1 / 3), (96, 1.0), (192, 7 / 3)]
+
+
+@pytest.fixture(scope="module")
+def natural() -> torch.Tensor:
+    """Up to 4 natural HR images, N x 3 x 192 x 192 float64 in [0, 1]."""
+    root = os.environ.get("CSRIP_DATA")
+    if root:
+        from csrip_lib.data import load_hr
+        files = sorted(p for p in Path(root).glob("*/*") if p.suffix.lower() in {".jpg", ".png"})
+        assert files, f"CSRIP_DATA={root} holds no <identity>/<image> files"
+        images = [load_hr(p) for p in files[:: max(1, len(files) // 4)][:4]]
+    else:
+        from skimage.data import astronaut
+        images = [torch.from_numpy(astronaut()[:192, 120:312].copy()).permute(2, 0, 1)]
+    return torch.stack(images).double() / 255
+
+
+def grid(h: int = 192) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(h, dtype=torch.float64),
+                          indexing="ij")
+
+
+def as_batch(img: torch.Tensor, n: int = 1) -> torch.Tensor:
+    return img.expand(n, 3, *img.shape[-2:]).clone()
+
+
+def naive_pyramid_lr(hr: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+    x = hr
+    for _ in range(3):
+        x = downsample2x_naive(x, sigma)
+    return x
+
+
+# ----------------------------------------------------------------------------- shapes, dtypes
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_pyramid_sizes_batched(dtype):
+    hr = torch.rand(5, 3, 192, 192, dtype=dtype)
+    p = make_pyramid(hr)
+    assert set(p) == set(SIZES)
+    for key, size in SIZES.items():
+        assert p[key].shape == (5, 3, size, size) and p[key].dtype == dtype
+    assert p["hr"] is hr
+    # batching does not mix images: image 3 alone gives the same pyramid
+    alone = make_pyramid(hr[3:4])
+    for key in SIZES:
+        torch.testing.assert_close(p[key][3:4], alone[key])
+    # degrade() is the same chain of 2x steps
+    torch.testing.assert_close(degrade(hr, 8), p["lr"])
+    torch.testing.assert_close(degrade(p["x4"], 2), p["x2"])
+
+
+def test_pyramid_on_meta_device_keeps_shapes():
+    p = make_pyramid(torch.empty(2, 3, 192, 192, device="meta"))
+    assert {k: tuple(v.shape[-2:]) for k, v in p.items()} == {k: (s, s) for k, s in SIZES.items()}
+    assert all(v.device.type == "meta" for v in p.values())
+
+
+def test_float32_matches_float64(natural):
+    p64 = make_pyramid(natural)
+    p32 = make_pyramid(natural.float())
+    for key in SIZES:
+        assert (p32[key].double() - p64[key]).abs().max() < 1e-5
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu(natural):
+    hr = natural.float()
+    gpu = make_pyramid(hr.cuda())
+    cpu = make_pyramid(hr)
+    for key in SIZES:
+        assert gpu[key].device.type == "cuda"
+        assert (gpu[key].cpu() - cpu[key]).abs().max() < 1e-5
+    for size, sigma in PAPER_SIGMAS:
+        key = next(k for k, s in SIZES.items() if s == size)
+        assert (residual(gpu[key]).cpu() - residual(cpu[key])).abs().max() < 1e-5
+    assert (upsample_bicubic(gpu["lr"]).cpu() - upsample_bicubic(cpu["lr"])).abs().max() < 1e-5
+
+
+# ----------------------------------------------------------------------------- the blur
+
+@pytest.mark.parametrize("sigma", [1 / 3, 0.5, 1.0, 1.5, 7 / 3])
+def test_blur_matches_skimage(natural, sigma):
+    """torchvision reflect padding = scipy/skimage mode='mirror'; radius int(4 sigma + 0.5) = truncate=4."""
+    ours = gaussian_blur(natural, sigma).permute(0, 2, 3, 1).numpy()
+    for img, out in zip(natural.permute(0, 2, 3, 1).numpy(), ours):
+        ref = sk_gaussian(img, sigma=sigma, mode="mirror", truncate=4.0, channel_axis=-1,
+                          preserve_range=True)
+        assert np.abs(out - ref).max() < 1e-10
+        # negative control: a different boundary rule is visibly different near the border
+        other = sk_gaussian(img, sigma=sigma, mode="constant", truncate=4.0, channel_axis=-1)
+        assert np.abs(out - other).max() > 1e-3
+
+
+def test_blur_float32_matches_skimage(natural):
+    img = natural[0].permute(1, 2, 0).numpy()
+    for sigma in (1 / 3, 1.0, 7 / 3):
+        out = gaussian_blur(natural[:1].float(), sigma)[0].permute(1, 2, 0).double().numpy()
+        ref = sk_gaussian(img, sigma=sigma, mode="mirror", truncate=4.0, channel_axis=-1)
+        assert np.abs(out - ref).max() < 1e-5
+
+
+def test_blur_sigma_zero_is_identity():
+    x = torch.rand(2, 3, 48, 48)
+    assert gaussian_blur(x, 0) is x
+
+
+# ----------------------------------------------------------------------------- geometry
+
+def test_bicubic_of_degraded_bump_is_not_shifted():
+    """A smooth bump keeps its centre through 192 -> 24 -> 192; naive [::2] moves it 3.5 px."""
+    yy, xx = grid()
+    cy, cx = 80.3, 101.7
+    hr = as_batch(0.2 + 0.6 * torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 14.0**2)))
+    for sigma in (0.5, 1.0, 1.5):
+        sr = upsample_bicubic(make_pyramid(hr, sigma)["lr"], 8)
+        centre = centre_of_mass(sr - 0.2)[0]
+        assert torch.allclose(centre, torch.tensor([cy, cx], dtype=torch.float64), atol=0.02)
+        # the same check catches a decimation that keeps every second pixel: 0.5 + 1 + 2 px
+        naive = centre_of_mass(upsample_bicubic(naive_pyramid_lr(hr, sigma), 8) - 0.2)[0]
+        assert torch.allclose(naive - torch.tensor([cy, cx], dtype=torch.float64),
+                              torch.full((2,), 3.5, dtype=torch.float64), atol=0.05)
+
+
+@pytest.mark.parametrize("axis", [-1, -2])
+def test_bicubic_of_degraded_ramp_has_zero_offset(axis):
+    yy, xx = grid()
+    slope = 0.8 / 192
+    hr = as_batch(0.1 + slope * (xx if axis == -1 else yy))
+    interior = (..., slice(48, 144), slice(48, 144))
+    offset = ((hr - upsample_bicubic(make_pyramid(hr)["lr"], 8))[interior] / slope).mean()
+    assert abs(offset) < 0.01
+    naive = ((hr - upsample_bicubic(naive_pyramid_lr(hr), 8))[interior] / slope).mean()
+    assert abs(naive - 3.5) < 0.01
+
+
+def test_one_step_is_blur_then_2x2_mean():
+    x = torch.rand(2, 3, 96, 96, dtype=torch.float64)
+    b = gaussian_blur(x, 1.0)
+    expected = (b[..., ::2, ::2] + b[..., 1::2, ::2] + b[..., ::2, 1::2] + b[..., 1::2, 1::2]) / 4
+    torch.testing.assert_close(downsample2x(x, 1.0), expected)
+
+
+def test_more_sigma_means_less_aliasing_and_more_blur():
+    """Sigma trades aliasing for blur: a fine grating is removed, a coarse one is kept."""
+    yy, xx = grid()
+    fine = as_batch(0.5 + 0.4 * torch.cos(2 * np.pi * 0.45 * xx))  # above the 96 px Nyquist
+    coarse = as_batch(0.5 + 0.4 * torch.cos(2 * np.pi * 0.05 * xx))
+    alias = [downsample2x(fine, s).std().item() for s in (0.0, 0.5, 1.0, 2.0)]
+    kept = [downsample2x(coarse, s).std().item() for s in (0.0, 0.5, 1.0, 2.0)]
+    assert alias[0] > 0.03 and all(a > b for a, b in zip(alias, alias[1:])) and alias[-1] < 1e-3
+    assert all(a > b for a, b in zip(kept, kept[1:])) and kept[-1] > 0.5 * kept[0]
+
+
+# ----------------------------------------------------------------------------- residual images
+
+def test_residual_default_sigma_by_size():
+    for size, sigma in PAPER_SIGMAS:
+        x = torch.rand(2, 3, size, size, dtype=torch.float64)
+        assert RESIDUAL_SIGMAS[size] == pytest.approx(sigma)
+        torch.testing.assert_close(residual(x), x - gaussian_blur(x, sigma))
+        assert not torch.allclose(residual(x), residual(x, 2 * sigma))
+    with pytest.raises(ValueError, match="no default residual sigma for 64px"):
+        residual(torch.rand(1, 3, 64, 64))
+    assert residual(torch.rand(1, 3, 64, 64), 1.0).shape == (1, 3, 64, 64)
+
+
+@pytest.mark.parametrize("size,sigma", PAPER_SIGMAS)
+def test_residual_is_high_pass(size, sigma):
+    const = torch.full((2, 3, size, size), 0.37, dtype=torch.float64)
+    assert residual(const, sigma).abs().max() < 1e-12
+    yy, xx = grid(size)
+    ramp = as_batch(0.1 + 0.7 * (0.3 * xx + 0.7 * yy) / size)
+    r = int(4 * sigma + 0.5)  # kernel radius: beyond it the mirrored border is not seen
+    assert residual(ramp, sigma)[..., r:-r, r:-r].abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("size,sigma", PAPER_SIGMAS)
+def test_residual_of_natural_image_is_zero_mean_and_high_frequency(natural, size, sigma):
+    x = torch.nn.functional.interpolate(natural, size=(size, size), mode="area")
+    r = residual(x, sigma)
+    assert r.mean().abs() < 1e-3 * x.mean()
+    # frequency where the (sampled) residual filter passes half its Nyquist amplitude
+    f = np.linspace(0, 0.5, 501)
+    half = f[np.argmax(residual_transfer(f, sigma) >= residual_transfer(0.5, sigma)[0] / 2)]
+    res_frac, img_frac = energy_above(r, half), energy_above(x - x.mean(), half)
+    assert res_frac > 0.3 and res_frac > 5 * img_frac
+    # its spectrum is the image's times the filter response squared (checked along the axes)
+    freqs, p_res = radial_power_spectrum(r, window=False)
+    _, p_img = radial_power_spectrum(x - x.mean(), window=False)
+    assert p_res[0] / p_img[0] < 1e-2 * p_res[-1] / p_img[-1]
+
+
+def test_residual_transfer_matches_continuous_gaussian_for_large_sigma():
+    f = np.linspace(0, 0.5, 11)
+    for sigma in (1.0, 7 / 3):
+        assert np.abs(residual_transfer(f, sigma) - (1 - np.exp(-2 * np.pi**2 * sigma**2 * f**2))
+                      ).max() < 0.01
+    # the paper's sigma = 1/3 samples to a 3-tap kernel: ~10x weaker than the continuous formula
+    assert residual_transfer(0.5, 1 / 3)[0] < 0.05 < 1 - np.exp(-2 * np.pi**2 / 9 * 0.25)
+
+
+def test_residual_transfer_predicts_measured_gain():
+    """A pure horizontal grating passes the residual filter with exactly the predicted gain."""
+    yy, xx = grid(96)
+    for freq in (0.125, 0.25, 0.375):
+        g = as_batch(torch.cos(2 * np.pi * freq * xx))
+        for sigma in (1 / 3, 1.0):
+            r = residual(g, sigma)[..., 12:-12, 12:-12]
+            gain = r.abs().max() / g[..., 12:-12, 12:-12].abs().max()
+            assert abs(gain - residual_transfer(freq, sigma)[0]) < 1e-3
+
+
+# ----------------------------------------------------------------------------- bad input
+
+def test_bad_input_errors_are_clear():
+    with pytest.raises(TypeError, match="float"):
+        make_pyramid(torch.zeros(1, 3, 192, 192, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="N x C x H x W"):
+        make_pyramid(torch.rand(3, 192, 192))
+    with pytest.raises(ValueError, match="192x192"):
+        make_pyramid(torch.rand(1, 3, 250, 250))
+    with pytest.raises(ValueError, match="N x C x H x W"):
+        residual(torch.rand(1, 5, 48, 48))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        make_pyramid(np.zeros((1, 3, 192, 192)))
+    with pytest.raises(ValueError, match="factor"):
+        degrade(torch.rand(1, 3, 192, 192), 3)
