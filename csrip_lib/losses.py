@@ -34,6 +34,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import RESIDUAL_SIGMAS
+from .degradation import residual
+
 WINDOW_SIZE = 11  # Gaussian window g of Eq. 3
 WINDOW_SIGMA = 1.5
 K1, K2 = 0.01, 0.03  # C1 = (K1 L)^2, C2 = (K2 L)^2
@@ -131,3 +134,140 @@ class SSIMLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"data_range={self.data_range}, check_range={self.check_range}"
+
+
+# --------------------------------------------------------------------------------------------------
+# The C-SRIP objective (Eq. 4)
+
+
+class CSRIPLoss(nn.Module):
+    """Eq. 4: sum over scales j of [ L_rec(x_hat_j, x_j) + alpha * L_CE(recognizer_j(residual(x_hat_j)), y) ].
+
+    Scales D = {48, 96, 192} (2x, 4x, hr) with `multiscale=True`, only {192} otherwise. L_rec is the SSIM
+    loss of Eq. 2 (`reconstruction="ssim"`) or the MSE. The identity term feeds the residual image
+    `x_hat - g_sigma * x_hat` of each SR output (sigma of that scale, as in the recognizer's training,
+    Sec. 3.3) to the frozen recognizer of that scale; gradients flow through the recognizer into the SR
+    output, its weights never change. It is switched off by `alpha=0` or `recognizers=None`, so the five
+    Table 2 models are configurations of this one loss:
+
+        Baseline   reconstruction="mse",  multiscale=False, alpha=0   (with the BaselineSR network)
+        B+SSIM     reconstruction="ssim", multiscale=False, alpha=0   (BaselineSR)
+        C+SSIM     reconstruction="ssim", multiscale=False, alpha=0   (CascadedSR)
+        C+SSIM+M   reconstruction="ssim", multiscale=True,  alpha=0
+        C-SRIP     reconstruction="ssim", multiscale=True,  alpha=0.001, recognizers for 48/96/192
+
+    Identity labels. `forward` takes labels as indices into `identities` (the training data's identity
+    names); they are mapped to the recognizers' classes by name. A sample whose identity the recognizers
+    do not know (or label -1) gets no identity term; CE is averaged over the known samples of the batch
+    (0 if there are none). Without `identities`, labels are taken as recognizer class indices.
+
+    Returns (total, terms): terms are detached scalars named "<rec><scale>" (e.g. "ssim48", "mse192":
+    the reconstruction loss at that scale) and "ce<scale>" (unweighted cross-entropy, Eq. 1), so
+    total = sum(rec terms) + alpha * sum(ce terms).
+    """
+
+    def __init__(self, recognizers: dict[int, nn.Module] | None = None, alpha: float = 0.001,
+                 reconstruction: str = "ssim", multiscale: bool = True,
+                 identities: list[str] | None = None):
+        super().__init__()
+        if reconstruction not in ("ssim", "mse"):
+            raise ValueError(f"reconstruction must be 'ssim' or 'mse', got {reconstruction!r}")
+        if alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got {alpha}")
+        self.reconstruction, self.multiscale, self.alpha = reconstruction, multiscale, float(alpha)
+        self.scales = (48, 96, 192) if multiscale else (192,)
+        self.rec_loss = SSIMLoss(check_range=False) if reconstruction == "ssim" else nn.MSELoss()
+        use_identity = alpha > 0 and recognizers is not None
+        self.recognizers = nn.ModuleDict()
+        if use_identity:
+            missing = [s for s in self.scales if s not in recognizers]
+            if missing:
+                raise ValueError(f"the identity loss at scales {list(self.scales)} needs a recognizer for each; "
+                                 f"missing {missing} (got {sorted(recognizers)})")
+            for s in self.scales:
+                rec = recognizers[s]
+                rec.requires_grad_(False)
+                self.recognizers[str(s)] = rec.eval()
+        self.register_buffer("label_map", self._label_map(identities), persistent=False)
+
+    @classmethod
+    def from_config(cls, cfg, recognizers: dict[int, nn.Module] | None = None,
+                    identities: list[str] | None = None) -> "CSRIPLoss":
+        """From a `config.LossConfig` (reconstruction, multiscale, alpha)."""
+        return cls(recognizers, alpha=cfg.alpha, reconstruction=cfg.reconstruction,
+                   multiscale=cfg.multiscale, identities=identities)
+
+    @property
+    def uses_identity(self) -> bool:
+        return len(self.recognizers) > 0
+
+    def _label_map(self, identities: list[str] | None) -> torch.Tensor | None:
+        """Data label -> recognizer class (-1 where unknown), by identity name."""
+        if not self.uses_identity or identities is None:
+            return None
+        known = [getattr(r, "identities", None) for r in self.recognizers.values()]
+        if any(k is None for k in known):
+            raise ValueError("mapping data identities needs recognizers with an `.identities` list "
+                             "(as load_recognizers returns); or pass identities=None and class indices")
+        if any(k != known[0] for k in known[1:]):
+            raise ValueError("the recognizers were trained on different identity lists; train all three "
+                             "on the same data (csrip train-recognizers)")
+        index = {name: i for i, name in enumerate(known[0])}
+        return torch.tensor([index.get(name, -1) for name in identities], dtype=torch.long)
+
+    def known_fraction(self, labels: torch.Tensor) -> float:
+        """Fraction of `labels` whose identity the recognizers know (0 without identity term)."""
+        return float((self._recognizer_labels(labels) >= 0).float().mean()) if self.uses_identity else 0.0
+
+    def _recognizer_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """Recognizer class per sample, -1 where unknown."""
+        if self.label_map is not None:
+            n = len(self.label_map)
+            labels = torch.where((labels >= 0) & (labels < n), self.label_map[labels.clamp(0, n - 1)], -1)
+        k = getattr(next(iter(self.recognizers.values())), "num_classes", None)
+        return labels if k is None else torch.where(labels < k, labels, -1)
+
+    def train(self, mode: bool = True) -> "CSRIPLoss":
+        super().train(mode)
+        self.recognizers.eval()  # frozen priors: dropout off, BatchNorm statistics fixed
+        return self
+
+    def forward(self, outputs: torch.Tensor | list[torch.Tensor], targets, labels: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """outputs: model(lr, all_scales=True) ([x48, x96, x192]) or the 192 px output alone;
+        targets: the pyramid of `degradation.make_pyramid` (or any list of images), matched by size;
+        labels: N identity labels (needed when the identity term is on)."""
+        outs = {o.shape[-1]: o for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])}
+        tgts = {t.shape[-1]: t for t in (targets.values() if isinstance(targets, dict) else targets)}
+        missing = [s for s in self.scales if s not in outs]
+        if missing:
+            raise ValueError(f"the {'multi-scale ' if self.multiscale else ''}loss needs SR outputs at "
+                             f"{list(self.scales)} px, missing {missing}; call model(lr, all_scales=True)")
+        if self.uses_identity and labels is None:
+            raise ValueError("the identity term (alpha > 0) needs the identity labels of the batch")
+        y = self._recognizer_labels(labels) if self.uses_identity else None
+        total, terms = 0.0, {}
+        for s in self.scales:
+            if s not in tgts:
+                raise ValueError(f"no {s} px target among the targets ({sorted(tgts)} px)")
+            pred, target = outs[s].float(), tgts[s].float()
+            with torch.autocast(device_type=pred.device.type, enabled=False):
+                rec = self.rec_loss(pred, target)
+            terms[f"{self.reconstruction}{s}"] = rec
+            total = total + rec
+            if self.uses_identity:
+                ce = self._identity_term(self.recognizers[str(s)], pred, y, s)
+                terms[f"ce{s}"] = ce
+                total = total + self.alpha * ce
+        return total, {k: v.detach() for k, v in terms.items()}
+
+    @staticmethod
+    def _identity_term(recognizer: nn.Module, pred: torch.Tensor, y: torch.Tensor, size: int) -> torch.Tensor:
+        """L_CE (Eq. 1) of the recognizer on the residual of the SR output, over samples with known identity."""
+        known = y >= 0
+        if not bool(known.any()):
+            return pred.new_zeros(())
+        sigma = getattr(recognizer, "sigma", RESIDUAL_SIGMAS[size])
+        with torch.autocast(device_type=pred.device.type, enabled=False):
+            r = residual(pred[known], sigma)  # in float32: residuals are a few hundredths
+        return F.cross_entropy(recognizer(r).float(), y[known])
