@@ -1,12 +1,9 @@
 """Degradation model and residual images (paper Sec. 3.3, Fig. 3/4): csrip_lib.degradation.
 
-Natural-image tests use real LFW faces when CSRIP_DATA is set, else a crop of
-skimage.data.astronaut(). Each geometric check has a negative control showing it can fail.
+Natural-image tests use the shared `hr_faces` fixture (real LFW faces when CSRIP_DATA is set,
+synthetic faces otherwise). Each geometric check has a negative control showing it can fail.
 """
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,21 +18,6 @@ from csrip_lib.degradation import (degrade, downsample2x, gaussian_blur, make_py
 
 SIZES = {"lr": 24, "x2": 48, "x4": 96, "hr": 192}
 PAPER_SIGMAS = [(48, 1 / 3), (96, 1.0), (192, 7 / 3)]
-
-
-@pytest.fixture(scope="module")
-def natural() -> torch.Tensor:
-    """Up to 4 natural HR images, N x 3 x 192 x 192 float64 in [0, 1]."""
-    root = os.environ.get("CSRIP_DATA")
-    if root:
-        from csrip_lib.data import load_hr
-        files = sorted(p for p in Path(root).glob("*/*") if p.suffix.lower() in {".jpg", ".png"})
-        assert files, f"CSRIP_DATA={root} holds no <identity>/<image> files"
-        images = [load_hr(p) for p in files[:: max(1, len(files) // 4)][:4]]
-    else:
-        from skimage.data import astronaut
-        images = [torch.from_numpy(astronaut()[:192, 120:312].copy()).permute(2, 0, 1)]
-    return torch.stack(images).double() / 255
 
 
 def grid(h: int = 192) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,16 +61,16 @@ def test_pyramid_on_meta_device_keeps_shapes():
     assert all(v.device.type == "meta" for v in p.values())
 
 
-def test_float32_matches_float64(natural):
-    p64 = make_pyramid(natural)
-    p32 = make_pyramid(natural.float())
+def test_float32_matches_float64(hr_faces):
+    p64 = make_pyramid(hr_faces)
+    p32 = make_pyramid(hr_faces.float())
     for key in SIZES:
         assert (p32[key].double() - p64[key]).abs().max() < 1e-5
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-def test_cuda_matches_cpu(natural):
-    hr = natural.float()
+def test_cuda_matches_cpu(hr_faces):
+    hr = hr_faces.float()
     gpu = make_pyramid(hr.cuda())
     cpu = make_pyramid(hr)
     for key in SIZES:
@@ -103,10 +85,11 @@ def test_cuda_matches_cpu(natural):
 # ----------------------------------------------------------------------------- the blur
 
 @pytest.mark.parametrize("sigma", [1 / 3, 0.5, 1.0, 1.5, 7 / 3])
-def test_blur_matches_skimage(natural, sigma):
+def test_blur_matches_skimage(hr_faces, sigma):
     """torchvision reflect padding = scipy/skimage mode='mirror'; radius int(4 sigma + 0.5) = truncate=4."""
-    ours = gaussian_blur(natural, sigma).permute(0, 2, 3, 1).numpy()
-    for img, out in zip(natural.permute(0, 2, 3, 1).numpy(), ours):
+    faces = hr_faces[:3]
+    ours = gaussian_blur(faces, sigma).permute(0, 2, 3, 1).numpy()
+    for img, out in zip(faces.permute(0, 2, 3, 1).numpy(), ours):
         ref = sk_gaussian(img, sigma=sigma, mode="mirror", truncate=4.0, channel_axis=-1,
                           preserve_range=True)
         assert np.abs(out - ref).max() < 1e-10
@@ -115,10 +98,10 @@ def test_blur_matches_skimage(natural, sigma):
         assert np.abs(out - other).max() > 1e-3
 
 
-def test_blur_float32_matches_skimage(natural):
-    img = natural[0].permute(1, 2, 0).numpy()
+def test_blur_float32_matches_skimage(hr_faces):
+    img = hr_faces[0].permute(1, 2, 0).numpy()
     for sigma in (1 / 3, 1.0, 7 / 3):
-        out = gaussian_blur(natural[:1].float(), sigma)[0].permute(1, 2, 0).double().numpy()
+        out = gaussian_blur(hr_faces[:1].float(), sigma)[0].permute(1, 2, 0).double().numpy()
         ref = sk_gaussian(img, sigma=sigma, mode="mirror", truncate=4.0, channel_axis=-1)
         assert np.abs(out - ref).max() < 1e-5
 
@@ -199,8 +182,8 @@ def test_residual_is_high_pass(size, sigma):
 
 
 @pytest.mark.parametrize("size,sigma", PAPER_SIGMAS)
-def test_residual_of_natural_image_is_zero_mean_and_high_frequency(natural, size, sigma):
-    x = torch.nn.functional.interpolate(natural, size=(size, size), mode="area")
+def test_residual_of_natural_image_is_zero_mean_and_high_frequency(hr_faces, size, sigma):
+    x = torch.nn.functional.interpolate(hr_faces, size=(size, size), mode="area")
     r = residual(x, sigma)
     assert r.mean().abs() < 1e-3 * x.mean()
     # frequency where the (sampled) residual filter passes half its Nyquist amplitude
