@@ -1,0 +1,412 @@
+"""Face data: identity folders, HR crops, identity-disjoint splits, in-memory caching.
+
+Layout: `<root>/<identity>/<image>` (LFW, CASIA-WebFace, the synthetic set); identity = folder
+name; files at the top level (MANIFEST.txt, ...) are ignored. Paper Sec. 4.1 trains on
+CASIA-WebFace and tests on LFW, two sets with no identity in common; we reproduce that with
+identity-disjoint train / val / test splits (80/10/10) decided by a stable hash of the identity
+name, so a split never changes when images or identities are added. Inside the training identities,
+recognizers and the identity loss use the paper's 90/10 split of each identity's images
+(`per_identity_split`).
+
+HR protocol: a 250x250 LFW/CASIA image gives its centre 192x192 crop (the face region, Sec. 3.4);
+other sizes give their centre square, antialiased-resized to 192. Images decode to uint8 RGB
+(grayscale, palette, RGBA with alpha dropped as in PIL's `convert("RGB")`, 16-bit rescaled).
+
+Policies (a tutorial must not stop on one bad file in 500,000):
+- Non-image files (wrong magic bytes, e.g. text named .jpg) are found at index time by reading
+  16 header bytes and skipped with one warning naming them.
+- Files that pass the header check but fail to decode (corrupt or truncated JPEG) are skipped
+  when first read: `FaceFolder[i]` warns once naming the file and returns the next readable
+  image, so an epoch never crashes; `load_cached` drops them with one warning.
+- Images smaller than 192 px (shorter side) are skipped the same way: upsampling them would
+  teach the SR network to reproduce interpolation blur as "ground truth". `load_hr(...,
+  upsample_small=True)` upsamples instead, for looking at arbitrary photos.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from .config import HR_SIZE, project_root
+from .errors import CSRIPError
+from .synthetic import make_synthetic_faces
+
+__all__ = ["FaceFolder", "FaceDataWarning", "load_hr", "decode_rgb", "hr_crop", "load_cached",
+           "per_identity_split", "identity_split", "resolve_data", "make_synthetic_faces",
+           "list_faces", "check_headers"]
+
+LFW_SIZE = 250  # LFW and CASIA-WebFace image size; its centre HR_SIZE crop is the HR face
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
+                              ".ppm", ".pgm"})
+SPLITS = ("train", "val", "test", "all")
+SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # train / val / test share of identities
+SPLIT_SALT = "csrip-split-v1/"  # changes the split only if bumped; independent of other hashes
+SYNTHETIC_DIR, LFW_DIR = "synthetic", "lfw-deepfunneled"
+
+# torchvision 0.29 deprecates torchvision.io decoding in favour of torchcodec; we use it while it
+# exists (fast, libjpeg-turbo) and fall back to PIL otherwise, so the notice is noise for users.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of "
+                        "TorchVision are deprecated", category=DeprecationWarning)
+
+
+class FaceDataWarning(UserWarning):
+    """A data file was skipped (not an image, corrupt, or too small)."""
+
+
+# ----------------------------------------------------------------------------- decoding
+
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"GIF87a", b"GIF89a", b"II*\x00",
+          b"MM\x00*", b"P5", b"P6")
+
+
+def looks_like_image(path: str | Path) -> bool:
+    """Fast header check: do the first bytes match a known image format?"""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return False
+    return head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
+def _decode_torchvision(path: Path) -> torch.Tensor:
+    from torchvision.io import ImageReadMode, decode_image, read_file
+    return decode_image(read_file(str(path)), mode=ImageReadMode.RGB, apply_exif_orientation=True)
+
+
+def _decode_pil(path: Path) -> torch.Tensor:
+    from PIL import Image, ImageOps
+    with Image.open(path) as img:
+        img = ImageOps.exif_transpose(img)
+        if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit gray: rescale, don't clip
+            a = np.asarray(img, dtype=np.float64)
+            a = a / (65535.0 if a.max() > 255 or img.mode.startswith("I;16") else 255.0)
+            a = np.repeat((a.clip(0, 1) * 255 + 0.5).astype(np.uint8)[..., None], 3, axis=2)
+        else:
+            a = np.asarray(img.convert("RGB"))
+    return torch.from_numpy(a.copy()).permute(2, 0, 1).contiguous()
+
+
+def decode_rgb(path: str | Path) -> torch.Tensor:
+    """Decode an image file to a uint8 3 x H x W RGB tensor (EXIF orientation applied).
+
+    torchvision.io first; PIL for what it cannot read. Raises CSRIPError if neither can.
+    """
+    path = Path(path)
+    errors = []
+    for decode in (_decode_torchvision, _decode_pil):
+        try:
+            x = decode(path)
+        except Exception as e:  # noqa: BLE001 - any decoder failure means "try the next one"
+            errors.append(f"{decode.__name__[8:]}: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
+            continue
+        if x.dtype == torch.uint16 or x.dtype == torch.int32:  # 16-bit PNG via torchvision
+            x = ((x.to(torch.int64) * 255 + 32767) // 65535).to(torch.uint8)
+        if x.dtype != torch.uint8 or x.ndim != 3 or x.shape[0] != 3:
+            errors.append(f"{decode.__name__[8:]}: unexpected {x.dtype} {tuple(x.shape)}")
+            continue
+        return x
+    raise CSRIPError(f"cannot decode {path} as an image ({'; '.join(errors)})")
+
+
+def hr_crop(img: torch.Tensor, size: int = HR_SIZE, upsample_small: bool = False) -> torch.Tensor:
+    """HR face from a decoded image (paper Sec. 3.4/4.1): centre 192 crop of a 250x250 image,
+    otherwise the centre square, antialiased-resized to `size`. uint8 in, uint8 out."""
+    h, w = img.shape[-2:]
+    side = HR_SIZE if (h, w) == (LFW_SIZE, LFW_SIZE) else min(h, w)  # the face region
+    if side < size and not upsample_small:
+        raise CSRIPError(f"image of {w}x{h} px is smaller than the {size} px HR size; "
+                         "pass upsample_small=True to upsample it anyway")
+    top, left = (h - side) // 2, (w - side) // 2
+    x = img[..., top:top + side, left:left + side]
+    if side != size:
+        x = F.interpolate(x[None].float(), size=(size, size), mode="bicubic", align_corners=False,
+                          antialias=side > size)[0].round().clamp(0, 255).to(torch.uint8)
+    return x.contiguous()
+
+
+def load_hr(path: str | Path, upsample_small: bool = False) -> torch.Tensor:
+    """Decode `path` and return its HR face: uint8 3 x 192 x 192 (see `hr_crop`)."""
+    img = decode_rgb(path)
+    try:
+        return hr_crop(img, upsample_small=upsample_small)
+    except CSRIPError as e:
+        raise CSRIPError(f"{path}: {e}") from None
+
+
+# ----------------------------------------------------------------------------- splits
+
+def identity_split(identity: str) -> str:
+    """"train" / "val" / "test" for an identity name, from a salted SHA-256 (not Python's hash(),
+    which changes between runs). Stable across machines, versions and dataset sizes."""
+    digest = hashlib.sha256((SPLIT_SALT + identity).encode("utf-8")).hexdigest()
+    u = int(digest[:12], 16) / 16 ** 12
+    train, val, _ = SPLIT_FRACTIONS
+    return "train" if u < train else "val" if u < train + val else "test"
+
+
+def per_identity_split(labels: Sequence[int] | torch.Tensor, val_fraction: float = 0.1,
+                       seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The paper's 90/10 split of every identity's images (Sec. 4.1) -> (train_idx, val_idx).
+
+    An identity with n >= 2 images gives max(1, round(n * val_fraction)) of them to validation,
+    so every validation identity is also a training class; single-image identities are train only.
+    Deterministic for a given seed; both index tensors are sorted int64.
+    """
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    labels = torch.as_tensor(labels, dtype=torch.int64).flatten()
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(labels), generator=g)  # random order within each identity
+    order = order[torch.argsort(labels[order], stable=True)]
+    counts = torch.bincount(labels) if len(labels) else torch.zeros(0, dtype=torch.int64)
+    n_val = torch.where(counts >= 2, (counts * val_fraction).round().clamp(min=1),
+                        torch.zeros_like(counts)).to(torch.int64)
+    if val_fraction == 0:
+        n_val.zero_()
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(len(labels)) - starts[labels[order]]  # position within its identity
+    is_val = rank < n_val[labels[order]]
+    return order[~is_val].sort().values, order[is_val].sort().values
+
+
+# ----------------------------------------------------------------------------- folders
+
+def _warn_skipped(paths: Sequence[Path], why: str, stacklevel: int = 3) -> None:
+    shown = ", ".join(str(p) for p in paths[:10])
+    more = f" and {len(paths) - 10} more" if len(paths) > 10 else ""
+    warnings.warn(f"skipped {len(paths)} file(s) that {why}: {shown}{more}", FaceDataWarning,
+                  stacklevel=stacklevel)
+
+
+def list_faces(root: str | Path, identities: Sequence[str] | None = None) -> list[tuple[Path, str]]:
+    """`<root>/<identity>/<image>` files with an image extension -> [(path, identity)], sorted.
+
+    Hidden entries and top-level files are ignored; nothing is opened (see `check_headers`).
+    """
+    root = Path(root)
+    if identities is None:
+        identities = sorted(e.name for e in os.scandir(root) if e.is_dir() and e.name[0] != ".")
+    items = []
+    for ident in identities:
+        with os.scandir(root / ident) as entries:
+            names = sorted(e.name for e in entries if e.name[0] != "." and e.is_file()
+                           and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS)
+        items += [(root / ident / n, ident) for n in names]
+    return items
+
+
+def check_headers(items: list[tuple[Path, str]], progress: bool = True
+                  ) -> tuple[list[tuple[Path, str]], list[Path]]:
+    """Split items into (header-valid, rejected paths) with `looks_like_image` (16 bytes each)."""
+    ok, rejected = [], []
+    for item in tqdm(items, desc="checking image headers", unit="img", leave=False,
+                     disable=not progress or len(items) < 20000):
+        (ok.append(item) if looks_like_image(item[0]) else rejected.append(item[0]))
+    return ok, rejected
+
+
+def _layout_error(root: Path, found: str) -> CSRIPError:
+    return CSRIPError(
+        f"{root}: {found}. Expected a face folder laid out as <root>/<identity>/<image> "
+        f"(e.g. {root}/Aaron_Eckhart/Aaron_Eckhart_0001.jpg), images in "
+        f"{'/'.join(sorted(e.lstrip('.') for e in IMAGE_EXTENSIONS))}. "
+        "Get LFW with `make data` (or `csrip data`), or point --data / CSRIP_DATA at such a folder.")
+
+
+def _select(items: list[tuple[Path, str]], min_images: int, max_identities: int | None,
+            g: torch.Generator) -> set[str]:
+    """Identities with >= min_images items, then a seeded random subset of max_identities."""
+    counts: dict[str, int] = {}
+    for _, ident in items:
+        counts[ident] = counts.get(ident, 0) + 1
+    kept = sorted(i for i, n in counts.items() if n >= min_images)
+    if max_identities is not None and len(kept) > max_identities:
+        kept = [kept[i] for i in torch.randperm(len(kept), generator=g)[:max_identities].tolist()]
+    return set(kept)
+
+
+def _balanced_subset(items: list[tuple[Path, str]], max_images: int | None, min_images: int,
+                     g: torch.Generator) -> list[tuple[Path, str]]:
+    """At most max_images items, balanced over identities (seeded): first `min_images` images of
+    every identity (identities in random order), then one more of each per round, so no identity
+    dominates and the cap drops whole identities rather than breaking the min_images rule."""
+    if max_images is None or len(items) <= max_images:
+        return items
+    ids = sorted({i for _, i in items})
+    id_rank = dict(zip(ids, torch.randperm(len(ids), generator=g).tolist()))
+    noise = torch.rand(len(items), generator=g).tolist()
+    rank, seen = [0] * len(items), {}
+    for k in sorted(range(len(items)), key=lambda k: (items[k][1], noise[k])):  # shuffle within ids
+        rank[k] = seen[items[k][1]] = seen.get(items[k][1], -1) + 1
+    key = [(max(0, rank[k] - min_images + 1), id_rank[items[k][1]], rank[k]) for k in range(len(items))]
+    pick = sorted(range(len(items)), key=key.__getitem__)[:max_images]
+    return [items[k] for k in sorted(pick)]
+
+
+class FaceFolder(Dataset):
+    """Faces from `<root>/<identity>/<image>`; items (uint8 3x192x192 HR image, identity label).
+
+    split: "train" / "val" / "test" (identity-disjoint 80/10/10 by `identity_split`) or "all".
+    min_images: keep identities with at least this many (header-valid) images.
+    max_identities: a seeded random subset of the identities that pass min_images (quick runs).
+    max_images: a balanced seeded subset (`_balanced_subset`): min_images of each identity first,
+    then round-robin; an identity left with fewer than min_images is dropped. Attributes: root, split, items [(path, identity)], identities (sorted names),
+    labels (index into identities, one per item), skipped (files found unreadable so far).
+    """
+
+    def __init__(self, root: str | Path, split: str = "train", min_images: int = 1,
+                 max_identities: int | None = None, max_images: int | None = None, seed: int = 0):
+        self.root = Path(root).expanduser()
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        self.split = split
+        if not self.root.is_dir():
+            raise _layout_error(self.root, "not a folder")
+        all_ids = sorted(e.name for e in os.scandir(self.root) if e.is_dir() and e.name[0] != ".")
+        if not all_ids:
+            raise _layout_error(self.root, "no identity sub-folders found")
+        ids = [i for i in all_ids if split == "all" or identity_split(i) == split]
+        g = torch.Generator().manual_seed(seed)
+        items = list_faces(self.root, ids)
+        kept = _select(items, min_images, max_identities, g)
+        items = _balanced_subset([it for it in items if it[1] in kept], max_images, min_images, g)
+        items, rejected = check_headers(items)  # only what we keep: fast for quick subsets
+        if rejected:
+            _warn_skipped(rejected, "are not images (bad header)")
+        kept = _select(items, min_images, None, g)  # counts may have dropped (cap, bad files)
+        items = [it for it in items if it[1] in kept]
+        if not items:
+            raise _layout_error(self.root, f"no identity with >= {min_images} readable image(s) in "
+                                f"the {split!r} split ({len(ids)} of {len(all_ids)} identity folders "
+                                "are in this split)")
+        kept = sorted(kept)
+        self.items: list[tuple[Path, str]] = items
+        self.identities: list[str] = kept
+        index = {name: k for k, name in enumerate(kept)}
+        self.labels: list[int] = [index[i] for _, i in items]
+        self.skipped: set[Path] = set()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        n = len(self.items)
+        for k in range(n):  # an unreadable file is replaced by the next readable item
+            j = (i + k) % n
+            path = self.items[j][0]
+            if path in self.skipped:
+                continue
+            try:
+                return load_hr(path), self.labels[j]
+            except CSRIPError as e:
+                self.skipped.add(path)
+                warnings.warn(f"skipped unreadable face image: {e}", FaceDataWarning, stacklevel=2)
+        raise CSRIPError(f"{self.root}: none of the {n} images of split {self.split!r} is readable")
+
+    def __repr__(self) -> str:
+        return (f"FaceFolder({str(self.root)!r}, split={self.split!r}: "
+                f"{len(self.identities):,} identities, {len(self):,} images)")
+
+
+def load_cached(dataset: FaceFolder, progress: bool = True,
+                num_workers: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode every HR face once -> (uint8 N x 3 x 192 x 192, int64 labels N), in dataset order.
+
+    Unreadable or too-small files are dropped with one warning (and added to dataset.skipped).
+    Decoding runs in a thread pool (torchvision releases the GIL); `num_workers` defaults to
+    the CPU count (at most 8).
+    """
+    items, labels = dataset.items, dataset.labels
+    workers = num_workers or min(8, os.cpu_count() or 1)
+
+    def decode(k: int) -> torch.Tensor | str:
+        try:
+            return load_hr(items[k][0])
+        except CSRIPError as e:
+            return str(e)
+
+    images = torch.empty(len(items), 3, HR_SIZE, HR_SIZE, dtype=torch.uint8)
+    ok = torch.zeros(len(items), dtype=torch.bool)
+    bad = []
+    with ThreadPoolExecutor(workers) as pool:
+        results = pool.map(decode, range(len(items)))
+        for k, x in enumerate(tqdm(results, total=len(items), desc="decoding faces", unit="img",
+                                   disable=not progress)):
+            if isinstance(x, str):
+                bad.append(items[k][0])
+            else:
+                images[k], ok[k] = x, True
+    if bad:
+        dataset.skipped.update(bad)
+        _warn_skipped(bad, "could not be decoded or are smaller than "
+                      f"{HR_SIZE} px", stacklevel=2)
+    if not ok.any():
+        raise CSRIPError(f"{dataset.root}: none of the {len(items)} images could be decoded")
+    return images[ok], torch.as_tensor(labels, dtype=torch.int64)[ok]
+
+
+# ----------------------------------------------------------------------------- where data comes from
+
+def _announce(msg: str, verbose: bool) -> None:
+    if verbose:
+        print(msg, flush=True)
+
+
+def resolve_data(data: str | Path | None = None, verbose: bool = True) -> Path:
+    """The face folder to use: `data`, else $CSRIP_DATA, else <repo>/data/lfw-deepfunneled
+    (`make data`), else a synthetic face set generated once into <repo>/data/synthetic."""
+    for value, source in ((data, "argument"), (os.environ.get("CSRIP_DATA") or None, "$CSRIP_DATA")):
+        if value is not None:
+            path = Path(value).expanduser().resolve()
+            if not path.is_dir():
+                raise CSRIPError(f"data folder {path} (from {source}) does not exist; expected "
+                                 "<root>/<identity>/<image>, e.g. data/lfw-deepfunneled after `make data`")
+            _announce(f"data: {path} (from {source})", verbose)
+            return path
+    lfw = project_root() / "data" / LFW_DIR
+    if lfw.is_dir():
+        _announce(f"data: {lfw} (LFW deep-funneled, from `make data`)", verbose)
+        return lfw
+    path = make_synthetic_faces(project_root() / "data" / SYNTHETIC_DIR)
+    if verbose:
+        bar = "!" * 78
+        print(f"{bar}\n!! NO FACE DATA FOUND: using the SYNTHETIC face set {path}\n"
+              "!! Results on it are for testing the code only and are NOT comparable to the paper.\n"
+              "!! Get real faces with `make data` (LFW), or set CSRIP_DATA=/path/to/<identity>/<image>.\n"
+              f"{bar}", flush=True)
+    return path
+
+
+# ----------------------------------------------------------------------------- `csrip data`
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .download import LFW_IDENTITIES, LFW_IMAGES, LFW_URL
+    parser.add_argument("--dest", default="data/", type=Path,
+                        help="folder that receives lfw-deepfunneled/ (default: data/)")
+    parser.add_argument("--url", default=LFW_URL, help=f"archive URL (default: {LFW_URL})")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing dest/lfw-deepfunneled")
+    parser.add_argument("--expect-images", type=int, default=LFW_IMAGES, metavar="N",
+                        help=f"images the archive must contain (default {LFW_IMAGES:,}; 0: no check)")
+    parser.add_argument("--expect-identities", type=int, default=LFW_IDENTITIES, metavar="N",
+                        help=f"identities the archive must contain (default {LFW_IDENTITIES:,}; 0: no check)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .download import download_lfw
+    download_lfw(args.dest, url=args.url, force=args.force,
+                 expected_images=args.expect_images or None,
+                 expected_identities=args.expect_identities or None)
+    return 0
