@@ -1,4 +1,11 @@
-"""Shared pytest fixtures. Real LFW faces when $CSRIP_DATA is set (CI), synthetic faces otherwise."""
+"""Shared pytest fixtures. Real LFW faces when $CSRIP_DATA is set (CI), synthetic faces otherwise.
+
+Face folders (`<root>/<identity>/<image>`, for csrip_lib.data.FaceFolder):
+    lfw_root        Path of $CSRIP_DATA (real LFW); the test is skipped when it is not set
+    face_root       $CSRIP_DATA if set, else `synthetic_root`: use this for "real if possible" tests
+    synthetic_root  a synthetic set made once per session (SYNTHETIC_IDENTITIES x SYNTHETIC_IMAGES)
+Zero collected tests is a failure: pytest exits with status 5, which `make test` and .ci/run pass on.
+"""
 from __future__ import annotations
 
 import os
@@ -6,6 +13,40 @@ from pathlib import Path
 
 import pytest
 import torch
+
+SYNTHETIC_IDENTITIES, SYNTHETIC_IMAGES = 30, 8  # every split non-empty (test_data checks it)
+
+
+def pytest_configure(config):
+    """Few threads per test process: CI boxes and laptops run the suite next to other work."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """A synthetic face folder (csrip_lib.synthetic), rendered once per test session."""
+    from csrip_lib.data import make_synthetic_faces
+    return make_synthetic_faces(tmp_path_factory.mktemp("data") / "synthetic",
+                                SYNTHETIC_IDENTITIES, SYNTHETIC_IMAGES, seed=0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def lfw_root() -> Path:
+    """Real LFW deep-funneled faces from $CSRIP_DATA; skips the test when it is not set."""
+    root = os.environ.get("CSRIP_DATA")
+    if not root:
+        pytest.skip("needs real faces: set CSRIP_DATA=/path/to/lfw (.ci/run does)")
+    path = Path(root)
+    assert path.is_dir(), f"CSRIP_DATA={root} is not a folder"
+    return path
+
+
+@pytest.fixture(scope="session")
+def face_root(request) -> Path:
+    """Real faces ($CSRIP_DATA) when available, else the session's synthetic face set."""
+    root = os.environ.get("CSRIP_DATA")
+    return Path(root) if root else request.getfixturevalue("synthetic_root")
 
 
 @pytest.fixture(scope="session")
