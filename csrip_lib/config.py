@@ -28,6 +28,9 @@ class SRConfig:
     final_channels: int = 128  # the last residual block at 192 px
     kernel_size: int = 9  # stem, branch heads and output convolution
     negative_slope: float = 0.2  # LeakyReLU
+    # Not in the paper: add the bicubic upsampling of the input to every RGB output, so the network
+    # learns only the detail on top of it. On in `tiny`/`quick` (minutes of CPU training), off otherwise.
+    global_skip: bool = False
 
 
 @dataclass
@@ -108,7 +111,7 @@ def _tiny() -> Preset:
     return Preset(
         name="tiny",
         sr=SRConfig(stem_channels=32, channels=(32, 16, 8), shuffle_channels=(64, 32, 16),
-                    blocks=1, final_channels=8),
+                    blocks=1, final_channels=8, global_skip=True),
         recognizer=RecognizerConfig(width=0.25, dropout=0.0),
         train_recognizer=TrainConfig(epochs=3, batch_size=32, lr=1e-3, patience=3),
         train_sr=TrainConfig(epochs=3, batch_size=16, lr=1e-3, patience=3),

@@ -232,11 +232,12 @@ class CSRIPLoss(nn.Module):
         self.recognizers.eval()  # frozen priors: dropout off, BatchNorm statistics fixed
         return self
 
-    def forward(self, outputs: torch.Tensor | list[torch.Tensor], targets, labels: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, outputs: torch.Tensor | list[torch.Tensor], targets, labels: torch.Tensor | None = None,
+                detach_terms: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """outputs: model(lr, all_scales=True) ([x48, x96, x192]) or the 192 px output alone;
         targets: the pyramid of `degradation.make_pyramid` (or any list of images), matched by size;
-        labels: N identity labels (needed when the identity term is on)."""
+        labels: N identity labels (needed when the identity term is on);
+        detach_terms=False keeps each term's graph (to take per-term gradients)."""
         outs = {o.shape[-1]: o for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])}
         tgts = {t.shape[-1]: t for t in (targets.values() if isinstance(targets, dict) else targets)}
         missing = [s for s in self.scales if s not in outs]
@@ -259,7 +260,7 @@ class CSRIPLoss(nn.Module):
                 ce = self._identity_term(self.recognizers[str(s)], pred, y, s)
                 terms[f"ce{s}"] = ce
                 total = total + self.alpha * ce
-        return total, {k: v.detach() for k, v in terms.items()}
+        return total, {k: v.detach() for k, v in terms.items()} if detach_terms else terms
 
     @staticmethod
     def _identity_term(recognizer: nn.Module, pred: torch.Tensor, y: torch.Tensor, size: int) -> torch.Tensor:

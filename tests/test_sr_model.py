@@ -1,10 +1,13 @@
 """CascadedSR / BaselineSR (paper Sec. 3.1, 3.4, 4.3): shapes, size, FLOPs, clipping, checkpoints."""
+from dataclasses import replace
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from csrip_lib.checkpoint import save_checkpoint
 from csrip_lib.config import SRConfig, get_preset, to_dict
+from csrip_lib.degradation import make_pyramid, upsample_bicubic
 from csrip_lib.errors import CSRIPError
 from csrip_lib.models import BaselineSR, CascadedSR, build_model
 from csrip_lib.models.sr import load_sr, shape_table
@@ -100,10 +103,20 @@ def test_wrong_input_is_a_clear_error():
 
 def test_blocks_start_as_identity_and_outputs_start_mid_grey():
     torch.manual_seed(0)
-    m = CascadedSR.from_preset("tiny")
+    m = CascadedSR(replace(get_preset("tiny").sr, global_skip=False))  # as the paper/small presets
     assert all(blk.body[-1].weight.abs().max() == 0 for blk in m.modules() if hasattr(blk, "body"))
     y = m.eval()(torch.rand(4, 3, 24, 24))
     assert 0.2 < y.mean() < 0.8 and 0 < y.min() and y.max() < 1  # inside the clip range: gradients flow
+
+
+def test_global_skip_starts_at_bicubic_and_is_off_in_the_paper_presets():
+    assert not get_preset("paper").sr.global_skip and not get_preset("small").sr.global_skip
+    torch.manual_seed(0)
+    lr = make_pyramid(torch.rand(2, 3, 192, 192))["lr"]
+    for model in (CascadedSR.from_preset("tiny"), BaselineSR.from_preset("tiny")):
+        out = model.eval()(lr, all_scales=isinstance(model, CascadedSR))
+        for y in out if isinstance(out, list) else [out]:
+            torch.testing.assert_close(y, upsample_bicubic(lr, y.shape[-1] // 24))  # starts at bicubic
 
 
 def test_build_and_load_roundtrip(tmp_path):

@@ -25,9 +25,15 @@ straight-through clamp (forward clamps, backward passes the gradient unchanged):
 gradient once a pixel leaves [0, 1], and a whole output stuck outside can never come back (seen as a
 `small` model collapsing to black at lr 1e-3, DESIGN.md "Measured references").
 
+Global skip (`SRConfig.global_skip`, not in the paper, on only in the `tiny`/`quick` preset): every
+RGB output adds the bicubic upsampling of the input before clipping, so the network only learns the
+detail on top of it (residual learning as in VDSR). A tiny network trained for two CPU minutes cannot
+learn the whole 8x mapping from scratch; with the skip it starts at bicubic quality and improves on it.
+
 Initialisation: Kaiming-normal for the LReLU convs and the last BN of every residual block with
 gamma = 0 (each block starts as the identity, Goyal et al. 2017), so the deep network starts as a
-shallow one; RGB heads start near mid-grey (small weights, bias 0.5), inside the clipping range.
+shallow one; RGB heads start near mid-grey (small weights, bias 0.5), inside the clipping range; with the global
+skip they start at zero, so the untrained network is exactly bicubic.
 """
 from __future__ import annotations
 
@@ -36,9 +42,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..checkpoint import load_checkpoint
-from ..config import LR_SIZE, SRConfig, from_dict, get_preset
+from ..config import HR_SIZE, LR_SIZE, SRConfig, from_dict, get_preset
 
 
 def _conv(cin: int, cout: int, k: int, bias: bool = True) -> nn.Conv2d:
@@ -83,8 +90,8 @@ class ToRGB(nn.Module):
         super().__init__()
         self.conv = _conv(cin, 3, kernel_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        y = self.conv(x) if skip is None else self.conv(x) + skip
         if self.training:  # forward clamps, backward is the identity (see module docstring)
             return y + (y.clamp(0, 1) - y).detach()
         return y.clamp(0, 1)
@@ -137,9 +144,15 @@ class _SRBase(nn.Module):
             elif isinstance(m, ResidualBlock):
                 nn.init.zeros_(m.body[-1].weight)  # last BN gamma = 0: the block starts as identity
         for m in self.modules():
-            if isinstance(m, ToRGB):
-                m.conv.weight.data.mul_(0.1)
-                nn.init.constant_(m.conv.bias, 0.5)
+            if isinstance(m, ToRGB):  # start near mid-grey, or exactly at bicubic with the global skip
+                m.conv.weight.data.mul_(0.0 if self.cfg.global_skip else 0.1)
+                nn.init.constant_(m.conv.bias, 0.0 if self.cfg.global_skip else 0.5)
+
+    def _skip(self, lr: torch.Tensor, size: int) -> torch.Tensor | None:
+        """Bicubic upsampling of the input to `size` px for the optional global skip, else None."""
+        if not self.cfg.global_skip:
+            return None
+        return F.interpolate(lr, size=(size, size), mode="bicubic", align_corners=False)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -176,8 +189,8 @@ class CascadedSR(_SRBase):
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if all_scales and i < 2:
-                outs.append(self.heads[i](x))
-        y = self.tail(x)
+                outs.append(self.heads[i](x, self._skip(lr, x.shape[-1])))
+        y = self.tail[-1](self.tail[:-1](x), self._skip(lr, HR_SIZE))
         return [*outs, y] if all_scales else y
 
 
@@ -220,7 +233,8 @@ class BaselineSR(_SRBase):
             raise ValueError("BaselineSR has no intermediate 2x/4x outputs (all upscaling is at the end, "
                              "Sec. 4.3); train it with single-scale supervision (LossConfig(multiscale=False))")
         _check_lr(lr)
-        return self.tail(self.upsample(self.body(self.stem(lr))))
+        x = self.tail[:-1](self.upsample(self.body(self.stem(lr))))
+        return self.tail[-1](x, self._skip(lr, HR_SIZE))
 
 
 def build_model(cfg: SRConfig) -> CascadedSR | BaselineSR:
