@@ -1,0 +1,178 @@
+"""`csrip hallucinate` on a real photo (scikit-image's astronaut) with a tiny, untrained checkpoint.
+
+The network's output quality is not tested here (random weights); the plumbing is: detection, the
+LFW framing, simulated vs native LR, output files and sizes, --force, skipped files, exit codes.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from skimage import data as skdata
+from torchvision.io import write_png
+
+from csrip_lib.checkpoint import save_checkpoint
+from csrip_lib.cli import main
+from csrip_lib.config import to_dict
+from csrip_lib.data import decode_rgb
+from csrip_lib.degradation import degrade
+from csrip_lib.hallucinate import (FACE_BOX_FRACTION, detect_faces, face_crop_box, hallucinate_image)
+from csrip_lib.inference import Upscaler
+from csrip_lib.models import CascadedSR
+
+# The astronaut's face (Eileen Collins) in skimage.data.astronaut(), 512 x 512, read off the photo:
+# chin to hairline x 180..270, y 70..165 (centre about (225, 117)).
+FACE_CENTRE, FACE_SIDE = (225, 117), (70, 130)
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> torch.Tensor:
+    return torch.from_numpy(skdata.astronaut()).permute(2, 0, 1).contiguous()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A tiny CascadedSR checkpoint in the format `load_sr` reads (kind "sr", config["sr"])."""
+    torch.manual_seed(0)
+    model = CascadedSR.from_preset("tiny")
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    return save_checkpoint({"model": model.state_dict(), "config": {"sr": to_dict(model.cfg)}}, path, kind="sr")
+
+
+@pytest.fixture()
+def photos(tmp_path, astronaut) -> Path:
+    """A folder with the astronaut photo, a text file and a corrupt JPEG."""
+    d = tmp_path / "photos"
+    d.mkdir()
+    write_png(astronaut, str(d / "astronaut.png"))
+    (d / "notes.txt").write_text("not an image")
+    (d / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    return d
+
+
+def hallucinate(*args) -> int:
+    return main(["hallucinate", *map(str, args)])
+
+
+def read(path: Path) -> torch.Tensor:
+    return decode_rgb(path)
+
+
+def test_detects_the_astronauts_face_and_frames_it_like_lfw(astronaut):
+    faces = detect_faces(astronaut)
+    assert len(faces) == 1, faces  # the flag and the mission patch must not count as faces
+    x0, y0, x1, y1 = faces[0]["box"]
+    assert abs((x0 + x1) / 2 - FACE_CENTRE[0]) < 20 and abs((y0 + y1) / 2 - FACE_CENTRE[1]) < 20
+    assert FACE_SIDE[0] < x1 - x0 < FACE_SIDE[1]
+    cx0, cy0, side = face_crop_box(faces[0]["box"])  # crop = box / FACE_BOX_FRACTION, same centre
+    assert side == pytest.approx((x1 - x0) / FACE_BOX_FRACTION, abs=2)
+    assert cx0 < x0 and cy0 < y0 and cx0 + side > x1 and cy0 + side > y1
+
+
+def test_python_api_returns_lr_sr_bicubic_and_crop(checkpoint, astronaut):
+    from csrip_lib.models.sr import load_sr
+    up = Upscaler(load_sr(checkpoint), device="cpu")
+    (r,) = hallucinate_image(up, astronaut)
+    assert r["simulated"] and r["score"] >= 3
+    assert r["lr"].shape == (3, 24, 24) and r["crop"].shape == (3, 192, 192)
+    assert r["sr"].shape == r["bicubic"].shape == (3, 192, 192)
+    torch.testing.assert_close(r["lr"], degrade(r["crop"][None], 8)[0])  # the training degradation
+    torch.testing.assert_close(r["sr"], up(r["lr"][None])[0])
+    assert abs(r["crop"].mean() - astronaut[:, 70:165, 180:270].float().mean() / 255) < 0.15
+
+
+def test_cli_writes_sr_lr_and_panels(checkpoint, photos, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert hallucinate("--checkpoint", checkpoint, photos, "-o", out, "--panel") == 0
+    err = capsys.readouterr().err
+    assert "notes.txt" in err and "non-image" in err  # skipped with a warning
+    assert "broken.jpg" in err and "unreadable" in err
+    assert sorted(p.name for p in out.iterdir()) == [
+        "astronaut_detections.png", "astronaut_face1_lr-simulated.png", "astronaut_face1_panel.png",
+        "astronaut_face1_sr.png"]
+    assert read(out / "astronaut_face1_sr.png").shape == (3, 192, 192)
+    assert read(out / "astronaut_face1_lr-simulated.png").shape == (3, 24, 24)
+    assert read(out / "astronaut_detections.png").shape == (3, 512, 512)
+    assert read(out / "astronaut_face1_panel.png").shape[-2:] == (240, 4 * 200 + 8)  # 4 columns at 1:1
+
+
+def test_nothing_is_overwritten_without_force(checkpoint, photos, tmp_path, capsys):
+    out = tmp_path / "out"
+    image = photos / "astronaut.png"
+    assert hallucinate("--checkpoint", checkpoint, image, "-o", out) == 0
+    sr = out / "astronaut_face1_sr.png"
+    write_png(torch.zeros(3, 8, 8, dtype=torch.uint8), str(sr))  # stands in for a result to keep
+    capsys.readouterr()
+    assert hallucinate("--checkpoint", checkpoint, image, "-o", out) == 0
+    err = capsys.readouterr().err
+    assert "exists" in err and "--force" in err
+    assert read(sr).shape == (3, 8, 8)
+    assert hallucinate("--checkpoint", checkpoint, image, "-o", out, "--force") == 0
+    assert read(sr).shape == (3, 192, 192)
+
+
+def test_no_face_is_a_warning_with_a_hint(checkpoint, tmp_path, capsys):
+    flat = tmp_path / "wall.png"
+    write_png(torch.full((3, 200, 300), 128, dtype=torch.uint8), str(flat))
+    assert hallucinate("--checkpoint", checkpoint, flat, "-o", tmp_path / "out") == 1  # nothing written
+    err = capsys.readouterr().err
+    assert "no face found in" in err and "wall.png" in err and "--no-detect" in err
+
+
+def test_no_detect_uses_the_centre_square_or_native_lr(checkpoint, astronaut, tmp_path):
+    d = tmp_path / "faces"
+    d.mkdir()
+    write_png(astronaut[:, 60:180, 170:280].contiguous(), str(d / "face.png"))  # 110 x 120 face crop
+    write_png(astronaut[:, 100:120, 210:230].contiguous(), str(d / "tiny.png"))  # 20 x 20: already LR
+    out = tmp_path / "out"
+    assert hallucinate("--checkpoint", checkpoint, d, "-o", out, "--no-detect", "--panel") == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["face_face1_lr-simulated.png", "face_face1_panel.png", "face_face1_sr.png",
+                     "tiny_face1_lr-native.png", "tiny_face1_panel.png", "tiny_face1_sr.png"]
+    native = read(out / "tiny_face1_lr-native.png")
+    assert native.shape == (3, 24, 24)
+    assert torch.equal(native[:, 2:22, 2:22], astronaut[:, 100:120, 210:230])  # used as is, padded
+    assert read(out / "tiny_face1_sr.png").shape == (3, 192, 192)
+
+
+@pytest.mark.parametrize("case", ["missing input", "output is a file", "not a checkpoint",
+                                  "recognizer checkpoint", "bad min-face", "bad device"])
+def test_bad_arguments_exit_2(case, checkpoint, photos, tmp_path, capsys):
+    image, out, ckpt, extra = photos / "astronaut.png", tmp_path / "out", checkpoint, []
+    if case == "missing input":
+        image = tmp_path / "nope.jpg"
+    elif case == "output is a file":
+        out.write_text("x")
+    elif case == "not a checkpoint":
+        ckpt = tmp_path / "model.pt"
+        ckpt.write_text("garbage")
+    elif case == "recognizer checkpoint":
+        ckpt = save_checkpoint({"model": {}, "config": {}}, tmp_path / "rec.pt", kind="recognizer")
+    elif case == "bad min-face":
+        extra = ["--min-face", "0"]
+    elif case == "bad device":
+        extra = ["--device", "tpu7"]
+    assert hallucinate("--checkpoint", ckpt, image, "-o", out, *extra) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("csrip hallucinate: error:") and len(err.splitlines()) == 1
+    assert not (out / "astronaut_face1_sr.png").exists()
+
+
+def test_missing_checkpoint_option_is_a_usage_error(photos, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        hallucinate(photos, "-o", tmp_path / "out")
+    assert e.value.code == 2
+
+
+@pytest.mark.skipif(not os.environ.get("CSRIP_DATA"), reason="needs real LFW images (CSRIP_DATA)")
+def test_detection_on_lfw_recovers_the_training_crop():
+    """On 250 x 250 LFW images the detected crop should be close to the training crop (centre 192)."""
+    files = sorted(Path(os.environ["CSRIP_DATA"]).glob("*/*.jpg"))[::997][:6]
+    for f in files:
+        faces = detect_faces(decode_rgb(f))
+        assert faces, f"no face found in {f}"
+        x0, y0, side = min((face_crop_box(b["box"]) for b in faces),
+                           key=lambda c: abs(c[0] + c[2] / 2 - 125) + abs(c[1] + c[2] / 2 - 125))
+        assert abs(x0 - 29) < 30 and abs(y0 - 29) < 30 and abs(side - 192) < 50, (f, x0, y0, side)
