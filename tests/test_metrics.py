@@ -10,8 +10,9 @@ from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from csrip_lib.degradation import degrade, upsample_bicubic
-from csrip_lib.metrics import (error_maps, loss_gradients, mass_fraction, psnr, results_frame, rgb_to_y,
-                               score_images, ssim_eval, summarize)
+from csrip_lib.metrics import (concentration_curve, error_maps, error_statistics, local_contrast,
+                               loss_gradients, mass_fraction, psnr, results_frame, rgb_to_y, score_images,
+                               ssim_eval, summarize)
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +165,46 @@ def test_loss_gradients(sr_hr):
     expected = (2 * (sr[:2] - hr[:2]) / sr[:2].numel()).abs().sum(1)  # d/dp mean((p - t)^2)
     torch.testing.assert_close(g["mse"], expected)
     assert torch.isfinite(g["ssim"]).all() and g["ssim"].sum() > 0
+
+
+def test_concentration_curve():
+    uniform = torch.ones(2, 50)
+    f, c = concentration_curve(uniform, points=11)
+    torch.testing.assert_close(c, f)  # uniform error: the diagonal
+    spike = torch.zeros(1, 50)
+    spike[0, 3] = 1.0
+    f, c = concentration_curve(spike, points=11)
+    assert c[0] == 0 and (c[1:] == 1).all()
+
+
+def test_local_contrast_separates_flat_from_edges():
+    x = torch.zeros(1, 3, 40, 40)
+    x[..., 20:] = 1.0  # a vertical edge at column 20
+    c = local_contrast(x)
+    assert c.shape == (1, 30, 30)
+    assert c[0, :, 0].max() == 0 and c[0, :, 14:16].min() > 0.3  # flat far left, high at the edge
+
+
+def test_error_statistics_show_the_fig5_effect(sr_hr):
+    sr, hr = sr_hr
+    stats = error_statistics(sr, hr)
+    assert len(stats) == 4 * len(sr)
+    m = stats.groupby("signal").mean(numeric_only=True)
+    # 1 - SSIM is denser than squared error and puts more of the error on low-contrast skin
+    assert m.loc["1 - SSIM", "pixels_for_90pct"] > m.loc["squared error", "pixels_for_90pct"] + 0.1
+    assert m.loc["1 - SSIM", "low_contrast_share"] > 1.5 * m.loc["squared error", "low_contrast_share"]
+    assert m.loc["|grad| SSIM loss", "low_contrast_share"] > m.loc["|grad| MSE loss", "low_contrast_share"]
+    assert "pixels_for_50pct" in error_statistics(sr[:1], hr[:1], mass=0.5)
+
+
+def test_fig05_writes_the_figure(hr_faces, tmp_path, monkeypatch):
+    from csrip_lib.figures import fig05_error_maps
+
+    monkeypatch.setenv("CSRIP_FIGURES", str(tmp_path))
+    fig = fig05_error_maps(hr_faces[:2], sizes=(24, 96), save=True)
+    assert (tmp_path / "fig05_error_maps.png").stat().st_size > 10_000
+    assert len(fig.axes) == 2 * 4 + 2 * 2  # 4 panels per row + 2 colorbars per row
+    with pytest.raises(ValueError, match="sizes"):
+        fig05_error_maps(hr_faces[:1], sizes=(30,))
+    import matplotlib.pyplot as plt
+    plt.close("all")
