@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -98,26 +99,38 @@ def _decode_pil(path: Path) -> torch.Tensor:
     return torch.from_numpy(a.copy()).permute(2, 0, 1).contiguous()
 
 
+def _first_line(e: Exception) -> str:
+    msg = re.sub(r"^.*?\.cpp:\d+, ", "", (str(e).splitlines() or [""])[0])  # drop C++ source paths
+    return f"{type(e).__name__}: {msg[:160]}"
+
+
 def decode_rgb(path: str | Path) -> torch.Tensor:
     """Decode an image file to a uint8 3 x H x W RGB tensor (EXIF orientation applied).
 
-    torchvision.io first; PIL for what it cannot read. Raises CSRIPError if neither can.
+    torchvision.io (libjpeg-turbo, libpng) decodes; PIL decodes what torchvision cannot read
+    (other formats, 16-bit PNG on older torchvision). A JPEG that torchvision rejects is corrupt
+    or truncated: it is not handed to the more lenient PIL. Raises CSRIPError if undecodable.
     """
     path = Path(path)
-    errors = []
-    for decode in (_decode_torchvision, _decode_pil):
+    try:
+        x = _decode_torchvision(path)
+    except (ImportError, AttributeError):  # a torchvision without image decoding
+        x = None
+    except Exception as e:  # noqa: BLE001 - decoder errors have no common type
+        with open(path, "rb") as f:
+            if f.read(3) == _MAGIC[0]:
+                raise CSRIPError(f"{path}: corrupt or truncated JPEG ({_first_line(e)})") from None
+        x = None
+    if x is None:
         try:
-            x = decode(path)
-        except Exception as e:  # noqa: BLE001 - any decoder failure means "try the next one"
-            errors.append(f"{decode.__name__[8:]}: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
-            continue
-        if x.dtype == torch.uint16 or x.dtype == torch.int32:  # 16-bit PNG via torchvision
-            x = ((x.to(torch.int64) * 255 + 32767) // 65535).to(torch.uint8)
-        if x.dtype != torch.uint8 or x.ndim != 3 or x.shape[0] != 3:
-            errors.append(f"{decode.__name__[8:]}: unexpected {x.dtype} {tuple(x.shape)}")
-            continue
-        return x
-    raise CSRIPError(f"cannot decode {path} as an image ({'; '.join(errors)})")
+            x = _decode_pil(path)
+        except Exception as e:  # noqa: BLE001
+            raise CSRIPError(f"{path}: not a readable image ({_first_line(e)})") from None
+    if x.dtype in (torch.uint16, torch.int32):  # 16-bit PNG through torchvision
+        x = ((x.to(torch.int64) * 255 + 32767) // 65535).to(torch.uint8)
+    if x.dtype != torch.uint8 or x.ndim != 3 or x.shape[0] != 3:
+        raise CSRIPError(f"{path}: decoded to an unexpected {x.dtype} tensor {tuple(x.shape)}")
+    return x
 
 
 def hr_crop(img: torch.Tensor, size: int = HR_SIZE, upsample_small: bool = False) -> torch.Tensor:
