@@ -1,0 +1,122 @@
+"""Run the tutorial notebooks headless: `csrip demo` (= `make demo`) and the notebook tests.
+
+Notebooks execute with nbclient in a fresh `python3` kernel, with cwd = the notebook's folder
+(as in Jupyter). Parameters are injected papermill-style: a cell tagged "injected-parameters" is
+inserted after the cell tagged "parameters", so the notebook's own defaults stay visible and the
+override is explicit. Executed copies (outputs and tracebacks included) go to build/.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from tqdm.auto import tqdm
+
+from .config import figures_dir, project_root
+from .errors import CSRIPError
+
+NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
+CELL_TIMEOUT_S = 1200  # one cell; quick mode needs a small fraction of it
+
+
+def find_notebooks(folder: str | Path | None = None, only: str | None = None) -> list[Path]:
+    """notebooks/NN_*.ipynb in order; `only` keeps names containing it (e.g. "03" or "ssim")."""
+    folder = Path(folder) if folder else project_root() / "notebooks"
+    found = sorted(folder.glob(NOTEBOOK_GLOB))
+    return [p for p in found if only is None or only in p.name]
+
+
+def inject_parameters(nb: nbformat.NotebookNode, parameters: dict[str, Any]) -> nbformat.NotebookNode:
+    """Insert `NAME = value` assignments after the "parameters" cell (at the top if none)."""
+    if not parameters:
+        return nb
+    source = "# Parameters injected by csrip_lib.notebook_runner\n" + "".join(
+        f"{name} = {value!r}\n" for name, value in parameters.items())
+    cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    nb.cells.insert(tagged[0] + 1 if tagged else 0, cell)
+    return nb
+
+
+def _error_of(nb: nbformat.NotebookNode) -> str:
+    """"cell N: Ename: value" of the first error output of an executed notebook ("" if none)."""
+    for n, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                return f"cell {n} ({cell.source.splitlines()[0][:60] if cell.source else ''!r}): " \
+                       f"{out.get('ename')}: {out.get('evalue')}"
+    return ""
+
+
+def run_notebook(path: str | Path, out_dir: str | Path | None = None,
+                 parameters: dict[str, Any] | None = None, timeout: int = CELL_TIMEOUT_S,
+                 kernel_name: str = "python3", cwd: str | Path | None = None) -> Path:
+    """Execute a notebook top to bottom; write the executed copy to out_dir (default build/).
+
+    Raises CSRIPError naming the failing cell and the executed copy that holds the traceback.
+    The kernel inherits this process's environment (CSRIP_DATA, CSRIP_FIGURES, CSRIP_RUNS).
+    """
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    path = Path(path)
+    out_dir = Path(out_dir) if out_dir else project_root() / "build"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / path.name
+    nb = inject_parameters(nbformat.read(path, as_version=4), parameters or {})
+    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
+                            resources={"metadata": {"path": str(Path(cwd) if cwd else path.parent)}})
+    try:
+        client.execute()
+    except (CellExecutionError, CellTimeoutError, DeadKernelError) as e:
+        nbformat.write(nb, out)
+        where = _error_of(nb) or f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        raise CSRIPError(f"notebook {path.name} failed in {where}\n  executed copy with the "
+                         f"traceback: {out}") from e
+    nbformat.write(nb, out)
+    return out
+
+
+def _pngs(folder: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in folder.glob("*.png")}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", help="face folder (default: $CSRIP_DATA, data/lfw-deepfunneled, "
+                        "else a generated synthetic set)")
+    parser.add_argument("--preset", default="quick", choices=["quick", "tiny", "small", "paper"],
+                        help="PRESET injected into every notebook (default: quick, a few minutes on a CPU)")
+    parser.add_argument("--only", metavar="TEXT", help="run only notebooks whose name contains TEXT")
+    parser.add_argument("--out", default=None, help="folder for the executed copies (default: build/)")
+    parser.add_argument("--timeout", type=int, default=CELL_TIMEOUT_S, help="seconds per cell")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .data import resolve_data
+
+    os.environ["CSRIP_DATA"] = str(resolve_data(args.data))  # every kernel uses the same faces
+    nbs = find_notebooks(only=args.only)
+    if not nbs:
+        raise CSRIPError(f"no notebooks matching {NOTEBOOK_GLOB!r}"
+                         f"{f' and {args.only!r}' if args.only else ''} in {project_root() / 'notebooks'}")
+    figs = figures_dir()
+    before = _pngs(figs)
+    done = []
+    with tqdm(nbs, desc="notebooks", unit="nb") as bar:
+        for nb in bar:
+            bar.set_postfix_str(nb.name)
+            start = time.perf_counter()
+            out = run_notebook(nb, args.out, {"PRESET": args.preset}, timeout=args.timeout)
+            done.append((nb.name, time.perf_counter() - start, out))
+    written = sorted(p for p, t in _pngs(figs).items() if before.get(p) != t)
+    print("\nexecuted notebooks (copies with outputs):")
+    for name, seconds, out in done:
+        print(f"  {name:<40} {seconds:6.0f} s  -> {out}")
+    print(f"figures written to {figs}: {len(written)}")
+    for p in written:
+        print(f"  {p.name}")
+    return 0
