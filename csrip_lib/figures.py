@@ -88,3 +88,163 @@ def fig05_error_maps(hr: torch.Tensor, sizes: tuple[int, ...] = (24, 48, 96), in
     if save:
         save_figure(fig, name)
     return fig
+
+
+# ---------------------------------------------------------------- evaluation figures (Figs. 6-10, 12, 13)
+def _scores_label(x: torch.Tensor, target: torch.Tensor) -> str:
+    from .metrics import psnr, ssim_eval
+
+    x, target = x[None].float(), target[None].float()
+    return f"{psnr(x, target).item():.2f} dB / {ssim_eval(x, target).item():.3f}"
+
+
+def image_grid(columns: dict[str, torch.Tensor], scores: bool = True, cell: float = 1.7,
+               title: str | None = None, notes: list[str] | None = None) -> plt.Figure:
+    """Rows = images, columns = named N x 3 x H x W batches (e.g. `evaluate.super_resolve`). With
+    `scores`, every column between the first and the last (the target) is labelled PSNR / SSIM;
+    `notes` (one per row) go under the first column."""
+    names = list(columns)
+    n = len(next(iter(columns.values())))
+    fig, axes = plt.subplots(n, len(names), figsize=(cell * len(names), (cell + 0.25) * n), squeeze=False)
+    target = columns[names[-1]]
+    for r in range(n):
+        for c, name in enumerate(names):
+            ax = axes[r, c]
+            ax.imshow(to_image(columns[name][r]), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(name, fontsize=9)
+            if scores and 0 < c < len(names) - 1 and columns[name].shape == target.shape:
+                ax.set_xlabel(_scores_label(columns[name][r], target[r]), fontsize=7)
+        if notes:
+            axes[r, 0].set_xlabel(notes[r], fontsize=6)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def fig06_qualitative(models: dict, hr: torch.Tensor, save: bool = True, name: str = "fig06_qualitative.png",
+                      title: str | None = None, device=None) -> plt.Figure:
+    """Fig. 6: LR input (nearest-upscaled) / bicubic / each model / target, PSNR / SSIM per image."""
+    from .evaluate import super_resolve
+
+    fig = image_grid(super_resolve(models, hr, device=device), title=title)
+    if save:
+        save_figure(fig, name)
+    return fig
+
+
+def fig07_details(models: dict, hr: torch.Tensor, box: tuple[int, int, int] = (56, 48, 96),
+                  save: bool = True, device=None) -> plt.Figure:
+    """Fig. 7: every image of Fig. 6 followed by a row of zoomed crops of the highlighted `box`
+    (top, left, size in 192 px coordinates; default: eyes and nose)."""
+    from matplotlib.patches import Rectangle
+
+    from .evaluate import super_resolve
+
+    top, left, size = box
+    cols = super_resolve(models, hr, device=device)
+    rows = {}
+    for k, v in cols.items():
+        zoom = torch.nn.functional.interpolate(v[..., top:top + size, left:left + size],
+                                               size=v.shape[-2:], mode="nearest")
+        rows[k] = torch.stack([t for pair in zip(v, zoom) for t in pair])
+    fig = image_grid(rows, scores=False)
+    for r in range(0, 2 * len(hr), 2):
+        for c in range(len(cols)):
+            fig.axes[r * len(cols) + c].add_patch(
+                Rectangle((left - 0.5, top - 0.5), size, size, fill=False, ec="yellow", lw=1))
+    if save:
+        save_figure(fig, "fig07_details.png")
+    return fig
+
+
+def fig08_csd(results, models: list[str] | None = None, save: bool = True) -> plt.Figure:
+    """Fig. 8: cumulative score distributions of PSNR (left) and SSIM (right): the fraction of test
+    images scoring at least x. Curves further right are better."""
+    from .evaluate import csd_curve
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, metric, unit in zip(axes, ("psnr", "ssim"), ("PSNR [dB]", "SSIM")):
+        curve = csd_curve(results, metric, models)
+        for name, c in curve.groupby("model", sort=False):
+            ax.plot(c["threshold"], c["fraction"], label=name, lw=2 if name.lower() in ("c-srip", "csrip") else 1.3)
+        ax.set_xlabel(unit)
+        ax.set_ylabel("fraction of images with score >= x")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8)
+    fig.suptitle("Cumulative score distribution (Fig. 8)", fontsize=10)
+    fig.tight_layout()
+    if save:
+        save_figure(fig, "fig08_csd.png")
+    return fig
+
+
+def fig09_ablation(models: dict, hr: torch.Tensor, save: bool = True, device=None) -> plt.Figure:
+    """Fig. 9: the ablation variants (Baseline, B+SSIM, C+SSIM, C+SSIM+M, C-SRIP) side by side."""
+    return fig06_qualitative(models, hr, save=save, name="fig09_ablation.png", device=device)
+
+
+def fig10_failures(results, model_name: str, model, root, attributes=None, k: int = 6,
+                   save: bool = True, device=None) -> plt.Figure:
+    """Fig. 10: the `k` test images with the lowest SSIM for `model_name` (LR / bicubic / model /
+    target), annotated with the image attributes of `evaluate.image_attributes` (Sec. 4.4)."""
+    from pathlib import Path as _Path
+
+    from .data import load_hr
+    from .evaluate import super_resolve, worst_images
+
+    worst = worst_images(results, model_name, k)
+    hr = torch.stack([load_hr(_Path(root) / p) for p in worst["image"]]).float() / 255
+    notes = [f"{p.split('/')[0][:22]}" for p in worst["image"]]
+    if attributes is not None:
+        attrs = attributes.set_index("image").loc[worst["image"]]
+        notes = [f"{n}\nhf {a.hf_energy:.3f}  atyp {a.atypicality:.3f}  asym {a.asymmetry:.3f}"
+                 for n, a in zip(notes, attrs.itertuples())]
+    fig = image_grid(super_resolve({model_name: model}, hr, device=device), notes=notes, cell=2.0,
+                     title=f"Worst {k} test images by SSIM for {model_name} (Fig. 10)")
+    if save:
+        save_figure(fig, "fig10_failures.png")
+    return fig
+
+
+@torch.no_grad()
+def fig12_intermediate(model, hr: torch.Tensor, save: bool = True) -> plt.Figure:
+    """Fig. 12 (A.1): the 2x (48 px) and 4x (96 px) outputs of the first two SR modules,
+    `model(lr, all_scales=True)`, next to bicubic and the ground truth at the same size."""
+    from .degradation import make_pyramid, upsample_bicubic
+
+    model = model.eval()
+    device = next(model.parameters()).device
+    pyr = make_pyramid(hr.to(device))
+    x48, x96, _ = model(pyr["lr"], all_scales=True)
+    lr = pyr["lr"]
+    cols = {"LR input": lr, "Bicubic 48": upsample_bicubic(lr, 2), "C-SRIP 48": x48, "GT 48": pyr["x2"],
+            "Bicubic 96": upsample_bicubic(lr, 4), "C-SRIP 96": x96, "GT 96": pyr["x4"]}
+    cols = {k: v.float().clamp(0, 1).cpu() for k, v in cols.items()}
+    fig = image_grid(cols, scores=False)
+    for r in range(len(hr)):
+        for c, (name, gt) in enumerate([("Bicubic 48", "GT 48"), ("C-SRIP 48", "GT 48"),
+                                        ("Bicubic 96", "GT 96"), ("C-SRIP 96", "GT 96")]):
+            col = list(cols).index(name)
+            fig.axes[r * len(cols) + col].set_xlabel(_scores_label(cols[name][r], cols[gt][r]), fontsize=7)
+    fig.suptitle("Intermediate scales: 2x and 4x outputs of the cascade (Fig. 12)", fontsize=10)
+    if save:
+        save_figure(fig, "fig12_intermediate.png")
+    return fig
+
+
+def fig13_sharpening(model, hr: torch.Tensor, save: bool = True, device=None) -> plt.Figure:
+    """Fig. 13 (A.2): C-SRIP output and the same output sharpened with the 3x3 kernel
+    [0,-1,0; -1,5,-1; 0,-1,0] (clipped), next to the LR input and the target."""
+    from .evaluate import sharpen, super_resolve
+
+    cols = super_resolve({"C-SRIP": model}, hr, device=device)
+    cols = {"LR input": cols["LR input"], "C-SRIP": cols["C-SRIP"], "Enhanced": sharpen(cols["C-SRIP"]),
+            "Target": cols["Target"]}
+    fig = image_grid(cols, title="Sharpening post-process (A.2, Fig. 13)")
+    if save:
+        save_figure(fig, "fig13_sharpening.png")
+    return fig

@@ -1,0 +1,446 @@
+"""Evaluation over datasets (paper Sec. 4.2-4.4, A.1-A.2): per-image scores, tables, failure analysis.
+
+`evaluate_models` runs any number of SR models (and always the bicubic baseline) over the
+identity-disjoint test split and returns one row per (model, image):
+
+    model, image, identity, psnr, ssim [, id_cosine, id_rank1, id_auc]
+
+The identity columns (beyond the paper, see `csrip_lib.identity`) appear when an evaluation face
+recognizer is given; the HR images themselves are then scored too (model "hr": the identity upper
+bound; their PSNR/SSIM against themselves are left empty). Everything else here turns that frame
+into what the paper shows: Table 1/2 summaries (`summarize_results`, `compare_to_paper`), the
+cumulative score distribution of Fig. 8 (`csd_curve`), image attributes that explain the failures
+of Fig. 10 (`image_attributes`, `attribute_correlations`) and the sharpening of A.2 (`sharpen`).
+
+Command line: `csrip evaluate --checkpoint CKPT [CKPT ...] --data DIR --out results.csv`.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from .config import RESIDUAL_SIGMAS
+from .degradation import make_pyramid, residual, upsample_bicubic
+from .errors import CSRIPError
+
+SRFn = Callable[[torch.Tensor], torch.Tensor]  # LR N x 3 x 24 x 24 -> SR N x 3 x 192 x 192, [0, 1]
+
+# Paper numbers (LFW, 24 -> 192 px), keyed by `_key(name)`.
+PAPER_TABLE1: dict[str, tuple[float, float]] = {  # Table 1
+    "bicubic": (24.256, 0.7060), "nbsrf": (25.092, 0.7268), "srcnn": (24.812, 0.7187),
+    "vdsr": (25.415, 0.7411), "lp": (26.985, 0.7903), "srgan": (25.669, 0.6993),
+    "urdgn": (25.575, 0.7516), "csrip": (27.164, 0.8171)}
+PAPER_TABLE2: dict[str, tuple[float, float]] = {  # Table 2 (ablation)
+    "baseline": (26.1748, 0.7547), "bssim": (26.0251, 0.7579), "cssim": (26.4137, 0.7731),
+    "cssimm": (26.4511, 0.7841), "csrip": (27.1638, 0.8171)}
+PAPER_NAMES = {"bicubic": "Bicubic", "nbsrf": "NBSRF", "srcnn": "SRCNN", "vdsr": "VDSR", "lp": "lp",
+               "srgan": "SRGAN", "urdgn": "URDGN", "csrip": "C-SRIP", "baseline": "Baseline",
+               "bssim": "B+SSIM", "cssim": "C+SSIM", "cssimm": "C+SSIM+M"}
+
+
+def _key(name: str) -> str:
+    """Model-name key for matching against the paper's tables: "C+SSIM+M", "c_ssim_m" -> "cssimm"."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def bicubic(lr: torch.Tensor) -> torch.Tensor:
+    """The bicubic baseline of Table 1 (pixel-centre aligned with the degradation)."""
+    return upsample_bicubic(lr, 8)
+
+
+def sharpen(x: torch.Tensor) -> torch.Tensor:
+    """The post-processing of paper A.2: the 3x3 sharpening kernel [0,-1,0; -1,5,-1; 0,-1,0] applied
+    per channel (replicate padding), clipped to [0, 1]."""
+    k = torch.tensor([[0., -1., 0.], [-1., 5., -1.], [0., -1., 0.]], dtype=x.dtype, device=x.device)
+    k = k.expand(x.shape[1], 1, 3, 3)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k, groups=x.shape[1]).clamp(0, 1)
+
+
+def sharpened(model: SRFn) -> SRFn:
+    """`model` followed by `sharpen` (A.2), as one SR function for `evaluate_models`."""
+    return lambda lr: sharpen(model(lr).float())
+
+
+# ------------------------------------------------------------------------------------------ models
+def model_name(path: str | Path, ckpt: Mapping[str, Any] | None = None) -> str:
+    """A model's display name: the checkpoint config's "name"/"variant" if any, else its run folder
+    (runs/quick/csrip/best.pt -> "csrip"), else the file stem."""
+    conf = (ckpt or {}).get("config", {}) or {}
+    for field in ("name", "variant"):
+        if isinstance(conf.get(field), str) and conf[field]:
+            return conf[field]
+    path = Path(path)
+    return path.parent.name if path.stem in ("best", "last") and path.parent.name else path.stem
+
+
+def load_models(checkpoints: list[str | Path], map_location: str | torch.device = "cpu") -> dict[str, torch.nn.Module]:
+    """SR models from checkpoints, keyed by `model_name` (made unique with the parent folder)."""
+    from .checkpoint import load_checkpoint
+    from .models.sr import load_sr
+
+    models: dict[str, torch.nn.Module] = {}
+    for path in checkpoints:
+        ckpt = load_checkpoint(path, kind="sr", map_location="cpu")  # validates: CSRIPError if not ours
+        name = model_name(path, ckpt)
+        if name in models or name in ("bicubic", "hr"):
+            name = f"{Path(path).parent.parent.name}/{name}"
+        models[name] = load_sr(path, map_location=map_location)
+    return models
+
+
+def _autocast(device: torch.device):
+    return (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+            else contextlib.nullcontext())
+
+
+def _prepare(fn: SRFn, device: torch.device) -> SRFn:
+    """Move a module to `device` (channels_last on CUDA) in eval mode; plain functions pass through."""
+    if isinstance(fn, torch.nn.Module):
+        fn.eval().to(device)
+        if device.type == "cuda":
+            fn.to(memory_format=torch.channels_last)
+    return fn
+
+
+@torch.no_grad()
+def _run(fn: SRFn, lr: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if device.type == "cuda":
+        lr = lr.contiguous(memory_format=torch.channels_last)
+    with _autocast(device):
+        out = fn(lr)
+    return out.float().clamp(0, 1).contiguous()
+
+
+# -------------------------------------------------------------------------------------------- data
+def _dataset(data: Any, split: str, max_images: int | None = None) -> Dataset:
+    """A FaceFolder from a path (or None: resolve_data's order), or a given dataset unchanged."""
+    if isinstance(data, Dataset):
+        return data
+    from .data import FaceFolder, resolve_data
+
+    root = resolve_data(data)
+    ds = FaceFolder(root, split=split, max_images=max_images)
+    if len(ds) == 0:
+        raise CSRIPError(f"{root}: no images in the {split!r} split; expected face folders "
+                         "<root>/<identity>/<image>.jpg|png")
+    return ds
+
+
+def _item_info(ds: Dataset, i: int) -> tuple[str, str]:
+    """(image path relative to the dataset root, identity) of item i of a FaceFolder-like dataset."""
+    items = getattr(ds, "items", None)
+    if items is None:
+        return str(i), str(ds[i][1])
+    path, identity = items[i]
+    root = getattr(ds, "root", None)
+    try:
+        return str(Path(path).relative_to(root)) if root is not None else str(path), str(identity)
+    except ValueError:
+        return str(path), str(identity)
+
+
+def sample_images(data: Any = None, split: str = "test", n: int = 6, seed: int = 0,
+                  indices: list[int] | None = None) -> tuple[torch.Tensor, list[str]]:
+    """`n` HR test images (N x 3 x 192 x 192 float in [0, 1]) picked at random with `seed` (or the
+    given `indices`), with their relative paths: the examples of Figs. 6, 7, 9, 12, 13."""
+    ds = _dataset(data, split)
+    if indices is None:
+        g = torch.Generator().manual_seed(seed)
+        indices = torch.randperm(len(ds), generator=g)[:n].tolist()
+    hr = torch.stack([ds[i][0] for i in indices]).float() / 255
+    return hr, [_item_info(ds, i)[0] for i in indices]
+
+
+@torch.no_grad()
+def super_resolve(models: Mapping[str, SRFn], hr: torch.Tensor, sigma: float | None = None,
+                  device: str | torch.device | None = None) -> dict[str, torch.Tensor]:
+    """Columns of a qualitative figure (Figs. 6, 7, 9): the 24 px input upscaled by nearest
+    neighbour ("LR input"), "Bicubic", every model, and the "Target" HR image (CPU tensors)."""
+    from .train import pick_device
+
+    device = pick_device(device)
+    hr = hr.to(device)
+    lr = make_pyramid(hr, sigma)["lr"]
+    cols = {"LR input": F.interpolate(lr, scale_factor=8, mode="nearest"), "Bicubic": bicubic(lr)}
+    for name, fn in models.items():
+        cols[name] = _run(_prepare(fn, device), lr, device)
+    cols["Target"] = hr
+    return {k: v.float().cpu() for k, v in cols.items()}
+
+
+# -------------------------------------------------------------------------------------- evaluation
+def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "test", *,
+                    batch_size: int = 32, device: str | torch.device | None = None,
+                    identity_model: torch.nn.Module | None = None, include_bicubic: bool = True,
+                    include_hr: bool | None = None, sigma: float | None = None,
+                    max_images: int | None = None, num_workers: int = 0,
+                    progress: bool = True) -> pd.DataFrame:
+    """Score every model on every image of `split` of `data` (a face folder path, None for
+    `resolve_data`'s default, or a Dataset yielding (uint8 3x192x192, label)).
+
+    Each HR image is degraded to 24 px with `make_pyramid` (paper Sec. 3.3), super-resolved by each
+    model and compared with the HR image (csrip_lib.metrics.psnr / ssim_eval). Returns one row per
+    (model, image): model, image, identity, psnr, ssim, and with `identity_model` also id_cosine,
+    id_rank1 (1/0 per probe, empty for gallery images) and id_auc (per model). CUDA: bf16 autocast +
+    channels_last for the SR models; CPU: float32.
+    """
+    from .metrics import psnr, ssim_eval
+    from .train import pick_device
+
+    device = pick_device(device)
+    ds = _dataset(data, split, max_images)
+    fns: dict[str, SRFn] = {"bicubic": bicubic} if include_bicubic else {}
+    fns.update({name: _prepare(fn, device) for name, fn in models.items()})
+    if include_hr is None:
+        include_hr = identity_model is not None
+    if identity_model is not None:
+        identity_model = identity_model.eval().to(device)
+
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        pin_memory=device.type == "cuda")
+    scores: dict[str, dict[str, list]] = {name: {"psnr": [], "ssim": [], "emb": []} for name in fns}
+    hr_emb, labels = [], []
+    for hr_u8, y in tqdm(loader, desc="evaluate", unit="batch", disable=not progress):
+        hr = hr_u8.to(device, non_blocking=True).float() / 255
+        lr = make_pyramid(hr, sigma)["lr"]
+        labels.append(y)
+        if identity_model is not None:
+            with _autocast(device):
+                hr_emb.append(identity_model.embed(hr).cpu())
+        for name, fn in fns.items():
+            sr = _run(fn, lr, device)
+            scores[name]["psnr"].append(psnr(sr, hr).float().cpu())
+            scores[name]["ssim"].append(ssim_eval(sr, hr).float().cpu())
+            if identity_model is not None:
+                with _autocast(device):
+                    scores[name]["emb"].append(identity_model.embed(sr).cpu())
+
+    info = [_item_info(ds, i) for i in range(len(ds))]
+    base = pd.DataFrame({"image": [p for p, _ in info], "identity": [c for _, c in info]})
+    labels_np = torch.cat(labels).numpy()
+    frames = []
+    names = list(fns) + (["hr"] if include_hr else [])
+    for name in names:
+        df = base.copy()
+        df.insert(0, "model", name)
+        if name == "hr":
+            df["psnr"] = np.nan
+            df["ssim"] = np.nan
+        else:
+            df["psnr"] = torch.cat(scores[name]["psnr"]).numpy()
+            df["ssim"] = torch.cat(scores[name]["ssim"]).numpy()
+        if identity_model is not None:
+            from .identity import identity_scores
+
+            ref = torch.cat(hr_emb)
+            emb = ref if name == "hr" else torch.cat(scores[name]["emb"])
+            s = identity_scores(emb, ref, labels_np)
+            df["id_cosine"], df["id_rank1"], df["id_auc"] = s["cosine"], s["rank1_hit"], s["auc"]
+        frames.append(df)
+    out = pd.concat(frames, ignore_index=True)
+    out.attrs["root"] = str(getattr(ds, "root", ""))
+    return out
+
+
+def summarize_results(df: pd.DataFrame) -> pd.DataFrame:
+    """Per-model summary in the layout of Tables 1/2 (models as rows, in the order of `df`): images,
+    mean / median / std of PSNR and SSIM, and, when present, mean id_cosine, rank-1 and AUC."""
+    g = df.groupby("model", sort=False)
+    out = pd.DataFrame({"images": g.size()})
+    for metric in ("psnr", "ssim"):
+        for stat in ("mean", "median", "std"):
+            out[f"{metric}_{stat}"] = g[metric].agg(stat)
+    if "id_cosine" in df:
+        out["id_cosine"] = g["id_cosine"].mean()
+        out["rank1"] = g["id_rank1"].mean()
+        out["auc"] = g["id_auc"].first()
+    return out
+
+
+def compare_to_paper(summary: pd.DataFrame, table: str = "table1") -> pd.DataFrame:
+    """Measured means next to the paper's (Table 1 or Table 2) for every model whose name matches a
+    paper column ("C-SRIP", "csrip", "c_srip" all match); other models get empty paper cells."""
+    paper = {"table1": PAPER_TABLE1, "table2": PAPER_TABLE2}[table]
+    rows = []
+    for model, r in summary.iterrows():
+        p = paper.get(_key(str(model)), (np.nan, np.nan))
+        rows.append({"model": model, "paper_psnr": p[0], "measured_psnr": r["psnr_mean"],
+                     "paper_ssim": p[1], "measured_ssim": r["ssim_mean"]})
+    measured = {_key(str(m)) for m in summary.index}
+    for key, p in paper.items():  # the paper's models we did not run, for the full picture
+        if key not in measured:
+            rows.append({"model": PAPER_NAMES[key], "paper_psnr": p[0], "measured_psnr": np.nan,
+                         "paper_ssim": p[1], "measured_ssim": np.nan})
+    return pd.DataFrame(rows).set_index("model")
+
+
+# ---------------------------------------------------------------------------- analysis (Fig. 8, 10)
+def csd_curve(df: pd.DataFrame, metric: str = "ssim", models: list[str] | None = None,
+              thresholds: np.ndarray | int = 200) -> pd.DataFrame:
+    """Cumulative score distribution (paper Fig. 8): for each model and threshold x, the fraction of
+    images with score >= x. Returns a long frame (model, threshold, fraction); curves further to the
+    right are better. `thresholds`: an array, or the number of points spanning all scores."""
+    models = models or [m for m in df["model"].unique() if df.loc[df["model"] == m, metric].notna().any()]
+    values = df.loc[df["model"].isin(models), metric].dropna().to_numpy()
+    if isinstance(thresholds, int | np.integer):
+        thresholds = np.linspace(values.min(), values.max(), int(thresholds)) if len(values) else np.zeros(0)
+    x = np.asarray(thresholds, dtype=float)
+    rows = []
+    for m in models:
+        s = np.sort(df.loc[df["model"] == m, metric].dropna().to_numpy())
+        frac = 1.0 - np.searchsorted(s, x, side="left") / max(len(s), 1)  # share of scores >= x
+        rows.append(pd.DataFrame({"model": m, "threshold": x, "fraction": frac}))
+    return pd.concat(rows, ignore_index=True)
+
+
+@torch.no_grad()
+def image_attributes(data: Any = None, split: str = "test", *, batch_size: int = 64,
+                     max_images: int | None = None, progress: bool = True) -> pd.DataFrame:
+    """Per-image attributes that may explain SR failures (paper Sec. 4.4), keyed by `image`:
+
+    hf_energy   RMS of the 192 px residual image (sigma 7/3, Sec. 3.3): hair, background texture,
+                noise, i.e. detail that a 24 px input cannot carry;
+    atypicality RMS distance (48 px grey) from the mean face of the evaluated set: occlusion,
+                unusual crops and lighting;
+    asymmetry   RMS difference between the 48 px grey image and its mirror image: pose (profiles);
+    brightness, contrast   mean and standard deviation of the grey values.
+    """
+    ds = _dataset(data, split, max_images)
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False)
+    cols: dict[str, list] = {"hf_energy": [], "asymmetry": [], "brightness": [], "contrast": []}
+    small = []
+    for hr_u8, _ in tqdm(loader, desc="attributes", unit="batch", disable=not progress):
+        hr = hr_u8.float() / 255
+        cols["hf_energy"].append(residual(hr, RESIDUAL_SIGMAS[192]).pow(2).mean((1, 2, 3)).sqrt())
+        grey = hr.mean(1, keepdim=True)
+        cols["brightness"].append(grey.mean((1, 2, 3)))
+        cols["contrast"].append(grey.std((1, 2, 3)))
+        g48 = F.interpolate(grey, size=(48, 48), mode="area")
+        cols["asymmetry"].append((g48 - g48.flip(-1)).pow(2).mean((1, 2, 3)).sqrt())
+        small.append(g48)
+    small_t = torch.cat(small)
+    out = pd.DataFrame({"image": [_item_info(ds, i)[0] for i in range(len(ds))]})
+    for name, parts in cols.items():
+        out[name] = torch.cat(parts).numpy()
+    out["atypicality"] = (small_t - small_t.mean(0, keepdim=True)).pow(2).mean((1, 2, 3)).sqrt().numpy()
+    return out
+
+
+def attribute_correlations(results: pd.DataFrame, attributes: pd.DataFrame, metric: str = "ssim",
+                           models: list[str] | None = None, method: str = "spearman") -> pd.DataFrame:
+    """Correlation (Spearman by default) between each image attribute and each model's `metric`:
+    attributes as rows, models as columns. Negative = the attribute makes that model worse."""
+    models = models or [m for m in results["model"].unique()
+                        if results.loc[results["model"] == m, metric].notna().any()]
+    names = [c for c in attributes.columns if c != "image"]
+    table = {}
+    for m in models:
+        merged = results.loc[results["model"] == m, ["image", metric]].merge(attributes, on="image")
+        table[m] = merged[names].corrwith(merged[metric], method=method)
+    return pd.DataFrame(table)
+
+
+def worst_images(results: pd.DataFrame, model: str, k: int = 6, metric: str = "ssim") -> pd.DataFrame:
+    """The `k` images with the lowest `metric` for `model` (paper Fig. 10), worst first."""
+    rows = results[results["model"] == model]
+    if rows.empty:
+        raise CSRIPError(f"no results for model {model!r}; have {sorted(results['model'].unique())}")
+    return rows.nsmallest(k, metric).reset_index(drop=True)
+
+
+def paired_effect(results: pd.DataFrame, before: str, after: str) -> pd.DataFrame:
+    """Per-metric effect of going from model `before` to `after` on the same images (e.g. C-SRIP ->
+    C-SRIP + sharpening, A.2): means, mean difference and the share of images that improved."""
+    a = results[results["model"] == before].set_index("image")
+    b = results[results["model"] == after].set_index("image").reindex(a.index)
+    rows = {}
+    for metric in ("psnr", "ssim"):
+        d = b[metric] - a[metric]
+        rows[metric] = {before: a[metric].mean(), after: b[metric].mean(), "mean_change": d.mean(),
+                        "improved_share": float((d > 0).mean())}
+    return pd.DataFrame(rows).T
+
+
+# ------------------------------------------------------------------------------------ command line
+def check_output(path: str | Path, force: bool = False) -> Path:
+    """Fail early (CSRIPError) if results cannot be written to `path` or would overwrite a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise CSRIPError(f"{path} is a directory; expected a .csv file path")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise CSRIPError(f"output folder {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK):
+        raise CSRIPError(f"output folder {parent} is not writable")
+    for p in (path, summary_path(path)):
+        if p.exists() and not force:
+            raise CSRIPError(f"{p} exists; pass --force to overwrite it")
+    return path
+
+
+def summary_path(results: str | Path) -> Path:
+    """results.csv -> results_summary.csv (the printed per-model table)."""
+    results = Path(results)
+    return results.with_name(results.stem + "_summary.csv")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", nargs="*", default=[], metavar="CKPT",
+                   help="SR checkpoints (best.pt of `csrip train-sr`); bicubic is always included")
+    p.add_argument("--data", default=None, help="face folder <root>/<identity>/<image> "
+                   "(default: $CSRIP_DATA, data/lfw-deepfunneled, else synthetic faces)")
+    p.add_argument("--out", required=True, help="per-image results CSV (a *_summary.csv is written next to it)")
+    p.add_argument("--all", action="store_true", help="evaluate every image, not only the test split")
+    p.add_argument("--force", action="store_true", help="overwrite existing results")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-images", type=int, default=None, help="evaluate at most this many images")
+    p.add_argument("--identity-model", default=None, metavar="PATH",
+                   help="evaluation face recognizer (best.pt of kind 'identity') for identity metrics")
+    p.add_argument("--train-identity", default=None, metavar="PRESET",
+                   help="train the evaluation recognizer on the train split if it is missing, "
+                        "into the folder of --identity-model (default runs/PRESET/identity)")
+    p.add_argument("--sigma", type=float, default=None, help="degradation blur per 2x step (default 1.0)")
+    p.add_argument("--device", default=None, help="cuda, cpu, ... (default: best available)")
+    p.add_argument("--workers", type=int, default=2, help="data-loading processes")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .identity import ensure_identity_model, load_identity_model
+    from .train import pick_device
+
+    out = check_output(args.out, args.force)
+    if args.batch_size < 1:
+        raise CSRIPError(f"--batch-size must be >= 1, got {args.batch_size}")
+    device = pick_device(args.device)
+    models = load_models(args.checkpoint, map_location=device)
+    identity = None
+    if args.train_identity:
+        path = ensure_identity_model(args.data, args.train_identity, Path(args.identity_model).parent
+                                     if args.identity_model else None, device=device)
+        identity = load_identity_model(path, map_location=device)
+    elif args.identity_model:
+        identity = load_identity_model(args.identity_model, map_location=device)
+    split = "all" if args.all else "test"
+    print(f"evaluating {['bicubic', *models]} on the {split!r} split on {device}")
+    df = evaluate_models(models, args.data, split, batch_size=args.batch_size, device=device,
+                         identity_model=identity, sigma=args.sigma, max_images=args.max_images,
+                         num_workers=args.workers)
+    df.to_csv(out, index=False)
+    summary = summarize_results(df)
+    summary.to_csv(summary_path(out))
+    with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 160):
+        print(summary.to_string())
+    print(f"wrote {len(df)} rows to {out} and the summary to {summary_path(out)}")
+    return 0

@@ -1,0 +1,213 @@
+"""`csrip evaluate` and the analysis functions of csrip_lib.evaluate (Tables 1-2, Figs. 8, 10, A.2)."""
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from csrip_lib.checkpoint import save_checkpoint
+from csrip_lib.cli import main
+from csrip_lib.config import get_preset, to_dict
+from csrip_lib.degradation import make_pyramid, upsample_bicubic
+from csrip_lib.evaluate import (attribute_correlations, compare_to_paper, csd_curve, evaluate_models,
+                                image_attributes, model_name, paired_effect, sharpen, sharpened,
+                                summarize_results, worst_images)
+from csrip_lib.models import CascadedSR
+
+N = 12  # images per evaluation in these tests
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> Path:
+    """A face folder: $CSRIP_DATA (real LFW) if set, else a small synthetic set."""
+    if os.environ.get("CSRIP_DATA"):
+        return Path(os.environ["CSRIP_DATA"])
+    from csrip_lib.synthetic import make_synthetic_faces
+    return make_synthetic_faces(tmp_path_factory.mktemp("faces") / "syn", n_identities=24,
+                                images_per_identity=3, progress=False)
+
+
+@pytest.fixture(scope="module")
+def split(faces) -> str:
+    """The identity-disjoint test split on LFW; every image of the small synthetic set."""
+    return "test" if os.environ.get("CSRIP_DATA") else "all"
+
+
+@pytest.fixture(scope="module")
+def dataset(faces, split):
+    """N images of `faces`, scanned once for the module."""
+    from csrip_lib.data import FaceFolder
+    return FaceFolder(faces, split=split, max_images=N)
+
+
+@pytest.fixture(scope="module")
+def sr_checkpoint(tmp_path_factory) -> Path:
+    """An untrained tiny cascade (without the bicubic skip: its output is flat grey) saved the way
+    `csrip train-sr` saves: runs/<name>/best.pt."""
+    torch.manual_seed(0)
+    cfg = replace(get_preset("tiny").sr, global_skip=False)
+    path = tmp_path_factory.mktemp("runs") / "tiny_cascade" / "best.pt"
+    save_checkpoint({"model": CascadedSR(cfg).state_dict(), "config": {"sr": to_dict(cfg)}}, path, kind="sr")
+    return path
+
+
+def _evaluate(*args: str) -> int:
+    return main(["evaluate", *args])
+
+
+def test_cli_writes_per_image_csv_and_summary(faces, split, sr_checkpoint, tmp_path, capsys):
+    out = tmp_path / "results.csv"
+    assert _evaluate("--checkpoint", str(sr_checkpoint), "--data", str(faces), "--out", str(out),
+                     *(["--all"] if split == "all" else []), "--max-images", str(N),
+                     "--batch-size", "5", "--workers", "0") == 0
+    df = pd.read_csv(out)
+    assert list(df.columns[:5]) == ["model", "image", "identity", "psnr", "ssim"]
+    assert df["model"].tolist() == ["bicubic"] * N + ["tiny_cascade"] * N  # name from the run folder
+    assert df.groupby("model")["image"].nunique().eq(N).all()
+    assert all((faces / p).is_file() for p in df["image"])  # paths relative to the data root
+    assert df["identity"].tolist() == [Path(p).parent.name for p in df["image"]]
+    assert np.isfinite(df[["psnr", "ssim"]].to_numpy()).all()
+    # an untrained network is far worse than bicubic: the table is not a constant
+    summary = pd.read_csv(tmp_path / "results_summary.csv", index_col=0)
+    assert summary.loc["bicubic", "ssim_mean"] > summary.loc["tiny_cascade", "ssim_mean"] + 0.2
+    assert summary.loc["bicubic", "psnr_mean"] == pytest.approx(df[df.model == "bicubic"].psnr.mean())
+    printed = capsys.readouterr().out
+    assert "bicubic" in printed and "tiny_cascade" in printed and "psnr_mean" in printed
+
+
+def test_bicubic_scores_match_skimage(dataset):
+    """The evaluation pipeline (degradation, bicubic, 8-bit scoring) reproduces scikit-image's
+    PSNR/SSIM computed by hand on the same 8-bit images."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    ds = dataset
+    df = evaluate_models({}, ds, progress=False)
+    for i in range(3):
+        hr = ds[i][0].float()[None] / 255
+        sr = upsample_bicubic(make_pyramid(hr)["lr"], 8)
+        a = (sr[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        b = ds[i][0].permute(1, 2, 0).numpy()
+        row = df.iloc[i]
+        assert row["psnr"] == pytest.approx(peak_signal_noise_ratio(b, a, data_range=255), abs=1e-3)
+        assert row["ssim"] == pytest.approx(structural_similarity(
+            b, a, channel_axis=2, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+            data_range=255), abs=1e-3)
+
+
+def test_existing_results_need_force(faces, split, tmp_path, capsys):
+    out = tmp_path / "results.csv"
+    out.write_text("keep me\n")
+    args = ["--data", str(faces), "--out", str(out), "--max-images", "4", "--workers", "0",
+            *(["--all"] if split == "all" else [])]
+    assert _evaluate(*args) == 2
+    assert "--force" in capsys.readouterr().err
+    assert out.read_text() == "keep me\n"
+    assert _evaluate(*args, "--force") == 0
+    assert pd.read_csv(out)["model"].eq("bicubic").all()
+
+
+def test_bad_checkpoint_is_a_clear_error(faces, tmp_path, capsys):
+    bogus = tmp_path / "model.pt"
+    torch.save({"weights": torch.zeros(3)}, bogus)
+    assert _evaluate("--checkpoint", str(bogus), "--data", str(faces), "--out", str(tmp_path / "r.csv")) == 2
+    assert "not a csrip checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "r.csv").exists()
+
+
+@pytest.mark.parametrize("case", ["missing_dir", "read_only_dir", "empty_data", "missing_data"])
+def test_bad_paths_are_clear_errors(case, faces, tmp_path, capsys):
+    data, out = str(faces), tmp_path / "r.csv"
+    if case == "missing_dir":
+        out = tmp_path / "nope" / "r.csv"
+    elif case == "read_only_dir":
+        if os.geteuid() == 0:
+            pytest.skip("root can write anywhere")
+        (tmp_path / "ro").mkdir(mode=0o555)
+        out = tmp_path / "ro" / "r.csv"
+    elif case == "empty_data":
+        (tmp_path / "empty" / "someone").mkdir(parents=True)
+        data = str(tmp_path / "empty")
+    else:
+        data = str(tmp_path / "does_not_exist")
+    assert _evaluate("--data", data, "--out", str(out)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("csrip evaluate: error:") and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_csd_curve_known_answer():
+    df = pd.DataFrame({"model": ["a"] * 4 + ["b"] * 2, "ssim": [1, 2, 3, 4, 2, 2]})
+    c = csd_curve(df, "ssim", thresholds=np.array([0, 2, 2.5, 5]))
+    assert c[c.model == "a"]["fraction"].tolist() == [1.0, 0.75, 0.5, 0.0]  # share with score >= x
+    assert c[c.model == "b"]["fraction"].tolist() == [1.0, 1.0, 0.0, 0.0]
+    grid = csd_curve(df, "ssim", thresholds=5)
+    assert grid["threshold"].min() == 1 and grid["threshold"].max() == 4
+    assert (grid.groupby("model")["fraction"].apply(lambda f: f.is_monotonic_decreasing)).all()
+
+
+def test_sharpen_kernel():
+    flat = torch.full((1, 3, 8, 8), 0.4)
+    assert torch.allclose(sharpen(flat), flat)  # the kernel sums to 1
+    x = torch.full((1, 1, 5, 5), 0.5)
+    x[0, 0, 2, 2] = 0.6
+    y = sharpen(x)
+    assert y[0, 0, 2, 2] == pytest.approx(0.5 + 5 * 0.1)  # centre weight 5
+    assert y[0, 0, 1, 2] == pytest.approx(0.5 - 0.1) and y[0, 0, 1, 1] == pytest.approx(0.5)
+    z = sharpen(torch.rand(2, 3, 16, 16))
+    assert z.min() == 0 and z.max() == 1  # random images overshoot both ways: clipped
+
+
+def test_sharpening_effect_and_tables(dataset):
+    from csrip_lib.evaluate import bicubic
+
+    df = evaluate_models({"bicubic+sharpen": sharpened(bicubic)}, dataset, progress=False)
+    effect = paired_effect(df, "bicubic", "bicubic+sharpen")
+    assert effect.loc["psnr", "mean_change"] == pytest.approx(rel=1e-5, expected=
+        df[df.model == "bicubic+sharpen"].psnr.mean() - df[df.model == "bicubic"].psnr.mean())
+    assert 0 <= effect.loc["ssim", "improved_share"] <= 1
+    summary = summarize_results(df)
+    assert summary.index.tolist() == ["bicubic", "bicubic+sharpen"] and (summary["images"] == N).all()
+    table = compare_to_paper(summary)
+    assert table.loc["bicubic", "paper_psnr"] == 24.256 and np.isnan(table.loc["bicubic+sharpen", "paper_ssim"])
+    assert table.loc["C-SRIP", "paper_ssim"] == 0.8171 and np.isnan(table.loc["C-SRIP", "measured_ssim"])
+    t2 = compare_to_paper(summary.rename(index={"bicubic+sharpen": "C+SSIM+M"}), "table2")
+    assert t2.loc["C+SSIM+M", "paper_psnr"] == 26.4511
+
+
+def test_worst_images_and_attributes(dataset):
+    ds = dataset
+    df = evaluate_models({}, ds, progress=False)
+    worst = worst_images(df, "bicubic", k=3)
+    assert worst["ssim"].tolist() == sorted(df["ssim"])[:3]
+    attrs = image_attributes(ds, progress=False)
+    assert attrs["image"].tolist() == df["image"].tolist()
+    assert (attrs.drop(columns="image") >= 0).all().all()
+    corr = attribute_correlations(df, attrs)
+    assert corr.columns.tolist() == ["bicubic"] and corr.abs().le(1).all().all()
+    # hf_energy is the detail a 24 px input cannot carry: it predicts bicubic failures
+    assert corr.loc["hf_energy", "bicubic"] < 0
+
+
+def test_image_attributes_on_controlled_images():
+    from torch.utils.data import TensorDataset
+
+    smooth = torch.full((1, 3, 192, 192), 128, dtype=torch.uint8)
+    noisy = torch.randint(0, 256, (1, 3, 192, 192), dtype=torch.uint8)
+    half = smooth.clone()
+    half[..., :96] = 20  # left half dark: strongly asymmetric
+    ds = TensorDataset(torch.cat([smooth, noisy, half]), torch.arange(3))
+    a = image_attributes(ds, progress=False).set_index("image")
+    assert a.loc["1", "hf_energy"] > 10 * a.loc["0", "hf_energy"]
+    assert a.loc["0", "asymmetry"] == pytest.approx(0, abs=1e-6) and a.loc["2", "asymmetry"] > 0.3
+    assert a.loc["0", "contrast"] == pytest.approx(0, abs=1e-6)
+
+
+def test_model_name():
+    assert model_name("runs/quick/csrip/best.pt") == "csrip"
+    assert model_name("models/my_model.pt") == "my_model"
+    assert model_name("x/best.pt", {"config": {"variant": "C+SSIM"}}) == "C+SSIM"
