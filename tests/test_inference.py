@@ -148,3 +148,23 @@ def test_upscale_batches_degrades_uint8_caches_on_the_device(model, hr_faces):
 def test_upscale_batches_rejects_bad_caches(model, bad, error):
     with pytest.raises(error, match="uint8"):
         next(upscale_batches(Upscaler(model, device="cpu"), bad, progress=False))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (benchmarks/device_check.sh)")
+def test_cuda_fast_path_matches_the_fp32_reference(model, lr):
+    """bf16 + channels_last + compile + CUDA graphs on the GPU against fp32 on the CPU."""
+    x = torch.cat([lr, lr.flip(-1), lr.flip(-2)] * 4)[:70]  # chunks of 1 and 3 -> graphs 1, 4; 70 -> 256
+    expected = reference(model, x)
+    up = Upscaler(model, device="cuda")  # moves the model: the reference above was computed first
+    assert up.dtype == torch.bfloat16 and up.cuda_graphs
+    for n in (1, 3, 70):
+        out = up(x[:n].cuda())
+        assert out.device.type == "cuda" and out.dtype == torch.float32 and out.shape == (n, 3, 192, 192)
+        rel = float((out.cpu() - expected[:n]).norm() / expected[:n].norm())
+        assert rel < 2e-2, (n, rel)  # bf16 operands: 1e-3 .. 1e-2
+    assert up.compiled, "torch.compile fell back to eager (see the warning)"
+    assert up._graphs[1] is not None and up._graphs[4] is not None, "CUDA graph capture failed"
+    a, b = up(x[:1].cuda()), up(x[1:2].cuda())  # replays of one graph: outputs are copies, not views
+    assert not torch.equal(a, b)
+    torch.testing.assert_close(up(x[:1].cuda()), a)
+    assert up(x[:2]).device.type == "cpu"  # results come back to the input's device
