@@ -1,0 +1,192 @@
+"""`csrip train-sr` / train_sr (paper Sec. 3.3-3.4): logs, checkpoints, exact resume, DDP, bad input."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from csrip_lib.checkpoint import load_checkpoint, save_checkpoint
+from csrip_lib.cli import main as cli_main
+from csrip_lib.config import LossConfig, RecognizerConfig, TrainConfig, to_dict
+from csrip_lib.data import FaceFolder, make_synthetic_faces
+from csrip_lib.errors import CSRIPError
+from csrip_lib.losses import CSRIPLoss
+from csrip_lib.models import CascadedSR, SqueezeNetRecognizer
+from csrip_lib.models.sr import load_sr
+from csrip_lib.train_sr import Convergence, GlobalBatchNorm2d, train_sr
+
+SHORT = TrainConfig(epochs=2, batch_size=4, lr=1e-3, steps_per_epoch=2, seed=5)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> Path:
+    return make_synthetic_faces(tmp_path_factory.mktemp("faces"), n_identities=30, images_per_identity=3,
+                                progress=False)
+
+
+def write_recognizers(run_dir: Path, identities: list[str], sizes=(48, 96, 192), seed: int = 0) -> Path:
+    """Untrained recognizers in the layout of `csrip train-recognizers` (rec48/best.pt, ...)."""
+    torch.manual_seed(seed)
+    cfg = RecognizerConfig(width=0.25, dropout=0.0)
+    for s in sizes:
+        m = SqueezeNetRecognizer(len(identities), cfg, image_size=s)
+        save_checkpoint({"model": m.state_dict(), "config": {"recognizer": to_dict(cfg)},
+                         "identities": identities, "image_size": s}, run_dir / f"rec{s}" / "best.pt", "recognizer")
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def priors(faces, tmp_path_factory) -> Path:
+    return write_recognizers(tmp_path_factory.mktemp("rec"), FaceFolder(faces, "train").identities)
+
+
+def run(faces, out, priors=None, loss=LossConfig(), train=SHORT, **kw):
+    return train_sr(faces, "tiny", out, recognizers=priors, loss=loss, train=train, device="cpu",
+                    progress=False, **kw)
+
+
+def test_log_has_every_term_and_the_checkpoint_loads(faces, priors, tmp_path):
+    log = run(faces, tmp_path, priors, loss=LossConfig(alpha=0.01))
+    terms = {f"train_{t}{s}" for t in ("ssim", "ce") for s in (48, 96, 192)}
+    assert terms | {"val_ssim", "val_mse", "val_psnr", "val_improvements", "lr"} <= set(log.columns)
+    assert list(log["step"]) == [2, 4]
+    torch.testing.assert_close(torch.tensor(log["train_loss"].values), torch.tensor(
+        log[[f"train_ssim{s}" for s in (48, 96, 192)]].sum(axis=1).values
+        + 0.01 * log[[f"train_ce{s}" for s in (48, 96, 192)]].sum(axis=1).values), rtol=1e-5, atol=1e-6)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "log.csv"), log, check_dtype=False)
+    model = load_sr(tmp_path / "best.pt")
+    ckpt = load_checkpoint(tmp_path / "best.pt", kind="sr")
+    assert ckpt["config"]["loss"]["alpha"] == 0.01 and ckpt["identities"] == FaceFolder(faces, "train").identities
+    assert model(torch.rand(1, 3, 24, 24)).shape == (1, 3, 192, 192)
+
+
+def test_single_scale_mse_baseline_is_one_code_path(faces, tmp_path):
+    log = run(faces, tmp_path, loss=LossConfig("mse", multiscale=False, alpha=0), arch="baseline")
+    assert {c for c in log.columns if c.startswith("train_") and c != "train_loss"} == {"train_mse192"}
+    assert type(load_sr(tmp_path / "best.pt")).__name__ == "BaselineSR"
+    log = run(faces, tmp_path / "c", loss=LossConfig("ssim", multiscale=False, alpha=0))
+    assert "train_ssim192" in log and "train_ssim48" not in log
+    # the unused 2x/4x branches were not trained (no gradient, frozen at their initial values)
+    torch.manual_seed(SHORT.seed)  # train_sr's initial weights
+    init, trained = CascadedSR.from_preset("tiny"), load_sr(tmp_path / "c" / "best.pt")
+    assert torch.equal(init.heads[0].conv.weight, trained.heads[0].conv.weight)
+    assert not torch.equal(init.tail[-1].conv.weight, trained.tail[-1].conv.weight)
+
+
+def test_convergence_counter_is_the_papers_combined_criterion():
+    """Sec. 3.4: stop only when neither SSIM nor MSE improved; the counter grows when either does."""
+    c = Convergence()
+    seq = [(0.5, 0.10), (0.6, 0.12), (0.55, 0.09), (0.55, 0.09), (0.59, 0.095), (0.61, 0.2)]
+    assert [c.update(s, m) for s, m in seq] == [1, 2, 3, 3, 3, 4]
+    resumed = Convergence(history=[{"val_ssim": s, "val_mse": m} for s, m in seq[:3]])
+    assert [resumed.update(s, m) for s, m in seq[3:]] == [3, 3, 4]
+
+
+class Killed(Exception):
+    pass
+
+
+def test_killed_and_resumed_run_continues_exactly(faces, priors, tmp_path, monkeypatch):
+    loss = LossConfig(alpha=0.01)
+    full = run(faces, tmp_path / "full", priors, loss)
+    calls = {"n": 0}
+    forward = CSRIPLoss.forward
+
+    def dying(self, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 4:  # during the second step of epoch 2
+            raise Killed
+        return forward(self, *a, **kw)
+
+    monkeypatch.setattr(CSRIPLoss, "forward", dying)
+    with pytest.raises(Killed):
+        run(faces, tmp_path / "killed", priors, loss)
+    monkeypatch.setattr(CSRIPLoss, "forward", forward)
+    with pytest.raises(CSRIPError, match="already holds"):
+        run(faces, tmp_path / "killed", priors, loss)
+    resumed = run(faces, tmp_path / "killed", priors, loss, resume=True)
+    pd.testing.assert_frame_equal(full.drop(columns="seconds"), resumed.drop(columns="seconds"))
+    a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "killed" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(faces, tmp_path, monkeypatch):
+    forward, calls = CSRIPLoss.forward, {"n": 0}
+
+    def poisoned(self, *a, **kw):
+        total, terms = forward(self, *a, **kw)
+        calls["n"] += 1
+        return (total * float("nan"), terms) if calls["n"] == 3 else (total, terms)
+
+    monkeypatch.setattr(CSRIPLoss, "forward", poisoned)
+    with pytest.raises(CSRIPError, match="nan"):
+        run(faces, tmp_path, loss=LossConfig(alpha=0))
+    good = load_checkpoint(tmp_path / "last.pt")
+    assert good["state"]["step"] == 2 and all(torch.isfinite(v).all() for v in good["model"].values()
+                                               if v.is_floating_point())
+
+
+def test_bad_recognizers_and_options_are_clear_errors(faces, priors, tmp_path):
+    with pytest.raises(CSRIPError, match="needs trained recognizers"):
+        run(faces, tmp_path / "a", None, LossConfig(alpha=0.01))
+    strangers = write_recognizers(tmp_path / "strangers", ["nobody", "we", "know"])
+    with pytest.raises(CSRIPError, match="know none of the"):
+        run(faces, tmp_path / "b", strangers, LossConfig(alpha=0.01))
+    partial = write_recognizers(tmp_path / "partial", FaceFolder(faces, "train").identities, sizes=(192,))
+    with pytest.raises(CSRIPError, match="rec48"):
+        run(faces, tmp_path / "c", partial, LossConfig(alpha=0.01))
+    run(faces, tmp_path / "d", partial, LossConfig(alpha=0.01, multiscale=False), train=replace(SHORT, epochs=1))
+    wrong = write_recognizers(tmp_path / "wrong", FaceFolder(faces, "train").identities, sizes=(96, 192))
+    (wrong / "rec96").rename(wrong / "rec48")  # a 96 px recognizer where the 48 px one belongs
+    write_recognizers(wrong, FaceFolder(faces, "train").identities, sizes=(96,))
+    with pytest.raises(CSRIPError, match="expected 48 px"):
+        run(faces, tmp_path / "e", wrong, LossConfig(alpha=0.01))
+    with pytest.raises(CSRIPError, match="single-scale"):
+        run(faces, tmp_path / "f", loss=LossConfig(alpha=0), arch="baseline")
+    with pytest.raises(CSRIPError, match="fewer than one batch"):
+        run(faces, tmp_path / "g", loss=LossConfig(alpha=0), train=replace(SHORT, batch_size=10 ** 4))
+
+
+def test_global_batchnorm_outside_a_process_group_is_batchnorm():
+    torch.manual_seed(0)
+    bn, ref = GlobalBatchNorm2d(4), torch.nn.BatchNorm2d(4)
+    x = torch.randn(3, 4, 5, 5)
+    torch.testing.assert_close(bn(x), ref(x))
+    torch.testing.assert_close(bn.running_var, ref.running_var)
+
+
+def _cli(faces: Path, out: Path, priors: Path) -> list[str]:
+    return ["train-sr", "--data", str(faces), "--preset", "tiny", "--recognizers", str(priors), "--alpha", "0.01",
+            "--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "4", "--device", "cpu", "--out", str(out)]
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_train_like_one_process_with_the_same_global_batch(faces, priors, tmp_path):
+    """torchrun with 2 CPU processes (gloo): the same images per step, BatchNorm over the global batch
+    (GlobalBatchNorm2d), gradients averaged by DDP -> the same weights as one process."""
+    assert cli_main(_cli(faces, tmp_path / "one", priors)) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                    "-m", "csrip_lib", *_cli(faces, tmp_path / "two", priors)], check=True, env=env, cwd=ROOT,
+                   timeout=600)
+    one, two = (load_checkpoint(tmp_path / d / "last.pt")["model"] for d in ("one", "two"))
+    torch.manual_seed(SHORT.seed)
+    init = CascadedSR.from_preset("tiny").state_dict()
+    # Float rounding differs (all-reduce order, E[x^2] - E[x]^2 variance) and Adam's first steps amplify it
+    # for the few weights whose gradient is ~0 (update ~ lr * sign(g)); so compare the updates as vectors.
+    update = torch.cat([(one[k] - init[k]).flatten() for k in init if "running" not in k and init[k].is_floating_point()])
+    apart = torch.cat([(two[k] - one[k]).flatten() for k in init if "running" not in k and init[k].is_floating_point()])
+    assert update.norm() > 0 and apart.norm() < 1e-2 * update.norm()
+    for k in (k for k in init if "running" in k):  # BatchNorm statistics of the global batch
+        torch.testing.assert_close(two[k], one[k], rtol=1e-4, atol=1e-5, msg=k)
+    a, b = (pd.read_csv(tmp_path / d / "log.csv") for d in ("one", "two"))
+    cols = [c for c in a.columns if c.startswith(("train_", "val_"))]
+    pd.testing.assert_frame_equal(a[cols], b[cols], rtol=1e-4)
