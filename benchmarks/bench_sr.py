@@ -35,6 +35,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import torch._dynamo
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
@@ -187,9 +188,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             "cudnn": torch.backends.cudnn.version() if cuda else None, "threads": torch.get_num_threads(),
             "python": platform.python_version(), "date_utc": date.isoformat(timespec="seconds"),
             "command": " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:]) if argv is None else str(argv),
-            "repeats": repeats, "warmup": warmup}
+            "repeats": repeats, "warmup": warmup,
+            "loadavg_1m_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
     print(f"# {name} ({device}), torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
-          f"bf16 peak {peak or 'unknown'} TFLOP/s", flush=True)
+          f"bf16 peak {peak or 'unknown'} TFLOP/s, load average {meta['loadavg_1m_at_start']}", flush=True)
     rows: list[dict] = []
 
     def record(preset: str, task: str, mode: str, batch: int, ms: float, warm_s: float, calls: int,
@@ -212,6 +214,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         os.replace(tmp, out)
 
     for preset in presets:
+        torch._dynamo.reset()  # fresh compile caches: dynamo's recompile limit counts across presets
         torch.manual_seed(0)
         model = CascadedSR.from_preset(preset).to(device).eval()
         with torch.inference_mode():

@@ -150,7 +150,8 @@ class Upscaler:
         """SR faces for LR faces: N x 3 x 24 x 24 float in [0, 1] -> float32 N x 3 x 192 x 192, lr's device."""
         check_lr(lr)
         with torch.inference_mode():
-            chunks = [self._run_chunk(c.to(self.device, non_blocking=True)) for c in lr.split(self.max_batch)]
+            chunks = [self._run_chunk(c.to(self.device, torch.float32, non_blocking=True))
+                      for c in lr.split(self.max_batch)]
         if not chunks:
             return torch.empty(0, 3, HR_SIZE, HR_SIZE, device=lr.device)
         # Outside inference mode, so callers get ordinary tensors they may modify in place.
