@@ -37,10 +37,11 @@ def fig05_error_maps(hr: torch.Tensor, sizes: tuple[int, ...] = (24, 48, 96), in
     shown up to its own 99.5th percentile; the title gives the share of pixels that carries 90 % of
     the map's total, `metrics.mass_fraction`); and, over all faces of `hr`, concentration curves:
     the share of each signal on the top x % of pixels, for both maps (solid) and for the per-pixel
-    gradient magnitudes of both losses (dashed). The diagonal is a perfectly uniform signal.
+    gradient magnitudes of both losses (dashed; same 182 x 182 pixels). The diagonal is a perfectly
+    uniform signal.
     """
     from .degradation import degrade, upsample_bicubic
-    from .metrics import concentration_curve, error_maps, loss_gradients, mass_fraction, psnr, ssim_eval
+    from .metrics import MARGIN, concentration_curve, error_maps, loss_gradients, mass_fraction, psnr, ssim_eval
 
     hr = hr.detach().float().cpu()
     fig, axes = plt.subplots(len(sizes), 4, figsize=(14, 3.4 * len(sizes)), squeeze=False,
@@ -51,7 +52,7 @@ def fig05_error_maps(hr: torch.Tensor, sizes: tuple[int, ...] = (24, 48, 96), in
             raise ValueError(f"sizes must be {hr.shape[-1]} / 2, 4 or 8 (e.g. 24, 48, 96), got {size}")
         sr = upsample_bicubic(degrade(hr, factor, sigma), factor)
         se, dssim = error_maps(sr, hr)
-        grads = loss_gradients(sr, hr)
+        grads = {k: g[:, MARGIN:-MARGIN, MARGIN:-MARGIN] for k, g in loss_gradients(sr, hr).items()}
         one, target = sr[index:index + 1], hr[index:index + 1]
         ax = axes[row, 0]
         ax.imshow(to_image(sr[index]), interpolation="nearest")

@@ -38,6 +38,7 @@ from .losses import RANGE_TOLERANCE, WINDOW_SIZE, SSIMLoss, gaussian_window, ssi
 # ITU-R BT.601 luma for R, G, B in [0, 1], result in [16/255, 235/255] (MATLAB rgb2ycbcr).
 BT601_WEIGHTS = (65.481 / 255, 128.553 / 255, 24.966 / 255)
 BT601_OFFSET = 16 / 255
+MARGIN = WINDOW_SIZE // 2  # SSIM maps cover only windows inside the image: H - 2 * MARGIN rows
 
 
 def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
@@ -154,7 +155,7 @@ def error_maps(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, 
     """Fig. 5's two maps for N x C x H x W images in [0, 1], both N x (H - 10) x (W - 10), mean
     over channels: the squared error (MSE loss density) and 1 - SSIM map (Eq. 3). The squared
     error is cropped to the SSIM map's 'valid' windows so the two cover the same pixels."""
-    se = (pred.float() - target.float()).pow(2).mean(1)[:, 5:-5, 5:-5]
+    se = (pred.float() - target.float()).pow(2).mean(1)[:, MARGIN:-MARGIN, MARGIN:-MARGIN]
     dssim = 1 - ssim_map(pred, target).mean(1)
     return se, dssim
 
@@ -194,7 +195,11 @@ def mass_fraction(error: torch.Tensor, mass: float = 0.9) -> torch.Tensor:
 
 def loss_gradients(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
     """|dL/dpred| per pixel (N x H x W, summed over channels) for the MSE loss and the SSIM loss of
-    Eq. 2 -- where each training signal pushes the prediction."""
+    Eq. 2 -- where each training signal pushes the prediction.
+
+    The SSIM loss averages 'valid' windows only, so the outer MARGIN (5) pixels are reached by few
+    windows and get almost no gradient; crop `[..., MARGIN:-MARGIN, MARGIN:-MARGIN]` to compare
+    the two losses on the pixels both see fully."""
     out = {}
     for name, loss_fn in (("mse", F.mse_loss), ("ssim", SSIMLoss())):
         p = pred.detach().float().requires_grad_(True)
@@ -212,7 +217,8 @@ def error_statistics(pred: torch.Tensor, target: torch.Tensor, mass: float = 0.9
       contrast of the target (`local_contrast`: flat skin, cheeks, background).
     """
     se, dssim = error_maps(pred, target)
-    grads = {k: v[:, 5:-5, 5:-5] for k, v in loss_gradients(pred, target).items()}  # same pixels as the maps
+    grads = {k: v[:, MARGIN:-MARGIN, MARGIN:-MARGIN]  # the pixels of the maps
+             for k, v in loss_gradients(pred, target).items()}
     contrast = local_contrast(target)
     low = (contrast <= contrast.flatten(1).median(1).values.view(-1, 1, 1)).double()
     rows, col = [], f"pixels_for_{round(100 * mass)}pct"
