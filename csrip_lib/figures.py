@@ -249,3 +249,77 @@ def fig13_sharpening(model, hr: torch.Tensor, save: bool = True, device=None) ->
     if save:
         save_figure(fig, "fig13_sharpening.png")
     return fig
+
+
+# ------------------------------------------------------------- the cascade and its loss (notebook 05)
+def fig02_architecture(table, title: str = "", save: bool = False) -> plt.Figure:
+    """Fig. 2/11 as measured: channels and resolution after every layer of a real forward pass.
+
+    `table` is `models.sr.shape_table(model)`; branch heads (the 2x/4x RGB outputs used in training)
+    are drawn in orange, the main path in blue, pixel shuffles as dashed lines.
+    """
+    rows = table[~table["type"].isin(["LeakyReLU"])].reset_index(drop=True)
+    ch = [s[0] for s in rows["output (C, H, W)"]]
+    px = [s[1] for s in rows["output (C, H, W)"]]
+    colors = ["tab:orange" if n.startswith("heads") else "tab:blue" for n in rows["layer"]]
+    fig, (a, b) = plt.subplots(2, 1, figsize=(max(7.0, 0.32 * len(rows)), 5.2), sharex=True)
+    x = range(len(rows))
+    a.bar(x, ch, color=colors)
+    a.set_yscale("log", base=2)
+    a.set_ylabel("channels")
+    b.bar(x, px, color=colors)
+    b.set_yscale("log", base=2)
+    b.set_yticks([24, 48, 96, 192], ["24", "48", "96", "192"])
+    b.set_ylabel("resolution (px)")
+    for i, t in enumerate(rows["type"]):
+        if t == "PixelShuffle":
+            for ax in (a, b):
+                ax.axvline(i, color="grey", ls="--", lw=0.8)
+    b.set_xticks(list(x), [f"{n} ({t})" for n, t in zip(rows["layer"], rows["type"])], rotation=90, fontsize=6)
+    total = int(table["parameters"].sum())
+    fig.suptitle(title or f"Cascaded SR network: {total:,} parameters (blue: main path, orange: 2x/4x "
+                 "branches, dashed: pixel shuffle)", fontsize=10)
+    fig.tight_layout()
+    if save:
+        save_figure(fig, "fig02_architecture.png")
+    return fig
+
+
+def fig_alpha_balance(terms: dict, alpha: float, alphas=None) -> plt.Figure:
+    """How alpha balances Eq. 4 on one batch, from `train_sr.term_gradients` output.
+
+    Left: each scale's reconstruction term and alpha x its identity term. Middle: the norms of the
+    reconstruction gradient, of alpha x the identity gradient and of their sum (gradients are linear
+    in alpha, so this is exact for every alpha). Right: the identity share of the gradient over a
+    range of alphas, the chosen alpha and the paper's 0.001 marked.
+    """
+    import numpy as np
+
+    rec = {k: v for k, v in terms.items() if not k.startswith("ce")}
+    ce = {k: v for k, v in terms.items() if k.startswith("ce")}
+    g_rec = sum(g for _, g in rec.values())
+    g_ce = sum(g for _, g in ce.values()) if ce else torch.zeros_like(g_rec)
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(12, 3.4))
+    scales = [int("".join(filter(str.isdigit, k))) for k in rec]
+    x = np.arange(len(scales))
+    a.bar(x - 0.2, [v for v, _ in rec.values()], 0.4, label="reconstruction")
+    a.bar(x + 0.2, [alpha * ce.get(f"ce{s}", (0.0, None))[0] for s in scales], 0.4, label="alpha x identity CE")
+    a.set_xticks(x, [f"{s} px" for s in scales])
+    a.set_title("loss terms", fontsize=9)
+    a.legend(fontsize=7)
+    norms = [g_rec.norm().item(), alpha * g_ce.norm().item(), (g_rec + alpha * g_ce).norm().item()]
+    b.bar(["reconstruction", "alpha x identity", "total"], norms, color=["tab:blue", "tab:orange", "tab:grey"])
+    cos = torch.nn.functional.cosine_similarity(g_rec, g_ce, dim=0).item() if ce else float("nan")
+    b.set_title(f"gradient norms (cos between the two: {cos:+.2f})", fontsize=9)
+    b.tick_params(labelsize=7)
+    alphas = np.logspace(-5, 0, 60) if alphas is None else np.asarray(alphas)
+    nr, nc = g_rec.norm().item(), g_ce.norm().item()
+    c.semilogx(alphas, alphas * nc / (nr + alphas * nc + 1e-30), color="tab:orange")
+    c.axvline(alpha, color="k", lw=1, label=f"alpha = {alpha:.2g}")
+    c.axvline(1e-3, color="grey", ls="--", lw=1, label="paper: 0.001")
+    c.set_ylim(0, 1)
+    c.set_xlabel("alpha")
+    c.set_title("identity share of the gradient", fontsize=9)
+    c.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

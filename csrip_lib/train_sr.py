@@ -29,6 +29,7 @@ checks 2 gloo processes against 1 process.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -160,7 +161,7 @@ def sr_datasets(root: Path, preset: str, progress: bool = True):
     p = get_preset(preset)
     train_ds = FaceFolder(root, "train", min_images=p.min_images_per_identity,
                           max_identities=p.max_identities, max_images=p.max_images)
-    val_ds = FaceFolder(root, "val", max_images=p.max_images // 4 if p.max_images else None)
+    val_ds = FaceFolder(root, "val", max_images=p.max_images // 8 if p.max_images else None)
     hr, labels = load_cached(train_ds, progress=progress)
     val_hr, val_labels = load_cached(val_ds, progress=progress)
     return train_ds, hr, labels, val_hr, val_labels
@@ -273,6 +274,7 @@ def term_gradients(model: nn.Module, loss_fn: CSRIPLoss, hr_u8: torch.Tensor, la
     The gradient is linear in alpha: for any alpha the total is sum(g_rec) + alpha * sum(g_ce), so the
     alpha slider of notebook 05 recombines these exactly without another backward pass.
     """
+    model = copy.deepcopy(model).train()  # training-mode BatchNorm, without touching the caller's model
     device = next(model.parameters()).device
     params = [q for q in model.parameters() if q.requires_grad]
     pyr = pyramid(hr_u8, device, sigma)
@@ -289,7 +291,33 @@ def term_gradients(model: nn.Module, loss_fn: CSRIPLoss, hr_u8: torch.Tensor, la
     return out
 
 
+@torch.no_grad()
+def batch_terms(model: nn.Module, loss_fn: CSRIPLoss, hr_u8: torch.Tensor, labels: torch.Tensor,
+                sigma: float | None = None) -> dict[str, float]:
+    """The Eq. 4 terms of the model in eval mode on one batch (e.g. the identity loss on training faces)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    pyr = pyramid(hr_u8, device, sigma)
+    _, terms = loss_fn(model(pyr["lr"], all_scales=loss_fn.multiscale), pyr, labels.to(device))
+    model.train(was_training)
+    return {k: float(v) for k, v in terms.items()}
+
+
 # ---------------------------------------------------------------------------------- command line
+def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
+    """Overrides of the preset's SR schedule (also used by `csrip ablation`)."""
+    parser.add_argument("--epochs", type=int, default=None, help="override the preset's epoch budget")
+    parser.add_argument("--batch-size", type=int, default=None, help="override the preset's (global) batch size")
+    parser.add_argument("--steps-per-epoch", type=int, default=None, help="cap on optimizer steps per epoch")
+    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps")
+
+
+def schedule_from_args(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
+    overrides = {k: getattr(args, k) for k in ("epochs", "batch_size", "steps_per_epoch", "max_steps")}
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="face folder <root>/<identity>/<image> "
                         "(default: $CSRIP_DATA, data/lfw-deepfunneled, else synthetic faces)")
@@ -304,10 +332,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", choices=["cascaded", "baseline"], default="cascaded",
                         help="C-SRIP's cascade or the ablation Baseline (Sec. 4.3; needs --single-scale)")
     parser.add_argument("--out", default=None, help="run folder (default: runs/<preset>/sr)")
-    parser.add_argument("--epochs", type=int, default=None, help="override the preset's epoch budget")
-    parser.add_argument("--batch-size", type=int, default=None, help="override the preset's (global) batch size")
-    parser.add_argument("--steps-per-epoch", type=int, default=None, help="cap on optimizer steps per epoch")
-    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps")
+    add_schedule_arguments(parser)
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: CUDA if available)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     parser.add_argument("--force", action="store_true", help="overwrite the run in --out")
@@ -317,8 +342,6 @@ def run(args: argparse.Namespace) -> int:
     p = get_preset(args.preset)
     loss = replace(p.loss, reconstruction=args.loss, multiscale=not args.single_scale,
                    alpha=p.loss.alpha if args.alpha is None else args.alpha)
-    overrides = {k: getattr(args, k) for k in ("epochs", "batch_size", "steps_per_epoch", "max_steps")}
-    tcfg = replace(p.train_sr, **{k: v for k, v in overrides.items() if v is not None})
     train_sr(args.data, args.preset, args.out, recognizers=args.recognizers, loss=loss, arch=args.arch,
-             train=tcfg, resume=args.resume, force=args.force, device=args.device)
+             train=schedule_from_args(args, p.train_sr), resume=args.resume, force=args.force, device=args.device)
     return 0

@@ -42,3 +42,18 @@ def live_figure(draw: Callable[..., plt.Figure], **sliders: widgets.ValueWidget)
         s.observe(redraw, names="value")
     redraw()
     return widgets.VBox([*sliders.values(), out])
+
+
+def alpha_explorer(terms: dict, alpha: float = 1e-3) -> widgets.VBox:
+    """Notebook 05: a log slider on alpha, the weight of the identity terms in Eq. 4 (Sec. 3.3).
+
+    `terms` is `train_sr.term_gradients(model, loss, hr, labels)`: each term's value and gradient on
+    a fixed batch. Moving the slider recombines them (gradients are linear in alpha) and redraws
+    `figures.fig_alpha_balance`: loss terms, gradient norms and the identity share of the gradient.
+    """
+    from .figures import fig_alpha_balance
+
+    slider = widgets.FloatLogSlider(value=alpha, base=10, min=-5, max=0, step=0.25, description="alpha",
+                                    continuous_update=False, readout_format=".1e",
+                                    layout=widgets.Layout(width="420px"))
+    return live_figure(lambda alpha: fig_alpha_balance(terms, alpha), alpha=slider)

@@ -14,7 +14,7 @@ import torch
 from csrip_lib.checkpoint import load_checkpoint, save_checkpoint
 from csrip_lib.cli import main as cli_main
 from csrip_lib.config import LossConfig, RecognizerConfig, TrainConfig, to_dict
-from csrip_lib.data import FaceFolder, make_synthetic_faces
+from csrip_lib.data import FaceFolder
 from csrip_lib.errors import CSRIPError
 from csrip_lib.losses import CSRIPLoss
 from csrip_lib.models import CascadedSR, SqueezeNetRecognizer
@@ -26,9 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def faces(tmp_path_factory) -> Path:
-    return make_synthetic_faces(tmp_path_factory.mktemp("faces"), n_identities=30, images_per_identity=3,
-                                progress=False)
+def faces(synthetic_root) -> Path:
+    return synthetic_root  # conftest: synthetic faces, rendered once per session
 
 
 def write_recognizers(run_dir: Path, identities: list[str], sizes=(48, 96, 192), seed: int = 0) -> Path:
@@ -44,7 +43,7 @@ def write_recognizers(run_dir: Path, identities: list[str], sizes=(48, 96, 192),
 
 @pytest.fixture(scope="module")
 def priors(faces, tmp_path_factory) -> Path:
-    return write_recognizers(tmp_path_factory.mktemp("rec"), FaceFolder(faces, "train").identities)
+    return write_recognizers(tmp_path_factory.mktemp("rec"), FaceFolder(faces, "train", min_images=2).identities)
 
 
 def run(faces, out, priors=None, loss=LossConfig(), train=SHORT, **kw):
@@ -63,7 +62,7 @@ def test_log_has_every_term_and_the_checkpoint_loads(faces, priors, tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "log.csv"), log, check_dtype=False)
     model = load_sr(tmp_path / "best.pt")
     ckpt = load_checkpoint(tmp_path / "best.pt", kind="sr")
-    assert ckpt["config"]["loss"]["alpha"] == 0.01 and ckpt["identities"] == FaceFolder(faces, "train").identities
+    assert ckpt["config"]["loss"]["alpha"] == 0.01 and ckpt["identities"] == FaceFolder(faces, "train", min_images=2).identities
     assert model(torch.rand(1, 3, 24, 24)).shape == (1, 3, 192, 192)
 
 
@@ -140,13 +139,13 @@ def test_bad_recognizers_and_options_are_clear_errors(faces, priors, tmp_path):
     strangers = write_recognizers(tmp_path / "strangers", ["nobody", "we", "know"])
     with pytest.raises(CSRIPError, match="know none of the"):
         run(faces, tmp_path / "b", strangers, LossConfig(alpha=0.01))
-    partial = write_recognizers(tmp_path / "partial", FaceFolder(faces, "train").identities, sizes=(192,))
+    partial = write_recognizers(tmp_path / "partial", FaceFolder(faces, "train", min_images=2).identities, sizes=(192,))
     with pytest.raises(CSRIPError, match="rec48"):
         run(faces, tmp_path / "c", partial, LossConfig(alpha=0.01))
     run(faces, tmp_path / "d", partial, LossConfig(alpha=0.01, multiscale=False), train=replace(SHORT, epochs=1))
-    wrong = write_recognizers(tmp_path / "wrong", FaceFolder(faces, "train").identities, sizes=(96, 192))
+    wrong = write_recognizers(tmp_path / "wrong", FaceFolder(faces, "train", min_images=2).identities, sizes=(96, 192))
     (wrong / "rec96").rename(wrong / "rec48")  # a 96 px recognizer where the 48 px one belongs
-    write_recognizers(wrong, FaceFolder(faces, "train").identities, sizes=(96,))
+    write_recognizers(wrong, FaceFolder(faces, "train", min_images=2).identities, sizes=(96,))
     with pytest.raises(CSRIPError, match="expected 48 px"):
         run(faces, tmp_path / "e", wrong, LossConfig(alpha=0.01))
     with pytest.raises(CSRIPError, match="single-scale"):
@@ -190,3 +189,37 @@ def test_two_gloo_processes_train_like_one_process_with_the_same_global_batch(fa
     a, b = (pd.read_csv(tmp_path / d / "log.csv") for d in ("one", "two"))
     cols = [c for c in a.columns if c.startswith(("train_", "val_"))]
     pd.testing.assert_frame_equal(a[cols], b[cols], rtol=1e-4)
+
+
+def test_term_gradients_recombine_to_the_full_gradient_for_any_alpha(faces, priors):
+    """What the alpha slider of notebook 05 relies on: grad(L) = sum g_rec + alpha * sum g_ce (Eq. 4)."""
+    from csrip_lib.figures import fig02_architecture, fig_alpha_balance
+    from csrip_lib.models.recognizer import load_recognizers
+    from csrip_lib.models.sr import shape_table
+    from csrip_lib.train_sr import batch_terms, pyramid, sr_datasets, term_gradients
+    from csrip_lib.widgets import alpha_explorer
+
+    ds, hr, labels, _, _ = sr_datasets(faces, "tiny", progress=False)
+    torch.manual_seed(0)
+    model = CascadedSR(replace(CascadedSR.from_preset("tiny").cfg, global_skip=False))
+    loss = CSRIPLoss(load_recognizers(priors), alpha=1.0, identities=ds.identities)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    terms = term_gradients(model, loss, hr[:4], labels[:4])
+    assert set(terms) == {f"{t}{s}" for t in ("ssim", "ce") for s in (48, 96, 192)}
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # caller's model untouched
+    alpha = 0.3
+    model.train()
+    pyr = pyramid(hr[:4], torch.device("cpu"))
+    total, _ = CSRIPLoss(load_recognizers(priors), alpha=alpha, identities=ds.identities)(
+        model(pyr["lr"], all_scales=True), pyr, labels[:4])
+    grads = torch.autograd.grad(total, [q for q in model.parameters() if q.requires_grad])
+    full = torch.cat([g.flatten() for g in grads])
+    recombined = sum(g for k, (_, g) in terms.items() if k.startswith("ssim")) + \
+        alpha * sum(g for k, (_, g) in terms.items() if k.startswith("ce"))
+    torch.testing.assert_close(recombined, full, rtol=1e-4, atol=1e-7)
+    assert set(batch_terms(model, loss, hr[:4], labels[:4])) == set(terms) and model.training
+    import matplotlib.pyplot as plt
+    plt.close(fig_alpha_balance(terms, 1e-3))
+    plt.close(fig02_architecture(shape_table(model)))
+    assert alpha_explorer(terms).children[0].value == pytest.approx(1e-3)
+    plt.close("all")

@@ -284,3 +284,19 @@ def shape_table(model: nn.Module, all_scales: bool = True) -> pd.DataFrame:
             h.remove()
         model.train(was_training)
     return pd.DataFrame(rows, columns=["layer", "type", "output (C, H, W)", "parameters"])
+
+
+def complexity(cfg: SRConfig, all_scales: bool = False) -> dict[str, float]:
+    """Parameters and GFLOP (2 x multiply-adds, torch.utils.flop_counter) for one 24x24 image.
+
+    The model is built on the meta device, so even the `paper` preset costs no memory or time.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        model = build_model(cfg).eval()
+        x = torch.empty(1, 3, LR_SIZE, LR_SIZE)
+    with FlopCounterMode(display=False) as counter:
+        model(x, all_scales=all_scales) if all_scales else model(x)
+    return {"parameters": sum(p.numel() for p in model.parameters()), "gflop": counter.get_total_flops() / 1e9}
+
