@@ -42,7 +42,7 @@ def test_matches_skimage_on_faces(pairs, dtype, tol):
     pred, hr = pairs
     ours = ssim(pred.to(dtype), hr.to(dtype), reduction="none").double().numpy()
     ref = sk_ssim(pred, hr)
-    assert ref.min() < 0.8 and ref.max() > 0.9  # the pairs span a useful range of quality
+    assert ref.max() - ref.min() > 0.1 and ref.min() < 0.85  # the pairs span a useful range of quality
     np.testing.assert_allclose(ours, ref, rtol=0, atol=tol)
 
 
