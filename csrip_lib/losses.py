@@ -61,10 +61,9 @@ def _check_pair(x: torch.Tensor, y: torch.Tensor, data_range: float, check_range
         raise ValueError(f"ssim: x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
     if x.device != y.device:
         raise ValueError(f"ssim: x and y must be on the same device, got {x.device} and {y.device}")
-    if check_range:
-        for name, t in (("x", x), ("y", y)):
-            lo, hi = torch.aminmax(t.detach())
-            lo, hi = float(lo), float(hi)  # one device sync; pass check_range=False on hot paths
+    if check_range:  # one device sync for both images; pass check_range=False on hot paths
+        bounds = torch.stack([v.float() for t in (x, y) for v in torch.aminmax(t.detach())]).tolist()
+        for name, lo, hi in (("x", *bounds[:2]), ("y", *bounds[2:])):
             if not (lo >= -RANGE_TOLERANCE and hi <= data_range + RANGE_TOLERANCE):  # NaN fails too
                 raise ValueError(
                     f"ssim: {name} must hold values in [0, {data_range:g}], found min {lo:.4g}, max {hi:.4g}; "
