@@ -203,7 +203,8 @@ def _warn_skipped(paths: Sequence[Path], why: str, stacklevel: int = 3) -> None:
                   stacklevel=stacklevel)
 
 
-def list_faces(root: str | Path, identities: Sequence[str] | None = None) -> list[tuple[Path, str]]:
+def list_faces(root: str | Path, identities: Sequence[str] | None = None,
+               progress: bool = True) -> list[tuple[Path, str]]:
     """`<root>/<identity>/<image>` files with an image extension -> [(path, identity)], sorted.
 
     Hidden entries and top-level files are ignored; nothing is opened (see `check_headers`).
@@ -212,7 +213,8 @@ def list_faces(root: str | Path, identities: Sequence[str] | None = None) -> lis
     if identities is None:
         identities = sorted(e.name for e in os.scandir(root) if e.is_dir() and e.name[0] != ".")
     items = []
-    for ident in identities:
+    for ident in tqdm(identities, desc="listing faces", unit="id", leave=False,
+                      disable=not progress or len(identities) < 10000):
         with os.scandir(root / ident) as entries:
             names = sorted(e.name for e in entries if e.name[0] != "." and e.is_file()
                            and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS)
