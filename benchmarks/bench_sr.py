@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     date = dt.datetime.now(dt.timezone.utc)
     out = args.out or RESULTS_DIR / f"{slug(name)}-{date:%Y-%m-%d}.json"
     meta = {"device": str(device), "device_name": name, "peak_bf16_tflops": peak,
-            "torch": torch.__version__, "cuda": torch.version.cuda,
+            "torch": torch.__version__, "cuda": torch.version.cuda if cuda else None,
             "cudnn": torch.backends.cudnn.version() if cuda else None, "threads": torch.get_num_threads(),
             "python": platform.python_version(), "date_utc": date.isoformat(timespec="seconds"),
             "command": " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:]) if argv is None else str(argv),

@@ -354,7 +354,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "and the photo with its detections")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--min-face", type=int, default=24, metavar="N",
-                   help="smallest face to detect: box side in pixels (default 24, the cascade's window)")
+                   help="smallest face to detect: box side in photo pixels (default 24, the cascade's "
+                        f"window; photos over {DETECT_MAX_SIDE} px are searched downscaled, which raises it)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
 
 
