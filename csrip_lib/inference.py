@@ -206,15 +206,16 @@ class Upscaler:
             static_in = torch.zeros(size, 3, LR_SIZE, LR_SIZE, device=self.device).contiguous(
                 memory_format=self.memory_format)
             try:
-                side = torch.cuda.Stream(self.device)
-                side.wait_stream(torch.cuda.current_stream(self.device))
-                with torch.cuda.stream(side):  # warm-up: compilation, cuDNN autotuning, lazy init
-                    for _ in range(3):
-                        self._call(static_in)
-                torch.cuda.current_stream(self.device).wait_stream(side)
-                g = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(g):
-                    static_out = self._forward(static_in)
+                with torch.cuda.device(self.device):  # graphs capture on the current device
+                    side = torch.cuda.Stream()
+                    side.wait_stream(torch.cuda.current_stream())
+                    with torch.cuda.stream(side):  # warm-up: compilation, cuDNN autotuning, lazy init
+                        for _ in range(3):
+                            self._call(static_in)
+                    torch.cuda.current_stream().wait_stream(side)
+                    g = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(g):
+                        static_out = self._forward(static_in)
                 self._graphs[size] = (g, static_in, static_out)
             except torch.cuda.OutOfMemoryError:
                 raise
