@@ -21,8 +21,9 @@ The paper scores 8-bit images (0..255). Every score in this repository is comput
    `skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
    use_sample_covariance=False, data_range=1, channel_axis=...)`, computed in float64.
 
-`results_frame` collects per-image records into a pandas DataFrame, `summarize` turns it into the
-per-model table (mean, median, std, count), and the CSD curves (Fig. 8) are plain sorted columns.
+`results_frame` collects per-image records into a pandas DataFrame and `summarize` turns it into the
+per-model table (mean, median, std, count); `csrip_lib.evaluate` runs models over datasets with these.
+Scores are float64 (on the CPU for Apple-silicon "mps" tensors, which have no float64).
 The error-map helpers at the end quantify paper Fig. 5 (how sparse squared error is next to 1 - SSIM).
 """
 from __future__ import annotations
@@ -57,6 +58,8 @@ def prepare(x: torch.Tensor, *, data_range: float = 1.0, quantize: bool = True,
                          "use x.unsqueeze(0)")
     if x.ndim != 4 or x.shape[1] not in (1, 3):
         raise ValueError(f"expected a batch N x C x H x W with C = 1 or 3, got shape {tuple(x.shape)}")
+    if x.device.type == "mps":  # no float64 there
+        x = x.cpu()
     if x.dtype == torch.uint8:
         x = x.double() / 255
     elif x.is_floating_point():
