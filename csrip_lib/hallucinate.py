@@ -6,9 +6,11 @@ For every face in a photo:
 
 1. Detect it with scikit-image's LBP frontal-face cascade (`detect_faces`): the raw multi-scale
    detections are grouped by overlap, a group needs `min_neighbors` detections, colour photos need
-   skin-coloured pixels in the box centre (this removes e.g. the flag patch in skimage's astronaut
-   photo, which the cascade fires on as often as on the face), and boxes inside a stronger box are
-   dropped.
+   skin-coloured pixels in the box centre (this removes e.g. the flag in skimage's astronaut photo,
+   which the cascade fires on almost as often as on the face), detections on part of a stronger face
+   are dropped, and so are faces under half the size and half the detections, or under a quarter the
+   size, of the clearest face (small clutter found at fine scales of large photos). Grayscale photos get no skin check and so
+   more false detections; --no-detect on a cropped face avoids detection altogether.
 2. Cut a square around it framed like the training data (`face_crop_box`): the HR faces are the centre
    192 x 192 of 250 x 250 LFW deep-funneled images, and in that frame the cascade's box is
    FACE_BOX_FRACTION of the crop side, centred FACE_BOX_DY box sides above the crop centre (medians
@@ -61,6 +63,7 @@ DETECT_MAX_SIDE = 1024  # photos are searched at most this large (boxes are mapp
 MIN_NEIGHBORS = 3  # raw detections a face needs (OpenCV's minNeighbors)
 GROUP_IOU = 0.3  # raw detections overlapping this much belong to one face
 SKIN_FRACTION = 0.3  # fraction of skin-coloured pixels a colour-photo box centre needs
+CLUTTER_RATIO = 0.5  # faces under half the size and score, or a quarter the size, of the clearest one go
 
 
 # ---- detection ---------------------------------------------------------------------------------------
@@ -145,6 +148,11 @@ def detect_faces(image: torch.Tensor, min_face: int = 24, min_neighbors: int = M
     for n, box in sorted(faces, key=lambda t: -t[0]):  # strongest first; drop parts of a kept face
         if not any(_part_of(box, k) for _, k in kept):
             kept.append((n, box))
+    if kept:  # clutter next to the clearest face: a quarter of its size, or half its size and score
+        best_n, best = kept[0]
+        ratio = lambda b: (b[2] - b[0]) / (best[2] - best[0])  # noqa: E731
+        kept = [(n, b) for n, b in kept
+                if ratio(b) >= CLUTTER_RATIO / 2 and (ratio(b) >= CLUTTER_RATIO or n >= CLUTTER_RATIO * best_n)]
     kept.sort(key=lambda t: t[1][0])
     return [{"box": tuple(float(v) / scale for v in box), "score": n} for n, box in kept]
 

@@ -71,6 +71,18 @@ def test_detects_the_astronauts_face_and_frames_it_like_lfw(astronaut):
     assert cx0 < x0 and cy0 < y0 and cx0 + side > x1 and cy0 + side > y1
 
 
+def test_two_faces_left_to_right_and_large_photos_searched_downscaled(astronaut):
+    upper = astronaut[:, :256, 96:352]  # the face at x 84..174 of this 256 x 256 cut
+    two = torch.cat([upper, upper.flip(-1)], dim=2).contiguous()  # 512 wide: two faces
+    boxes = [f["box"] for f in detect_faces(two)]
+    assert len(boxes) == 2 and boxes[0][2] < 256 < boxes[1][0], boxes
+    big = torch.nn.functional.interpolate(astronaut[None].float(), scale_factor=3, mode="bilinear")
+    big = big[0].round().clamp(0, 255).to(torch.uint8)  # 1536 px: searched at 1024, boxes mapped back
+    (face,) = detect_faces(big)  # fine-scale clutter (flag stripes, glove) is dropped
+    x0, y0, x1, y1 = face["box"]
+    assert abs((x0 + x1) / 6 - FACE_CENTRE[0]) < 20 and abs((y0 + y1) / 6 - FACE_CENTRE[1]) < 20
+
+
 def test_python_api_returns_lr_sr_bicubic_and_crop(checkpoint, astronaut):
     from csrip_lib.models.sr import load_sr
     up = Upscaler(load_sr(checkpoint), device="cpu")
