@@ -286,6 +286,22 @@ def compare_to_paper(summary: pd.DataFrame, table: str = "table1") -> pd.DataFra
     return pd.DataFrame(rows).set_index("model")
 
 
+def gain_over_bicubic(summary: pd.DataFrame) -> pd.DataFrame:
+    """Each model's mean PSNR/SSIM gain over bicubic, measured and in the paper (Tables 1-2 share one
+    test set and one bicubic row, so Table 2's gains are taken against Table 1's bicubic). Gains are
+    less tied to the degradation, crop and scoring protocol than absolute scores."""
+    paper = {**PAPER_TABLE1, **PAPER_TABLE2}
+    b, pb = summary.loc["bicubic"], PAPER_TABLE1["bicubic"]
+    rows = {}
+    for model, r in summary.iterrows():
+        if model == "bicubic" or np.isnan(r["psnr_mean"]):
+            continue
+        p = paper.get(_key(str(model)), (np.nan, np.nan))
+        rows[model] = {"measured_dpsnr": r["psnr_mean"] - b["psnr_mean"], "paper_dpsnr": p[0] - pb[0],
+                       "measured_dssim": r["ssim_mean"] - b["ssim_mean"], "paper_dssim": p[1] - pb[1]}
+    return pd.DataFrame(rows).T
+
+
 # ---------------------------------------------------------------------------- analysis (Fig. 8, 10)
 def csd_curve(df: pd.DataFrame, metric: str = "ssim", models: list[str] | None = None,
               thresholds: np.ndarray | int = 200) -> pd.DataFrame:

@@ -23,26 +23,16 @@ N = 12  # images per evaluation in these tests
 
 
 @pytest.fixture(scope="module")
-def faces(tmp_path_factory) -> Path:
-    """A face folder: $CSRIP_DATA (real LFW) if set, else a small synthetic set."""
-    if os.environ.get("CSRIP_DATA"):
-        return Path(os.environ["CSRIP_DATA"])
-    from csrip_lib.synthetic import make_synthetic_faces
-    return make_synthetic_faces(tmp_path_factory.mktemp("faces") / "syn", n_identities=24,
-                                images_per_identity=3, progress=False)
+def faces(face_root) -> Path:
+    """Real LFW ($CSRIP_DATA) if set, else the session's synthetic faces (every split non-empty)."""
+    return face_root
 
 
 @pytest.fixture(scope="module")
-def split(faces) -> str:
-    """The identity-disjoint test split on LFW; every image of the small synthetic set."""
-    return "test" if os.environ.get("CSRIP_DATA") else "all"
-
-
-@pytest.fixture(scope="module")
-def dataset(faces, split):
-    """N images of `faces`, scanned once for the module."""
+def dataset(faces):
+    """N test-split images of `faces`, scanned once for the module."""
     from csrip_lib.data import FaceFolder
-    return FaceFolder(faces, split=split, max_images=N)
+    return FaceFolder(faces, split="test", max_images=N)
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +50,10 @@ def _evaluate(*args: str) -> int:
     return main(["evaluate", *args])
 
 
-def test_cli_writes_per_image_csv_and_summary(faces, split, sr_checkpoint, tmp_path, capsys):
+def test_cli_writes_per_image_csv_and_summary(faces, sr_checkpoint, tmp_path, capsys):
     out = tmp_path / "results.csv"
     assert _evaluate("--checkpoint", str(sr_checkpoint), "--data", str(faces), "--out", str(out),
-                     *(["--all"] if split == "all" else []), "--max-images", str(N),
-                     "--batch-size", "5", "--workers", "0") == 0
+                     "--max-images", str(N), "--batch-size", "5", "--workers", "0") == 0
     df = pd.read_csv(out)
     assert list(df.columns[:5]) == ["model", "image", "identity", "psnr", "ssim"]
     assert df["model"].tolist() == ["bicubic"] * N + ["tiny_cascade"] * N  # name from the run folder
@@ -99,11 +88,10 @@ def test_bicubic_scores_match_skimage(dataset):
             data_range=255), abs=1e-3)
 
 
-def test_existing_results_need_force(faces, split, tmp_path, capsys):
+def test_existing_results_need_force(faces, tmp_path, capsys):
     out = tmp_path / "results.csv"
     out.write_text("keep me\n")
-    args = ["--data", str(faces), "--out", str(out), "--max-images", "4", "--workers", "0",
-            *(["--all"] if split == "all" else [])]
+    args = ["--data", str(faces), "--out", str(out), "--max-images", "4", "--workers", "0"]
     assert _evaluate(*args) == 2
     assert "--force" in capsys.readouterr().err
     assert out.read_text() == "keep me\n"
