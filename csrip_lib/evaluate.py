@@ -447,6 +447,9 @@ def run(args: argparse.Namespace) -> int:
                                      if args.identity_model else None, device=device)
         identity = load_identity_model(path, map_location=device)
     elif args.identity_model:
+        if not Path(args.identity_model).is_file():
+            raise CSRIPError(f"identity model {args.identity_model} not found; add --train-identity quick "
+                             "(or small/paper) to train it there on the train split first")
         identity = load_identity_model(args.identity_model, map_location=device)
     split = "all" if args.all else "test"
     print(f"evaluating {['bicubic', *models]} on the {split!r} split on {device}")

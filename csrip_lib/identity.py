@@ -177,14 +177,14 @@ def load_identity_model(path: str | Path, map_location: str | torch.device = "cp
 def ensure_identity_model(data: str | Path | None, preset: str = "quick", out: str | Path | None = None,
                           device=None) -> Path:
     """Path of the evaluation recognizer's best.pt under `out` (default runs/<preset>/identity),
-    training it first only if it is missing."""
+    training it first only if it is missing (an interrupted run is resumed)."""
     from .config import runs_dir
 
     out = Path(out) if out is not None else runs_dir() / preset / "identity"
     best = out / "best.pt"
     if not best.is_file():
         print(f"training the evaluation face recognizer ({preset}) into {out}")
-        train_identity_model(data, out, preset=preset, device=device)
+        train_identity_model(data, out, preset=preset, device=device, resume=True)
     return best
 
 

@@ -105,6 +105,9 @@ def test_bad_checkpoint_is_a_clear_error(faces, tmp_path, capsys):
     assert _evaluate("--checkpoint", str(bogus), "--data", str(faces), "--out", str(tmp_path / "r.csv")) == 2
     assert "not a csrip checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "r.csv").exists()
+    assert _evaluate("--identity-model", str(tmp_path / "missing.pt"), "--data", str(faces),
+                     "--out", str(tmp_path / "r.csv")) == 2
+    assert "--train-identity" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("case", ["missing_dir", "read_only_dir", "empty_data", "missing_data"])
