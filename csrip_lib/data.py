@@ -8,7 +8,8 @@ name, so a split never changes when images or identities are added. Inside the t
 recognizers and the identity loss use the paper's 90/10 split of each identity's images
 (`per_identity_split`).
 
-HR protocol: a 250x250 LFW/CASIA image gives its centre 192x192 crop (the face region, Sec. 3.4);
+HR protocol: a 250x250 LFW/CASIA image gives its centre 192x192 crop (the face region at the
+paper's 8x HR size, Sec. 3.4);
 other sizes give their centre square, antialiased-resized to 192. Images decode to uint8 RGB
 (grayscale, palette, RGBA with alpha dropped as in PIL's `convert("RGB")`, 16-bit rescaled).
 
@@ -134,8 +135,8 @@ def decode_rgb(path: str | Path) -> torch.Tensor:
 
 
 def hr_crop(img: torch.Tensor, size: int = HR_SIZE, upsample_small: bool = False) -> torch.Tensor:
-    """HR face from a decoded image (paper Sec. 3.4/4.1): centre 192 crop of a 250x250 image,
-    otherwise the centre square, antialiased-resized to `size`. uint8 in, uint8 out."""
+    """HR face from a decoded image: centre 192 crop of a 250x250 LFW/CASIA image, otherwise the
+    centre square, antialiased-resized (bicubic) to `size`. uint8 in, uint8 out."""
     h, w = img.shape[-2:]
     side = HR_SIZE if (h, w) == (LFW_SIZE, LFW_SIZE) else min(h, w)  # the face region
     if side < size and not upsample_small:
