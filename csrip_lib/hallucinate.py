@@ -9,8 +9,8 @@ For every face in a photo:
    skin-coloured pixels in the box centre (this removes e.g. the flag in skimage's astronaut photo,
    which the cascade fires on almost as often as on the face), detections on part of a stronger face
    are dropped, and so are faces under half the size and half the detections, or under a quarter the
-   size, of the clearest face (small clutter found at fine scales of large photos). Grayscale photos get no skin check and so
-   more false detections; --no-detect on a cropped face avoids detection altogether.
+   size, of the clearest face (small clutter found at fine scales of large photos). Grayscale photos
+   get no skin check and so more false detections; --no-detect on a cropped face skips detection.
 2. Cut a square around it framed like the training data (`face_crop_box`): the HR faces are the centre
    192 x 192 of 250 x 250 LFW deep-funneled images, and in that frame the cascade's box is
    FACE_BOX_FRACTION of the crop side, centred FACE_BOX_DY box sides above the crop centre (medians
@@ -47,11 +47,10 @@ from .degradation import degrade, upsample_bicubic
 from .errors import CSRIPError
 from .inference import Upscaler, resolve_device
 
-
 # Framing of the training data, measured with `measure_framing` on 200 random LFW deep-funneled images
 # of the development set (a face was found in all 200; 2026-11-27): the cascade's box side is 0.590 of
-# the 192-px crop side (113 px of the 250-px frame: LFW's own Viola-Jones box enlarged 2.2x, 250 / 2.2
-# = 114), so a crop is 1.7 box sides wide ...
+# the 192-px crop side, 113 px of the 250-px frame (consistent with how LFW was made: a Viola-Jones box
+# enlarged 2.2x to 250 px, 250 / 2.2 = 114), so a crop is 1.7 box sides wide ...
 FACE_BOX_FRACTION = 0.59
 # ... and the box centre lies this many box sides above the crop centre (measured -0.008: centred).
 FACE_BOX_DY = 0.0
