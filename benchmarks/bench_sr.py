@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     meta = {"device": str(device), "device_name": name, "peak_bf16_tflops": peak,
             "torch": torch.__version__, "cuda": torch.version.cuda if cuda else None,
             "cudnn": torch.backends.cudnn.version() if cuda else None, "threads": torch.get_num_threads(),
+            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32 if cuda else None,
             "python": platform.python_version(), "date_utc": date.isoformat(timespec="seconds"),
             "command": " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:]) if argv is None else str(argv),
             "repeats": repeats, "warmup": warmup,
