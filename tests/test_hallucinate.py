@@ -18,7 +18,8 @@ from csrip_lib.cli import main
 from csrip_lib.config import to_dict
 from csrip_lib.data import decode_rgb
 from csrip_lib.degradation import degrade
-from csrip_lib.hallucinate import (FACE_BOX_FRACTION, detect_faces, face_crop_box, hallucinate_image)
+from csrip_lib.hallucinate import (FACE_BOX_DY, FACE_BOX_FRACTION, detect_faces, face_crop_box,
+                                   hallucinate_image, measure_framing)
 from csrip_lib.inference import Upscaler
 from csrip_lib.models import CascadedSR
 
@@ -188,3 +189,7 @@ def test_detection_on_lfw_recovers_the_training_crop():
         x0, y0, side = min((face_crop_box(b["box"]) for b in faces),
                            key=lambda c: abs(c[0] + c[2] / 2 - 125) + abs(c[1] + c[2] / 2 - 125))
         assert abs(x0 - 29) < 30 and abs(y0 - 29) < 30 and abs(side - 192) < 50, (f, x0, y0, side)
+    framing = measure_framing(files, progress=False)  # the constants still describe the data
+    assert framing["detected"] == 1.0
+    assert abs(framing["face_box_fraction"] - FACE_BOX_FRACTION) < 0.08
+    assert abs(framing["face_box_dy"] - FACE_BOX_DY) < 0.1
