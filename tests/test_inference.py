@@ -91,9 +91,9 @@ def test_compile_failure_falls_back_to_eager_with_a_warning(model, lr):
 
 
 def test_bf16_autocast_stays_close(model, lr):
-    out = Upscaler(model, device="cpu", dtype="bfloat16")(lr)
+    out = Upscaler(model, device="cpu", dtype="bfloat16")(lr[:2])  # bf16 is slow on most CPUs
     assert out.dtype == torch.float32
-    err = (out - reference(model, lr)).abs()
+    err = (out - reference(model, lr[:2])).abs()
     assert err.mean() < 0.01 and err.max() < 0.1, (err.mean(), err.max())
 
 
