@@ -39,6 +39,7 @@ class RecognizerConfig:
 
     width: float = 1.0  # multiplies the fire-module channel counts (1.0 = SqueezeNet v1.0)
     dropout: float = 0.5
+    batch_norm: bool = True  # BatchNorm after stem and fire modules (not in SqueezeNet v1.0; see recognizer.py)
 
 
 @dataclass

@@ -1,0 +1,235 @@
+"""Stage 1 of C-SRIP: the three identity priors (paper Sec. 3.3 "Recognition-model training", 3.4, 4.1).
+
+One complex SqueezeNet per SR scale (48, 96, 192 px) learns to tell identities apart from residual
+images alone, `dx = x - g_sigma * x` with sigma 1/3, 1, 7/3 (Fig. 4 right), so that it responds only
+to the details an SR module hallucinates. Data: the training identities of the face folder with at
+least `min_images_per_identity` images, 90/10 of each identity's images for training/validation
+(Sec. 4.1). HR faces are decoded once into memory (uint8); each batch is moved to the device, degraded
+to the model's scale (csrip_lib.degradation), augmented (random horizontal flip, reflect-padded random
+crop; Sec. 3.4) and turned into residuals there. Training: cross-entropy (Eq. 1), Adam, batch 128,
+lr 1e-4 x1/3 every 20 epochs, early stop after 10 epochs without validation-accuracy gain (the
+`paper` preset; smaller presets shorten this). Output: <out>/rec48, rec96, rec192 (best.pt, last.pt,
+log.csv) and <out>/accuracy.csv, the rank-1 train/validation accuracy per scale.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Subset, TensorDataset
+from torchvision.transforms import v2
+
+from .checkpoint import load_checkpoint
+from .config import HR_SIZE, RESIDUAL_SIGMAS, SCALES, Preset, get_preset, runs_dir, to_dict
+from .data import FaceFolder, load_cached, per_identity_split, resolve_data
+from .degradation import degrade, residual
+from .errors import CSRIPError
+from .models.recognizer import SqueezeNetRecognizer
+from .train import EvalFn, fit, pick_device, seed_everything
+
+# Rank-1 recognition rates the paper reports on CASIA-WebFace (Sec. 4.1): scale -> (train, val).
+PAPER_ACCURACY = {48: (0.5138, 0.2974), 96: (0.7215, 0.4266), 192: (0.8569, 0.5713)}
+EVAL_BATCH = 256
+PRECISE_BN_IMAGES = 1024  # training images for the BatchNorm statistics before each evaluation
+
+
+def residual_batch(hr: torch.Tensor, size: int, augment: bool = False) -> torch.Tensor:
+    """uint8 HR faces N x 3 x 192 x 192 (any device) -> residual images N x 3 x size x size (Fig. 4).
+
+    The face is degraded to `size` exactly as the SR training pyramid is, then (if `augment`) flipped
+    and shifted at that scale (reflect padding of size/16 px), then high-pass filtered.
+    """
+    with torch.autocast(hr.device.type, enabled=False):  # fp32: residuals are small differences
+        x = degrade(hr.float() / 255, HR_SIZE // size)
+        if augment:
+            aug = v2.Compose([v2.RandomHorizontalFlip(),
+                              v2.RandomCrop(size, padding=size // 16, padding_mode="reflect")])
+            x = torch.stack([aug(img) for img in x])  # per image: v2 draws one transform per call
+        return residual(x, RESIDUAL_SIGMAS[size])
+
+
+def _step(model: torch.nn.Module, batch, device: torch.device) -> dict[str, torch.Tensor]:
+    hr, y = (t.to(device, non_blocking=True) for t in batch)
+    size = getattr(model, "module", model).image_size  # DistributedDataParallel wraps the model
+    logits = model(residual_batch(hr, size, augment=True))
+    loss = F.cross_entropy(logits, y)  # Eq. 1
+    return {"loss": loss, "acc": (logits.argmax(1) == y).float().mean()}
+
+
+@torch.no_grad()
+def evaluate(model: SqueezeNetRecognizer, loader: DataLoader, device: torch.device) -> dict[str, float]:
+    """Rank-1 accuracy and mean cross-entropy of `model` over a loader of (uint8 HR, label)."""
+    was_training = model.training
+    model.eval()
+    correct = loss = n = 0.0
+    for hr, y in loader:
+        hr, y = hr.to(device), y.to(device)
+        logits = model(residual_batch(hr, model.image_size)).float()
+        correct += (logits.argmax(1) == y).sum().item()
+        loss += F.cross_entropy(logits, y, reduction="sum").item()
+        n += len(y)
+    model.train(was_training)
+    return {"acc": correct / n, "loss": loss / n}
+
+
+@torch.no_grad()
+def recalibrate_bn(model: SqueezeNetRecognizer, loader: DataLoader, device: torch.device) -> None:
+    """Precise BatchNorm (Wu & Johnson, "Rethinking BatchNorm", 2021): replace the running statistics
+    by exact averages over the residuals of `loader`'s HR faces under the current weights.
+
+    The running averages lag behind the weights early in training (momentum 0.1), which ruins
+    evaluation of short runs; this makes evaluation match the network that was trained."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    was_training = model.training
+    model.train()
+    for hr, _ in loader:
+        model(residual_batch(hr.to(device), model.image_size))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.train(was_training)
+
+
+def _validator(train_loader: DataLoader) -> EvalFn:
+    def validate(model, loader, device) -> dict[str, float]:
+        recalibrate_bn(model, train_loader, device)
+        return {f"val_{k}": v for k, v in evaluate(model, loader, device).items()}
+    return validate
+
+
+def _preset(preset: str | Preset, min_images: int | None, max_identities: int | None,
+            epochs: int | None) -> Preset:
+    try:
+        p = get_preset(preset) if isinstance(preset, str) else preset
+    except ValueError as e:
+        raise CSRIPError(str(e)) from e
+    if epochs is not None:
+        p = replace(p, train_recognizer=replace(p.train_recognizer, epochs=epochs))
+    return replace(p, min_images_per_identity=min_images or p.min_images_per_identity,
+                   max_identities=max_identities or p.max_identities)
+
+
+def load_identities(data: str | Path | None, p: Preset, progress: bool = True):
+    """Training identities with >= p.min_images_per_identity images -> (dataset, images, labels, train, val)."""
+    dataset = FaceFolder(resolve_data(data), split="train", min_images=p.min_images_per_identity,
+                         max_identities=p.max_identities, max_images=p.max_images)
+    images, labels = load_cached(dataset, progress=progress)
+    train_idx, val_idx = per_identity_split(labels, val_fraction=0.1, seed=0)
+    if len(dataset.identities) < 2 or len(val_idx) == 0:
+        raise CSRIPError(
+            f"{dataset!r} is too small to train recognizers: they need >= 2 identities with >= 2 images "
+            f"each (for the 90/10 split), found {len(dataset.identities)} identities and "
+            f"{len(val_idx)} validation images. Use more data (`make data`) or a lower --min-images")
+    return dataset, images, labels, train_idx, val_idx
+
+
+def train_recognizers(data: str | Path | None = None, preset: str | Preset = "quick",
+                      out: str | Path | None = None, scales: tuple[int, ...] = SCALES, *,
+                      resume: bool = False, force: bool = False, device: str | None = None,
+                      min_images: int | None = None, max_identities: int | None = None,
+                      epochs: int | None = None, progress: bool = True) -> pd.DataFrame:
+    """Train one recognizer per scale into out/rec<scale>/ and return the accuracy table (Sec. 4.1).
+
+    `out` defaults to runs_dir()/<preset>/recognizers. `min_images`, `max_identities` and `epochs`
+    override the preset. Existing runs are continued with `resume` or replaced with `force`.
+    """
+    p = _preset(preset, min_images, max_identities, epochs)
+    out = Path(out) if out is not None else runs_dir() / p.name / "recognizers"
+    bad = [s for s in scales if s not in RESIDUAL_SIGMAS]
+    if bad or not scales:
+        raise CSRIPError(f"scales must be among {sorted(RESIDUAL_SIGMAS)}, got {list(scales)}")
+    device = pick_device(device)
+    dataset, images, labels, train_idx, val_idx = load_identities(data, p, progress)
+    ids = dataset.identities
+    print(f"recognizers: {len(ids):,} identities, {len(train_idx):,} training / {len(val_idx):,} "
+          f"validation images ({dataset.root}); device {device}; output {out}")
+    cfg = p.train_recognizer
+    g = torch.Generator().manual_seed(cfg.seed)
+    pin = device.type == "cuda"
+    train_set = TensorDataset(images[train_idx], labels[train_idx])
+    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, generator=g,
+                              drop_last=len(train_set) > cfg.batch_size, pin_memory=pin)
+    val_loader = DataLoader(TensorDataset(images[val_idx], labels[val_idx]), batch_size=EVAL_BATCH,
+                            pin_memory=pin)
+    train_eval = DataLoader(train_set, batch_size=EVAL_BATCH, pin_memory=pin)
+    bn_subset = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))[:PRECISE_BN_IMAGES]
+    bn_loader = DataLoader(Subset(train_set, bn_subset.tolist()), batch_size=EVAL_BATCH)
+    digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+    rows = []
+    for size in scales:
+        config = {"preset": p.name, "recognizer": to_dict(p.recognizer), "image_size": size,
+                  "train": to_dict(cfg), "data": {"min_images": p.min_images_per_identity,
+                  "max_identities": p.max_identities, "max_images": p.max_images,
+                  "identities": len(ids), "identities_sha256": digest}}
+        seed_everything(cfg.seed)
+        model = SqueezeNetRecognizer(len(ids), p.recognizer, image_size=size)
+        t0 = time.time()
+        log = fit(model, _step, _validator(bn_loader), train_loader, val_loader, cfg, out / f"rec{size}",
+                  kind="recognizer", config=config, monitor="val_acc", mode="max", resume=resume,
+                  device=device, force=force, extra={"identities": ids, "image_size": size})
+        best = load_checkpoint(out / f"rec{size}" / "best.pt", kind="recognizer", map_location=device)
+        model.load_state_dict(best["model"])
+        rows.append({"scale": size, "identities": len(ids), "train_images": len(train_idx),
+                     "val_images": len(val_idx), "train_acc": evaluate(model, train_eval, device)["acc"],
+                     "val_acc": best["metrics"]["val_acc"], "best_epoch": best["epoch"],
+                     "epochs": len(log), "chance": 1 / len(ids), "paper_train": PAPER_ACCURACY[size][0],
+                     "paper_val": PAPER_ACCURACY[size][1], "minutes": (time.time() - t0) / 60})
+    table = pd.DataFrame(rows)
+    if out.exists():
+        table.to_csv(out / "accuracy.csv", index=False)
+    print(table.round(4).to_string(index=False))
+    return table
+
+
+def ensure_recognizers(data: str | Path | None = None, preset: str | Preset = "quick",
+                       out: str | Path | None = None, **kw) -> pd.DataFrame:
+    """The recognizers of `out` (trained if missing or unfinished) and their accuracy table.
+
+    A finished run of the same preset is reused as is; a run of another preset is an error.
+    """
+    p = _preset(preset, None, None, None)
+    out = Path(out) if out is not None else runs_dir() / p.name / "recognizers"
+    lasts = [out / f"rec{s}" / "last.pt" for s in kw.get("scales", SCALES)]
+    if all(f.is_file() for f in lasts) and (out / "accuracy.csv").is_file():
+        ckpts = [load_checkpoint(f, kind="recognizer") for f in lasts]
+        other = {c["config"]["preset"] for c in ckpts} - {p.name}
+        if other:
+            raise CSRIPError(f"{out} holds recognizers of preset {sorted(other)}, not {p.name!r}; pass "
+                             "another out folder, or retrain with `csrip train-recognizers --force`")
+        if all(c["state"]["finished"] for c in ckpts):
+            print(f"recognizers: reusing {out}")
+            return pd.read_csv(out / "accuracy.csv")
+    return train_recognizers(data, p, out, resume=True, **kw)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", help="face folder <root>/<identity>/<image> (default: $CSRIP_DATA, "
+                        "data/lfw-deepfunneled, else synthetic faces)")
+    parser.add_argument("--preset", default="quick", help="paper, small, tiny or quick (default: quick)")
+    parser.add_argument("--out", type=Path, help="run folder (default: runs/<preset>/recognizers)")
+    parser.add_argument("--scales", type=int, nargs="+", default=list(SCALES), choices=SCALES,
+                        help="which recognizers to train (default: 48 96 192)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    parser.add_argument("--force", action="store_true", help="replace an existing run in --out")
+    parser.add_argument("--min-images", type=int, metavar="N",
+                        help="only identities with at least N images (default: the preset's)")
+    parser.add_argument("--max-identities", type=int, metavar="K", help="at most K identities")
+    parser.add_argument("--epochs", type=int, help="override the preset's number of epochs")
+    parser.add_argument("--device", help="cuda, cuda:1, cpu (default: CUDA if available)")
+
+
+def run(args: argparse.Namespace) -> int:
+    table = train_recognizers(args.data, args.preset, args.out, tuple(args.scales), resume=args.resume,
+                              force=args.force, device=args.device, min_images=args.min_images,
+                              max_identities=args.max_identities, epochs=args.epochs)
+    return 0 if len(table) else 1
