@@ -148,6 +148,15 @@ def _init_distributed(device: str | torch.device | None) -> bool:
 
 
 # ------------------------------------------------------------------------------------------- data
+def sr_train_folder(root: Path, preset: str):
+    """The SR training images of a preset: those its recognizers are trained on (see `sr_datasets`)."""
+    from .data import FaceFolder
+
+    p = get_preset(preset)
+    return FaceFolder(root, "train", min_images=p.min_images_per_identity, max_identities=p.max_identities,
+                      max_images=p.max_images)
+
+
 def sr_datasets(root: Path, preset: str, progress: bool = True):
     """(train FaceFolder, train HR uint8, train labels, val HR uint8, val labels) for a preset.
 
@@ -159,8 +168,7 @@ def sr_datasets(root: Path, preset: str, progress: bool = True):
     from .data import FaceFolder, load_cached
 
     p = get_preset(preset)
-    train_ds = FaceFolder(root, "train", min_images=p.min_images_per_identity,
-                          max_identities=p.max_identities, max_images=p.max_images)
+    train_ds = sr_train_folder(root, preset)
     val_ds = FaceFolder(root, "val", max_images=p.max_images // 8 if p.max_images else None)
     hr, labels = load_cached(train_ds, progress=progress)
     val_hr, val_labels = load_cached(val_ds, progress=progress)

@@ -1,0 +1,143 @@
+"""`csrip ablation`: the paper's ablation study (Sec. 4.3, Table 2) and SSIM-vs-MSE experiment (A.3, Tables 3-4).
+
+    csrip ablation --data DIR --preset P --recognizers runs/X --out runs/ablation [--experiment table2|table34]
+
+Every model is one `train_sr` configuration (one code path, see `CSRIPLoss`):
+
+    Baseline   BaselineSR (21 blocks, 3 pixel shuffles at the end)  MSE,  final output only
+    B+SSIM     BaselineSR                                            SSIM, final output only
+    C+SSIM     CascadedSR                                            SSIM, final output only
+    C+SSIM+M   CascadedSR                                            SSIM, 48/96/192 px
+    C-SRIP     CascadedSR                                            SSIM, 48/96/192 px + alpha x identity
+
+table2 trains all five and scores them (and bicubic) on the test split (identities never seen in
+training); table34 trains Baseline and B+SSIM and scores them on their training images (Table 3) and
+on the test split (Table 4). Scores follow csrip_lib.metrics (8-bit RGB PSNR / SSIM per image, averaged).
+Runs go to <out>/<model>/ (a finished run is reused, an unfinished one resumed; --force retrains);
+tables to <out>/table2.csv, or table3_train.csv and table4_test.csv, with per-image scores next to them.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+
+from .config import LossConfig, TrainConfig, get_preset, runs_dir
+from .errors import CSRIPError
+from .train_sr import add_schedule_arguments, schedule_from_args, sr_train_folder, train_sr
+
+# name -> (architecture, loss without alpha); C-SRIP's alpha comes from the preset / --alpha.
+VARIANTS: dict[str, tuple[str, LossConfig]] = {
+    "Baseline": ("baseline", LossConfig("mse", multiscale=False, alpha=0.0)),
+    "B+SSIM": ("baseline", LossConfig("ssim", multiscale=False, alpha=0.0)),
+    "C+SSIM": ("cascaded", LossConfig("ssim", multiscale=False, alpha=0.0)),
+    "C+SSIM+M": ("cascaded", LossConfig("ssim", multiscale=True, alpha=0.0)),
+    "C-SRIP": ("cascaded", LossConfig("ssim", multiscale=True, alpha=0.001)),
+}
+EXPERIMENTS = {"table2": list(VARIANTS), "table34": ["Baseline", "B+SSIM"]}
+
+
+def run_dir(out: Path, name: str) -> Path:
+    """<out>/baseline, b_ssim, c_ssim, c_ssim_m, c_srip."""
+    return out / name.lower().replace("+", "_").replace("-", "_")
+
+
+def train_variants(names: list[str], data, preset: str, out: Path, recognizers=None, alpha: float | None = None,
+                   train: TrainConfig | None = None, force: bool = False, device=None, progress: bool = True
+                   ) -> dict[str, Path]:
+    """Train (or reuse / resume) each named variant; returns {name: best.pt}."""
+    alpha = get_preset(preset).loss.alpha if alpha is None else alpha
+    best = {}
+    for name in names:
+        arch, loss = VARIANTS[name]
+        if loss.alpha > 0:
+            loss = replace(loss, alpha=alpha)
+        print(f"--- ablation: {name} ({arch}, {loss})")
+        d = run_dir(out, name)
+        train_sr(data, preset, d, recognizers=recognizers, loss=loss, arch=arch, train=train,
+                 resume=not force, force=force, device=device, progress=progress)
+        best[name] = d / "best.pt"
+    return best
+
+
+def score(checkpoints: dict[str, Path], data, split_or_dataset, device=None, max_images: int | None = None,
+          progress: bool = True) -> pd.DataFrame:
+    """Per-image PSNR/SSIM of bicubic and every checkpoint (csrip_lib.evaluate.evaluate_models)."""
+    from .evaluate import evaluate_models
+    from .models.sr import load_sr
+
+    models = {name: load_sr(path) for name, path in checkpoints.items()}
+    if isinstance(split_or_dataset, str):
+        return evaluate_models(models, data, split_or_dataset, device=device, max_images=max_images,
+                               progress=progress)
+    return evaluate_models(models, split_or_dataset, device=device, progress=progress)
+
+
+def table(per_image: pd.DataFrame, paper: str | None = None) -> pd.DataFrame:
+    """Mean PSNR/SSIM per model (rows in training order), next to the paper's Table 2 when asked."""
+    from .evaluate import compare_to_paper, summarize_results
+
+    summary = summarize_results(per_image)
+    if paper is None:
+        return summary[["images", "psnr_mean", "ssim_mean"]].rename(columns={"psnr_mean": "psnr",
+                                                                            "ssim_mean": "ssim"})
+    return compare_to_paper(summary, paper)
+
+
+def run_ablation(data=None, preset: str = "quick", out: str | Path | None = None, recognizers=None,
+                 experiment: str = "table2", alpha: float | None = None, train: TrainConfig | None = None,
+                 force: bool = False, device=None, max_images: int | None = None,
+                 progress: bool = True) -> dict[str, pd.DataFrame]:
+    """Run one experiment; returns its tables ({"table2": ...} or {"table3": ..., "table4": ...})."""
+    from .data import resolve_data
+
+    if experiment not in EXPERIMENTS:
+        raise CSRIPError(f"unknown experiment {experiment!r}; expected one of {sorted(EXPERIMENTS)}")
+    root = resolve_data(data)
+    out = Path(out) if out is not None else runs_dir() / preset / "ablation"
+    ckpts = train_variants(EXPERIMENTS[experiment], root, preset, out, recognizers, alpha, train, force,
+                           device, progress)
+    tables: dict[str, pd.DataFrame] = {}
+    test = score(ckpts, root, "test", device, max_images, progress)
+    if experiment == "table2":
+        test.to_csv(out / "table2_per_image.csv", index=False)
+        tables["table2"] = table(test, paper="table2")
+    else:
+        train_ds = sr_train_folder(root, preset)
+        if max_images is not None and len(train_ds) > max_images:
+            from torch.utils.data import Subset
+            train_ds = Subset(train_ds, range(max_images))
+        train_scores = score(ckpts, root, train_ds, device, progress=progress)
+        train_scores.to_csv(out / "table3_train_per_image.csv", index=False)
+        test.to_csv(out / "table4_test_per_image.csv", index=False)
+        tables["table3_train"], tables["table4_test"] = table(train_scores), table(test)
+    for name, t in tables.items():
+        t.to_csv(out / f"{name}.csv")
+        with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 160):
+            print(f"\n{name} ({root.name}, preset {preset}):\n{t.to_string()}")
+    return tables
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default=None, help="face folder <root>/<identity>/<image> "
+                        "(default: $CSRIP_DATA, data/lfw-deepfunneled, else synthetic faces)")
+    parser.add_argument("--preset", default="paper", choices=["paper", "small", "tiny", "quick"])
+    parser.add_argument("--recognizers", default=None, help="run folder of `csrip train-recognizers` "
+                        "(needed for C-SRIP in table2 unless --alpha 0)")
+    parser.add_argument("--out", default=None, help="folder for the runs and tables (default: runs/<preset>/ablation)")
+    parser.add_argument("--experiment", choices=sorted(EXPERIMENTS), default="table2",
+                        help="table2: five-model ablation (Sec. 4.3); table34: MSE vs SSIM on Baseline (A.3)")
+    parser.add_argument("--alpha", type=float, default=None, help="C-SRIP's identity weight (default 0.001)")
+    parser.add_argument("--max-images", type=int, default=None, help="score at most this many images per table")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--force", action="store_true", help="retrain models whose runs exist")
+    add_schedule_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    train = schedule_from_args(args, get_preset(args.preset).train_sr)
+    run_ablation(args.data, args.preset, args.out, args.recognizers, args.experiment, args.alpha, train,
+                 args.force, args.device, args.max_images)
+    return 0
