@@ -15,6 +15,7 @@ import torch
 from .config import RESIDUAL_SIGMAS
 from .degradation import (DEFAULT_SIGMA, gaussian_blur, kernel_size, make_pyramid, residual,
                           upsample_bicubic)
+from .metrics import psnr, ssim_eval
 
 COARSER = {"x2": "lr", "x4": "x2", "hr": "x4"}  # pyramid level -> the level one 2x step below
 SIZES = {"lr": 24, "x2": 48, "x4": 96, "hr": 192}
@@ -44,8 +45,6 @@ def bicubic_scores(hr: torch.Tensor, sigmas: list[float], batch_size: int = 64) 
 
     One row per sigma: mean and standard deviation over the images of `hr` (N x 3 x 192 x 192).
     """
-    from .metrics import psnr, ssim_eval  # evaluation conventions of the whole project
-
     rows = []
     for s in sigmas:
         p, q = [], []

@@ -25,6 +25,106 @@ def to_image(x: torch.Tensor):
     return x.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
 
 
+# ---------------------------------------------------------------- degradation and residual figures (Figs. 3, 4)
+def _show(ax, x: torch.Tensor, title: str) -> None:
+    ax.imshow(to_image(x), interpolation="nearest")
+    ax.set_title(title, fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _show_detail(ax, d: torch.Tensor, title: str) -> None:
+    """A zero-mean detail/residual image C x H x W as 0.5 + gain * d (gain printed in the title)."""
+    gain = 0.45 / d.abs().flatten().float().quantile(0.995).clamp_min(1e-6).item()
+    _show(ax, 0.5 + gain * d, f"{title} (x{gain:.0f})" if title else f"x{gain:.0f}")
+
+
+def fig03_residuals(hr: torch.Tensor, sigma: float | None = None,
+                    residual_sigmas: dict[int, float] | None = None, index: int = 0,
+                    save: bool = False, name: str = "fig03_residuals.png") -> plt.Figure:
+    """Fig. 3: each SR module adds fine details (left); recognizers see only such details (right).
+
+    One row per scale (48, 96, 192 px) for face `index` of `hr` (N x 3 x 192 x 192): the bicubic 2x
+    upsampling of the level below (what a module starts from), the target, the detail the module
+    must add (their difference) and the residual image `x - g_sigma * x` a recognizer sees, with
+    its correlation to that detail. The last column: radially averaged power spectra over all of
+    `hr`, in cycles per face, with the Nyquist limit of the level below (dashed).
+    """
+    from .analysis import COARSER, SIZES, correlation, module_detail, radial_power_spectrum
+    from .config import RESIDUAL_SIGMAS
+    from .degradation import make_pyramid, residual, upsample_bicubic
+
+    sigmas = {**RESIDUAL_SIGMAS, **(residual_sigmas or {})}
+    p = make_pyramid(hr, sigma)
+    fig, axes = plt.subplots(3, 5, figsize=(13, 8.2), gridspec_kw={"width_ratios": [1, 1, 1, 1, 1.6]})
+    for row, level in enumerate(COARSER):
+        size, s = SIZES[level], sigmas[SIZES[level]]
+        x, below = p[level], COARSER[level]
+        detail, res = module_detail(p, level), residual(x, s)
+        r = correlation(res[index:index + 1], detail[index:index + 1]).item()
+        _show(axes[row, 0], upsample_bicubic(p[below][index:index + 1], 2)[0],
+              f"bicubic 2x of {SIZES[below]} px")
+        _show(axes[row, 1], x[index], f"target {size} px")
+        _show_detail(axes[row, 2], detail[index], "detail the module adds")
+        _show_detail(axes[row, 3], res[index], f"residual Δx, σ={s:.2f}\ncorr {r:.2f}")
+        ax = axes[row, 4]
+        for label, img in [("image", x - x.mean((-2, -1), keepdim=True)), ("module detail", detail),
+                           (f"residual (σ={s:.2f})", res)]:
+            f, power = radial_power_spectrum(img)
+            ax.semilogy(f[1:] * size, power[1:], label=label)
+        ax.axvline(SIZES[below] / 2, color="k", ls="--", lw=0.8, label=f"Nyquist of {SIZES[below]} px")
+        ax.set_xlabel("cycles per face", fontsize=8)
+        ax.set_ylabel("power", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
+    fig.suptitle("Fig. 3: what each SR module adds (detail) and what its recognizer sees (residual)",
+                 fontsize=10)
+    fig.tight_layout()
+    if save:
+        save_figure(fig, name)
+    return fig
+
+
+def fig04_training_data(hr: torch.Tensor, sigma: float | None = None,
+                        residual_sigmas: dict[int, float] | None = None, residuals: bool = True,
+                        bicubic: bool = False, save: bool = False,
+                        name: str = "fig04_training_data.png") -> plt.Figure:
+    """Fig. 4: the quadruplet {lr, x2, x4, hr} of the degradation model (left) and the residual
+    images of recognizer training (right), one row per face of `hr` (N x 3 x 192 x 192).
+
+    `sigma` is the degradation blur per 2x step; `bicubic=True` adds the 8x bicubic baseline with
+    its PSNR / SSIM (csrip_lib.metrics); `residuals=False` drops the right half.
+    """
+    from .analysis import SIZES
+    from .config import RESIDUAL_SIGMAS
+    from .degradation import DEFAULT_SIGMA, make_pyramid, residual, upsample_bicubic
+    from .metrics import psnr, ssim_eval
+
+    sigmas = {**RESIDUAL_SIGMAS, **(residual_sigmas or {})}
+    s = DEFAULT_SIGMA if sigma is None else sigma
+    p = make_pyramid(hr, s)
+    columns = [(f"LR 24 px (σ={s:.2f})", p["lr"], False), ("2x 48 px", p["x2"], False),
+               ("4x 96 px", p["x4"], False), ("HR 192 px", p["hr"], False)]
+    if bicubic:
+        sr = upsample_bicubic(p["lr"], 8)
+        columns.append(("bicubic 8x", sr, False))
+        scores = [f"{a:.2f} dB / {b:.3f}" for a, b in zip(psnr(sr, hr), ssim_eval(sr, hr))]
+    if residuals:
+        columns += [(f"Δx {SIZES[k]} px, σ={sigmas[SIZES[k]]:.2f}",
+                     residual(p[k], sigmas[SIZES[k]]), True) for k in ("x2", "x4", "hr")]
+    n = len(hr)
+    fig, axes = plt.subplots(n, len(columns), figsize=(1.9 * len(columns), 2.1 * n), squeeze=False)
+    for i in range(n):
+        for ax, (title, x, is_detail) in zip(axes[i], columns):
+            (_show_detail if is_detail else _show)(ax, x[i], title if i == 0 else "")
+        if bicubic:
+            axes[i, 4].set_xlabel(scores[i], fontsize=8)
+    fig.tight_layout()
+    if save:
+        save_figure(fig, name)
+    return fig
+
+
 # ---------------------------------------------------------------- SSIM loss vs squared error (Fig. 5)
 def fig05_error_maps(hr: torch.Tensor, sizes: tuple[int, ...] = (24, 48, 96), index: int = 0,
                      sigma: float | None = None, save: bool = False,

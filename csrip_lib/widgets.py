@@ -44,6 +44,38 @@ def live_figure(draw: Callable[..., plt.Figure], **sliders: widgets.ValueWidget)
     return widgets.VBox([*sliders.values(), out])
 
 
+def sigma_explorer(hr, sigma: float = 1.0, max_sigma: float = 3.0) -> widgets.VBox:
+    """Notebook 01: a slider on the degradation blur (paper Sec. 3.3, Fig. 4 left).
+
+    Redraws LR / 2x / 4x / HR and the 8x bicubic baseline with its PSNR / SSIM for the faces in
+    `hr` (N x 3 x 192 x 192, a few faces). Sigma 0 is plain 2x2 averaging (most aliasing).
+    """
+    from .figures import fig04_training_data
+
+    return live_figure(
+        lambda sigma: fig04_training_data(hr, sigma=sigma, residuals=False, bicubic=True),
+        sigma=float_slider(sigma, 0.0, max_sigma, 0.1, "degradation σ (px)"))
+
+
+def residual_explorer(hr, index: int = 0, sigma: float | None = None, max_sigma: float = 4.0,
+                      ) -> widgets.VBox:
+    """Notebook 02: one slider per scale on the residual-image sigma (paper Sec. 3.3, Fig. 3).
+
+    Redraws `figures.fig03_residuals` for face `index` of `hr`: the detail each SR module adds,
+    the residual image with the chosen sigma, their correlation and power spectra (over all `hr`).
+    """
+    from .config import RESIDUAL_SIGMAS
+    from .figures import fig03_residuals
+
+    def draw(sigma_48: float, sigma_96: float, sigma_192: float):
+        return fig03_residuals(hr, sigma=sigma, index=index,
+                               residual_sigmas={48: sigma_48, 96: sigma_96, 192: sigma_192})
+
+    return live_figure(draw, **{f"sigma_{size}": float_slider(s, 0.1, max_sigma, 0.05,
+                                                              f"residual σ at {size} px")
+                                for size, s in RESIDUAL_SIGMAS.items()})
+
+
 def alpha_explorer(terms: dict, alpha: float = 1e-3) -> widgets.VBox:
     """Notebook 05: a log slider on alpha, the weight of the identity terms in Eq. 4 (Sec. 3.3).
 
