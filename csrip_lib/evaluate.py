@@ -421,7 +421,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--all", action="store_true", help="evaluate every image, not only the test split")
     p.add_argument("--force", action="store_true", help="overwrite existing results")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-images", type=int, default=None, help="evaluate at most this many images")
+    p.add_argument("--max-images", type=int, default=None, help="evaluate a fixed random subset of at most N images")
     p.add_argument("--identity-model", default=None, metavar="PATH",
                    help="evaluation face recognizer (best.pt of kind 'identity') for identity metrics")
     p.add_argument("--train-identity", default=None, metavar="PRESET",

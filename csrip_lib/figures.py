@@ -226,7 +226,7 @@ def image_grid(columns: dict[str, torch.Tensor], scores: bool = True, cell: floa
     return fig
 
 
-def fig06_qualitative(models: dict, hr: torch.Tensor, save: bool = True, name: str = "fig06_qualitative.png",
+def fig06_qualitative(models: dict, hr: torch.Tensor, save: bool = False, name: str = "fig06_qualitative.png",
                       title: str | None = None, device=None) -> plt.Figure:
     """Fig. 6: LR input (nearest-upscaled) / bicubic / each model / target, PSNR / SSIM per image."""
     from .evaluate import super_resolve
@@ -238,7 +238,7 @@ def fig06_qualitative(models: dict, hr: torch.Tensor, save: bool = True, name: s
 
 
 def fig07_details(models: dict, hr: torch.Tensor, box: tuple[int, int, int] = (56, 48, 96),
-                  save: bool = True, device=None) -> plt.Figure:
+                  save: bool = False, device=None) -> plt.Figure:
     """Fig. 7: every image of Fig. 6 followed by a row of zoomed crops of the highlighted `box`
     (top, left, size in 192 px coordinates; default: eyes and nose)."""
     from matplotlib.patches import Rectangle
@@ -262,7 +262,7 @@ def fig07_details(models: dict, hr: torch.Tensor, box: tuple[int, int, int] = (5
     return fig
 
 
-def fig08_csd(results, models: list[str] | None = None, save: bool = True) -> plt.Figure:
+def fig08_csd(results, models: list[str] | None = None, save: bool = False) -> plt.Figure:
     """Fig. 8: cumulative score distributions of PSNR (left) and SSIM (right): the fraction of test
     images scoring at least x. Curves further right are better."""
     from .evaluate import csd_curve
@@ -283,13 +283,13 @@ def fig08_csd(results, models: list[str] | None = None, save: bool = True) -> pl
     return fig
 
 
-def fig09_ablation(models: dict, hr: torch.Tensor, save: bool = True, device=None) -> plt.Figure:
+def fig09_ablation(models: dict, hr: torch.Tensor, save: bool = False, device=None) -> plt.Figure:
     """Fig. 9: the ablation variants (Baseline, B+SSIM, C+SSIM, C+SSIM+M, C-SRIP) side by side."""
     return fig06_qualitative(models, hr, save=save, name="fig09_ablation.png", device=device)
 
 
 def fig10_failures(results, model_name: str, model, root, attributes=None, k: int = 6,
-                   save: bool = True, device=None) -> plt.Figure:
+                   save: bool = False, device=None) -> plt.Figure:
     """Fig. 10: the `k` test images with the lowest SSIM for `model_name` (LR / bicubic / model /
     target), annotated with the image attributes of `evaluate.image_attributes` (Sec. 4.4)."""
     from pathlib import Path as _Path
@@ -312,7 +312,7 @@ def fig10_failures(results, model_name: str, model, root, attributes=None, k: in
 
 
 @torch.no_grad()
-def fig12_intermediate(model, hr: torch.Tensor, save: bool = True) -> plt.Figure:
+def fig12_intermediate(model, hr: torch.Tensor, save: bool = False) -> plt.Figure:
     """Fig. 12 (A.1): the 2x (48 px) and 4x (96 px) outputs of the first two SR modules,
     `model(lr, all_scales=True)`, next to bicubic and the ground truth at the same size."""
     from .degradation import make_pyramid, upsample_bicubic
@@ -337,7 +337,7 @@ def fig12_intermediate(model, hr: torch.Tensor, save: bool = True) -> plt.Figure
     return fig
 
 
-def fig13_sharpening(model, hr: torch.Tensor, save: bool = True, device=None) -> plt.Figure:
+def fig13_sharpening(model, hr: torch.Tensor, save: bool = False, device=None) -> plt.Figure:
     """Fig. 13 (A.2): C-SRIP output and the same output sharpened with the 3x3 kernel
     [0,-1,0; -1,5,-1; 0,-1,0] (clipped), next to the LR input and the target."""
     from .evaluate import sharpen, super_resolve
@@ -423,3 +423,93 @@ def fig_alpha_balance(terms: dict, alpha: float, alphas=None) -> plt.Figure:
     c.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------------------ `csrip figures`
+def add_arguments(p) -> None:
+    p.add_argument("--checkpoint", nargs="*", default=[], metavar="CKPT",
+                   help="SR checkpoints; the first is the main (C-SRIP) model, all appear in Figs. 6/7, "
+                        "two or more also give the ablation Fig. 9. Without one, model figures are skipped")
+    p.add_argument("--data", default=None, help="face folder (default: $CSRIP_DATA, data/lfw-deepfunneled, "
+                   "else synthetic faces); examples come from its identity-disjoint test split")
+    p.add_argument("--results", default=None, metavar="CSV",
+                   help="per-image results of `csrip evaluate` for Figs. 8/10 (default: evaluate now)")
+    p.add_argument("--max-images", type=int, default=300,
+                   help="test images evaluated for Figs. 8/10 when --results is not given")
+    p.add_argument("--examples", type=int, default=4, help="faces per qualitative figure")
+    p.add_argument("--seed", type=int, default=0, help="which test faces are shown")
+    p.add_argument("--only", nargs="*", default=None, metavar="FIG",
+                   help="regenerate only these figures, e.g. --only fig06 fig08")
+    p.add_argument("--device", default=None)
+
+
+def run(args) -> int:
+    """Regenerate every figure the notebooks make, from checkpoints, without running notebooks."""
+    import pandas as pd
+
+    from .config import get_preset
+    from .data import resolve_data
+    from .evaluate import evaluate_models, image_attributes, load_models, sample_images
+    from .models.sr import CascadedSR, shape_table
+
+    root = resolve_data(args.data)
+    hr, _ = sample_images(root, "test", n=args.examples, seed=args.seed)
+    written = []
+    want = lambda name: not args.only or name.split("_")[0] in {f.split("_")[0] for f in args.only}
+
+    def done(name: str, fig: plt.Figure) -> None:
+        written.append(figures_dir() / name)
+        plt.close(fig)
+        print(f"wrote {figures_dir() / name}")
+
+    models = load_models(args.checkpoint, map_location="cpu")
+    main_name, main = next(iter(models.items()), (None, None))
+    if want("fig02"):  # the architecture of the main model (or of the paper preset)
+        if main is not None:
+            arch = main
+        else:
+            with torch.device("meta"):  # shapes only: no weights, no compute
+                arch = CascadedSR(get_preset("paper").sr)
+        done("fig02_architecture.png", fig02_architecture(shape_table(arch), save=True))
+    for name, fn in (("fig03_residuals.png", fig03_residuals), ("fig04_training_data.png", fig04_training_data),
+                     ("fig05_error_maps.png", fig05_error_maps)):
+        if want(name):
+            done(name, fn(hr, save=True))
+    if not any(want(f"fig{n:02d}") for n in (6, 7, 8, 9, 10, 12, 13)):
+        return 0
+    if main is None:
+        print("skipping Figs. 6-10, 12, 13: they need a trained SR model; pass --checkpoint "
+              "runs/<preset>/sr/best.pt (from `csrip train-sr`)")
+        return 0
+    if want("fig06"):
+        done("fig06_qualitative.png", fig06_qualitative(models, hr, save=True, device=args.device))
+    if want("fig07"):
+        done("fig07_details.png", fig07_details(models, hr[:3], save=True, device=args.device))
+    if not (want("fig08") or want("fig10")):
+        results = None
+    elif args.results:
+        results = pd.read_csv(args.results)
+        missing = set(models) - set(results["model"])
+        if missing:
+            from .errors import CSRIPError
+            raise CSRIPError(f"{args.results} has no rows for {sorted(missing)}; evaluate those checkpoints first")
+    else:
+        results = evaluate_models(models, root, "test", max_images=args.max_images, device=args.device)
+    if want("fig08"):
+        done("fig08_csd.png", fig08_csd(results, save=True))
+    if want("fig09") and len(models) > 1:
+        done("fig09_ablation.png", fig09_ablation(models, hr, save=True, device=args.device))
+    elif want("fig09"):
+        print("skipping Fig. 9 (ablation): pass two or more checkpoints, e.g. the runs of `csrip ablation`")
+    if want("fig10"):
+        attrs = image_attributes(root, "test", max_images=args.max_images)
+        done("fig10_failures.png", fig10_failures(results, main_name, main, root, attrs, save=True,
+                                                  device=args.device))
+    if want("fig12") and isinstance(main, CascadedSR):
+        done("fig12_intermediate.png", fig12_intermediate(main, hr, save=True))
+    elif want("fig12"):
+        print(f"skipping Fig. 12: {main_name} is not a cascade (no 2x/4x outputs)")
+    if want("fig13"):
+        done("fig13_sharpening.png", fig13_sharpening(main, hr, save=True, device=args.device))
+    print(f"{len(written)} figures in {figures_dir()}")
+    return 0

@@ -1,0 +1,100 @@
+"""The evaluation figures (Figs. 6-10, 12, 13) and `csrip figures`."""
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+from csrip_lib import figures  # noqa: E402
+from csrip_lib.checkpoint import save_checkpoint  # noqa: E402
+from csrip_lib.cli import main  # noqa: E402
+from csrip_lib.config import get_preset, to_dict  # noqa: E402
+from csrip_lib.evaluate import evaluate_models, image_attributes  # noqa: E402
+from csrip_lib.models import CascadedSR  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def faces(face_root) -> Path:
+    return face_root
+
+
+@pytest.fixture()
+def fig_dir(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("CSRIP_FIGURES", str(tmp_path / "figures"))
+    return tmp_path / "figures"
+
+
+@pytest.fixture(scope="module")
+def model() -> CascadedSR:
+    torch.manual_seed(0)
+    return CascadedSR(replace(get_preset("tiny").sr, global_skip=False)).eval()
+
+
+def _hr(n: int = 2) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(n, 3, 192, 192, generator=g)
+
+
+def _titles(fig) -> list[str]:
+    return [ax.get_title() for ax in fig.axes if ax.get_title()]
+
+
+def test_qualitative_grid_columns_and_scores(model, fig_dir):
+    fig = figures.fig06_qualitative({"tiny": model}, _hr(2), save=True)
+    assert _titles(fig) == ["LR input", "Bicubic", "tiny", "Target"]
+    assert len(fig.axes) == 2 * 4
+    assert fig.axes[1].get_xlabel().endswith(tuple("0123456789")) and "dB" in fig.axes[1].get_xlabel()
+    assert (fig_dir / "fig06_qualitative.png").stat().st_size > 1000
+    fig7 = figures.fig07_details({"tiny": model}, _hr(1), save=True)
+    assert len(fig7.axes) == 2 * 4 and len(fig7.axes[0].patches) == 1  # full image with box + zoom row
+    assert (fig_dir / "fig07_details.png").is_file()
+
+
+def test_intermediate_and_sharpening_figures(model, fig_dir):
+    fig = figures.fig12_intermediate(model, _hr(2), save=True)
+    assert _titles(fig) == ["LR input", "Bicubic 48", "C-SRIP 48", "GT 48", "Bicubic 96", "C-SRIP 96", "GT 96"]
+    assert fig.axes[1].get_images()[0].get_array().shape[:2] == (48, 48)
+    assert fig.axes[5].get_images()[0].get_array().shape[:2] == (96, 96)
+    fig13 = figures.fig13_sharpening(model, _hr(1), save=True)
+    assert _titles(fig13) == ["LR input", "C-SRIP", "Enhanced", "Target"]
+    assert {p.name for p in fig_dir.iterdir()} == {"fig12_intermediate.png", "fig13_sharpening.png"}
+
+
+def test_csd_and_failure_figures(faces, model, fig_dir):
+    from csrip_lib.data import FaceFolder
+
+    ds = FaceFolder(faces, split="test", max_images=8)
+    results = evaluate_models({"tiny": model}, ds, progress=False)
+    fig = figures.fig08_csd(results, save=True)
+    assert [len(ax.lines) for ax in fig.axes] == [2, 2]  # bicubic and tiny, PSNR and SSIM
+    attrs = image_attributes(ds, progress=False)
+    fig10 = figures.fig10_failures(results, "tiny", model, faces, attrs, k=3, save=True)
+    assert len(fig10.axes) == 3 * 4
+    worst = results[results.model == "tiny"].nsmallest(1, "ssim")["image"].item()
+    assert Path(worst).parent.name[:22] in fig10.axes[0].get_xlabel() and "hf" in fig10.axes[0].get_xlabel()
+    assert {p.name for p in fig_dir.iterdir()} == {"fig08_csd.png", "fig10_failures.png"}
+
+
+@pytest.mark.slow
+def test_csrip_figures_command(faces, model, fig_dir, tmp_path, capsys):
+    assert main(["figures", "--data", str(faces), "--examples", "2"]) == 0
+    assert "skipping Figs. 6-10, 12, 13" in capsys.readouterr().out
+    assert sorted(p.name for p in fig_dir.iterdir()) == [
+        "fig02_architecture.png", "fig03_residuals.png", "fig04_training_data.png", "fig05_error_maps.png"]
+    ckpt = tmp_path / "runs" / "tiny" / "best.pt"
+    save_checkpoint({"model": model.state_dict(), "config": {"sr": to_dict(model.cfg)}}, ckpt, kind="sr")
+    assert main(["figures", "--data", str(faces), "--checkpoint", str(ckpt), "--examples", "2",
+                 "--max-images", "8", "--only", "fig06", "fig07", "fig08", "fig09", "fig10", "fig12",
+                 "fig13"]) == 0
+    out = capsys.readouterr().out
+    assert "skipping Fig. 9" in out
+    assert {p.name for p in fig_dir.iterdir()} == {
+        "fig02_architecture.png", "fig03_residuals.png", "fig04_training_data.png", "fig05_error_maps.png",
+        "fig06_qualitative.png", "fig07_details.png", "fig08_csd.png", "fig10_failures.png",
+        "fig12_intermediate.png", "fig13_sharpening.png"}
