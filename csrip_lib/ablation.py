@@ -95,6 +95,10 @@ def run_ablation(data=None, preset: str = "quick", out: str | Path | None = None
 
     if experiment not in EXPERIMENTS:
         raise CSRIPError(f"unknown experiment {experiment!r}; expected one of {sorted(EXPERIMENTS)}")
+    alpha = get_preset(preset).loss.alpha if alpha is None else alpha
+    if "C-SRIP" in EXPERIMENTS[experiment] and alpha > 0 and recognizers is None:
+        raise CSRIPError("the C-SRIP model of Table 2 needs the identity priors: pass --recognizers runs/X "
+                         "(from `csrip train-recognizers`), or --alpha 0 to train it without them")
     root = resolve_data(data)
     out = Path(out) if out is not None else runs_dir() / preset / "ablation"
     ckpts = train_variants(EXPERIMENTS[experiment], root, preset, out, recognizers, alpha, train, force,

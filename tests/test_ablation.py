@@ -25,6 +25,15 @@ def test_variants_are_the_papers_table2():
     assert EXPERIMENTS["table34"] == ["Baseline", "B+SSIM"]
 
 
+def test_missing_recognizers_fail_before_any_training(synthetic_root, tmp_path):
+    from csrip_lib.errors import CSRIPError
+    from csrip_lib.ablation import run_ablation
+
+    with pytest.raises(CSRIPError, match="--recognizers"):
+        run_ablation(synthetic_root, "tiny", tmp_path, experiment="table2")
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.slow
 def test_table34_trains_mse_and_ssim_baselines_and_scores_train_and_test(synthetic_root, tmp_path):
     assert cli_main(["ablation", "--data", str(synthetic_root), "--out", str(tmp_path), "--experiment", "table34",
