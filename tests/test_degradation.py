@@ -10,11 +10,13 @@ import pytest
 import torch
 from skimage.filters import gaussian as sk_gaussian
 
-from csrip_lib.analysis import (centre_of_mass, downsample2x_naive, energy_above,
-                                radial_power_spectrum, residual_transfer)
+from csrip_lib.analysis import (bicubic_scores, centre_of_mass, downsample2x_naive, energy_above,
+                                module_detail, radial_power_spectrum, residual_transfer,
+                                residual_vs_detail)
 from csrip_lib.config import RESIDUAL_SIGMAS
 from csrip_lib.degradation import (degrade, downsample2x, gaussian_blur, make_pyramid, residual,
                                    upsample_bicubic)
+from csrip_lib.metrics import psnr, ssim_eval
 
 SIZES = {"lr": 24, "x2": 48, "x4": 96, "hr": 192}
 PAPER_SIGMAS = [(48, 1 / 3), (96, 1.0), (192, 7 / 3)]
@@ -232,3 +234,26 @@ def test_bad_input_errors_are_clear():
         make_pyramid(np.zeros((1, 3, 192, 192)))
     with pytest.raises(ValueError, match="factor"):
         degrade(torch.rand(1, 3, 192, 192), 3)
+
+
+# ----------------------------------------------------------------------------- analysis helpers
+
+def test_bicubic_scores_fall_with_blur(hr_faces):
+    hr = hr_faces[:4].float()
+    df = bicubic_scores(hr, [0.5, 1.0, 2.0])
+    assert list(df.sigma) == [0.5, 1.0, 2.0]
+    assert df.psnr.is_monotonic_decreasing and df.ssim.is_monotonic_decreasing
+    sr = upsample_bicubic(make_pyramid(hr, 1.0)["lr"], 8)
+    assert df.psnr[1] == pytest.approx(psnr(sr, hr).mean().item())
+    assert df.ssim[1] == pytest.approx(ssim_eval(sr, hr).mean().item())
+
+
+def test_one_step_detail_is_best_matched_by_the_degradation_sigma(hr_faces):
+    """One 2x step removes the same band in pixels at every scale (notebook 02's argument)."""
+    p = make_pyramid(hr_faces.float(), 1.0)
+    torch.testing.assert_close(module_detail(p, "x2"), module_detail(p, "x2", cumulative=True))
+    df = residual_vs_detail(p, [0.5, 1.0, 2.0])
+    assert len(df) == 9 and df.paper_sigma.sum() == 1  # only 96 px uses sigma 1
+    assert (df.loc[df.groupby("size").corr_step.idxmax(), "sigma"] == 1.0).all()
+    with pytest.raises(ValueError, match="level"):
+        module_detail(p, "lr")
