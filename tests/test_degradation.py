@@ -5,6 +5,8 @@ synthetic faces otherwise). Each geometric check has a negative control showing 
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -257,3 +259,28 @@ def test_one_step_detail_is_best_matched_by_the_degradation_sigma(hr_faces):
     assert (df.loc[df.groupby("size").corr_step.idxmax(), "sigma"] == 1.0).all()
     with pytest.raises(ValueError, match="level"):
         module_detail(p, "lr")
+
+
+# ----------------------------------------------------------------------------- notebook sliders
+
+def test_sliders_draw_on_construction_and_redraw_on_change(monkeypatch, hr_faces):
+    import matplotlib
+    matplotlib.use("Agg")
+    from csrip_lib import widgets
+
+    shown = []
+    monkeypatch.setattr(widgets, "display", lambda fig: shown.append(
+        [t.get_text() for ax in fig.axes for t in (ax.title, ax.xaxis.label)]))
+    hr = hr_faces[:1].float()
+    box = widgets.sigma_explorer(hr, sigma=1.0)
+    assert len(shown) == 1 and "LR 24 px (σ=1.00)" in shown[0]
+    assert any(re.fullmatch(r"\d+\.\d\d dB / 0\.\d{3}", t) for t in shown[0])  # PSNR / SSIM label
+    box.children[0].value = 2.0
+    assert len(shown) == 2 and "LR 24 px (σ=2.00)" in shown[1]
+
+    shown.clear()
+    box = widgets.residual_explorer(hr)
+    assert [s.description for s in box.children[:3]] == [f"residual σ at {n} px" for n in (48, 96, 192)]
+    assert len(shown) == 1 and any("σ=1.00" in t for t in shown[0])
+    box.children[1].value = 1.5
+    assert len(shown) == 2 and any("σ=1.50" in t for t in shown[1])
