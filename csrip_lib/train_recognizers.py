@@ -37,7 +37,7 @@ from .train import EvalFn, fit, pick_device, seed_everything
 # Rank-1 recognition rates the paper reports on CASIA-WebFace (Sec. 4.1): scale -> (train, val).
 PAPER_ACCURACY = {48: (0.5138, 0.2974), 96: (0.7215, 0.4266), 192: (0.8569, 0.5713)}
 EVAL_BATCH = 256
-PRECISE_BN_IMAGES = 1024  # training images for the BatchNorm statistics before each evaluation
+PRECISE_BN_IMAGES = 256  # training images for the BatchNorm statistics before each evaluation
 
 
 def residual_batch(hr: torch.Tensor, size: int, augment: bool = False) -> torch.Tensor:
@@ -120,7 +120,8 @@ def _preset(preset: str | Preset, min_images: int | None, max_identities: int | 
 
 
 def load_identities(data: str | Path | None, p: Preset, progress: bool = True):
-    """Training identities with >= p.min_images_per_identity images -> (dataset, images, labels, train, val)."""
+    """The recognizers' data: training-split identities with >= p.min_images_per_identity images,
+    decoded into memory, and the 90/10 split of each -> (dataset, images, labels, train_idx, val_idx)."""
     dataset = FaceFolder(resolve_data(data), split="train", min_images=p.min_images_per_identity,
                          max_identities=p.max_identities, max_images=p.max_images)
     images, labels = load_cached(dataset, progress=progress)
@@ -154,16 +155,15 @@ def train_recognizers(data: str | Path | None = None, preset: str | Preset = "qu
     print(f"recognizers: {len(ids):,} identities, {len(train_idx):,} training / {len(val_idx):,} "
           f"validation images ({dataset.root}); device {device}; output {out}")
     cfg = p.train_recognizer
-    g = torch.Generator().manual_seed(cfg.seed)
     pin = device.type == "cuda"
     train_set = TensorDataset(images[train_idx], labels[train_idx])
-    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, generator=g,
-                              drop_last=len(train_set) > cfg.batch_size, pin_memory=pin)
     val_loader = DataLoader(TensorDataset(images[val_idx], labels[val_idx]), batch_size=EVAL_BATCH,
                             pin_memory=pin)
     train_eval = DataLoader(train_set, batch_size=EVAL_BATCH, pin_memory=pin)
     bn_subset = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))[:PRECISE_BN_IMAGES]
     bn_loader = DataLoader(Subset(train_set, bn_subset.tolist()), batch_size=EVAL_BATCH)
+    # The most frequent training identity: what "always answer the majority" scores (LFW is unbalanced).
+    majority = (labels[val_idx] == labels[train_idx].mode().values).float().mean().item()
     digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
     rows = []
     for size in scales:
@@ -171,8 +171,11 @@ def train_recognizers(data: str | Path | None = None, preset: str | Preset = "qu
                   "train": to_dict(cfg), "data": {"min_images": p.min_images_per_identity,
                   "max_identities": p.max_identities, "max_images": p.max_images,
                   "identities": len(ids), "identities_sha256": digest}}
-        seed_everything(cfg.seed)
+        seed_everything(cfg.seed)  # each scale starts from the same seeds, trained alone or not
         model = SqueezeNetRecognizer(len(ids), p.recognizer, image_size=size)
+        train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, pin_memory=pin,
+                                  generator=torch.Generator().manual_seed(cfg.seed),
+                                  drop_last=len(train_set) > cfg.batch_size)
         t0 = time.time()
         log = fit(model, _step, _validator(bn_loader), train_loader, val_loader, cfg, out / f"rec{size}",
                   kind="recognizer", config=config, monitor="val_acc", mode="max", resume=resume,
@@ -181,9 +184,9 @@ def train_recognizers(data: str | Path | None = None, preset: str | Preset = "qu
         model.load_state_dict(best["model"])
         rows.append({"scale": size, "identities": len(ids), "train_images": len(train_idx),
                      "val_images": len(val_idx), "train_acc": evaluate(model, train_eval, device)["acc"],
-                     "val_acc": best["metrics"]["val_acc"], "best_epoch": best["epoch"],
-                     "epochs": len(log), "chance": 1 / len(ids), "paper_train": PAPER_ACCURACY[size][0],
-                     "paper_val": PAPER_ACCURACY[size][1], "minutes": (time.time() - t0) / 60})
+                     "val_acc": best["metrics"]["val_acc"], "chance": 1 / len(ids), "majority": majority,
+                     "paper_train": PAPER_ACCURACY[size][0], "paper_val": PAPER_ACCURACY[size][1],
+                     "best_epoch": best["epoch"], "epochs": len(log), "minutes": (time.time() - t0) / 60})
     table = pd.DataFrame(rows)
     if out.exists():
         table.to_csv(out / "accuracy.csv", index=False)
@@ -210,6 +213,29 @@ def ensure_recognizers(data: str | Path | None = None, preset: str | Preset = "q
             print(f"recognizers: reusing {out}")
             return pd.read_csv(out / "accuracy.csv")
     return train_recognizers(data, p, out, resume=True, **kw)
+
+
+def plot_learning_curves(run_dir: str | Path, scales: tuple[int, ...] = SCALES):
+    """Loss and rank-1 accuracy per epoch (train: augmented batches; val: held-out images) from log.csv."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(scales), figsize=(3.6 * len(scales), 5.2), squeeze=False, sharex="col")
+    for col, size in enumerate(scales):
+        log = pd.read_csv(Path(run_dir) / f"rec{size}" / "log.csv")
+        for row, (metric, label) in enumerate([("loss", "cross-entropy (Eq. 1)"),
+                                                ("acc", "rank-1 accuracy")]):
+            ax = axes[row, col]
+            ax.plot(log["epoch"], log[f"train_{metric}"], "o-", label="train (augmented)")
+            ax.plot(log["epoch"], log[f"val_{metric}"], "s-", label="validation")
+            if metric == "acc":
+                ax.axhline(PAPER_ACCURACY[size][1], color="gray", ls="--", lw=0.8, label="paper, validation")
+                ax.set_xlabel("epoch")
+            ax.set_ylabel(label, fontsize=8)
+            ax.set_title(f"{size} px residuals" if row == 0 else "", fontsize=9)
+            ax.tick_params(labelsize=7)
+        axes[1, col].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

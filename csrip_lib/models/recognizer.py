@@ -122,12 +122,13 @@ def load_recognizers(run_dir: str | Path, map_location: str | torch.device = "cp
                      scales: tuple[int, ...] = (48, 96, 192)) -> dict[int, SqueezeNetRecognizer]:
     """The three identity priors of a `csrip train-recognizers` run: {48: m, 96: m, 192: m}."""
     run_dir = Path(run_dir)
-    missing = [run_dir / f"rec{s}" / "best.pt" for s in scales if not (run_dir / f"rec{s}" / "best.pt").is_file()]
+    paths = {s: run_dir / f"rec{s}" / "best.pt" for s in scales}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
-        raise CSRIPError(f"no trained recognizer at {', '.join(map(str, missing))}; train them with "
+        raise CSRIPError(f"no trained recognizer at {', '.join(missing)}; train them with "
                          f"`csrip train-recognizers --data DIR --preset P --out {run_dir}`")
-    models = {s: load_recognizer(run_dir / f"rec{s}" / "best.pt", map_location) for s in scales}
+    models = {s: load_recognizer(p, map_location) for s, p in paths.items()}
     for s, m in models.items():
         if m.image_size != s:
-            raise CSRIPError(f"{run_dir}/rec{s}/best.pt holds a {m.image_size} px recognizer, expected {s} px")
+            raise CSRIPError(f"{paths[s]} holds a {m.image_size} px recognizer, expected {s} px")
     return models
