@@ -4,14 +4,29 @@
 sliders and a drawing function from `csrip_lib.figures`. The first draw happens on construction,
 so a notebook executed headless (nbclient, `make demo`) still records a figure, and the sliders
 update on release (`continuous_update=False`) because a redraw takes a fraction of a second.
+
+The figure is rendered to PNG here and written into the Output widget's `outputs` state, instead
+of capturing `display()` inside `with out:`. Capturing depends on the front end routing messages
+by parent id; headless nbclient runs intermittently hung on it (jupyter/nbclient#312), while a
+state update is an ordinary widget message that every front end renders.
 """
 from __future__ import annotations
 
+import base64
+import io
 from typing import Callable
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
-from IPython.display import display
+
+
+def png_output(fig: plt.Figure) -> dict:
+    """A figure as one nbformat display_data output (base64 PNG), for an Output widget's state."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=fig.dpi, bbox_inches="tight")
+    return {"output_type": "display_data", "metadata": {},
+            "data": {"image/png": base64.b64encode(buf.getvalue()).decode("ascii"),
+                     "text/plain": repr(fig)}}
 
 
 def float_slider(value: float, lo: float, hi: float, step: float, description: str,
@@ -26,17 +41,15 @@ def float_slider(value: float, lo: float, hi: float, step: float, description: s
 def live_figure(draw: Callable[..., plt.Figure], **sliders: widgets.ValueWidget) -> widgets.VBox:
     """Sliders above an Output showing `draw(**slider_values)`; redrawn whenever a slider moves.
 
-    `draw` returns a matplotlib Figure; it is displayed inside the Output and closed, so figures
+    `draw` returns a matplotlib Figure; it is shown inside the Output and closed, so figures
     do not pile up. Returns the VBox (display it, or leave it as a cell's last expression).
     """
     out = widgets.Output()
 
     def redraw(_change=None) -> None:
-        with out:
-            out.clear_output(wait=True)
-            fig = draw(**{name: s.value for name, s in sliders.items()})
-            display(fig)
-            plt.close(fig)
+        fig = draw(**{name: s.value for name, s in sliders.items()})
+        out.outputs = (png_output(fig),)
+        plt.close(fig)
 
     for s in sliders.values():
         s.observe(redraw, names="value")

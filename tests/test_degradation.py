@@ -268,15 +268,22 @@ def test_sliders_draw_on_construction_and_redraw_on_change(monkeypatch, hr_faces
     matplotlib.use("Agg")
     from csrip_lib import widgets
 
-    shown = []
-    monkeypatch.setattr(widgets, "display", lambda fig: shown.append(
-        [t.get_text() for ax in fig.axes for t in (ax.title, ax.xaxis.label)]))
+    shown, png_output = [], widgets.png_output
+
+    def spy(fig):
+        shown.append([t.get_text() for ax in fig.axes for t in (ax.title, ax.xaxis.label)])
+        return png_output(fig)
+
+    monkeypatch.setattr(widgets, "png_output", spy)
     hr = hr_faces[:1].float()
     box = widgets.sigma_explorer(hr, sigma=1.0)
     assert len(shown) == 1 and "LR 24 px (σ=1.00)" in shown[0]
     assert any(re.fullmatch(r"\d+\.\d\d dB / 0\.\d{3}", t) for t in shown[0])  # PSNR / SSIM label
+    first = box.children[-1].outputs
+    assert len(first) == 1 and first[0]["data"]["image/png"].startswith("iVBOR")  # base64 PNG
     box.children[0].value = 2.0
     assert len(shown) == 2 and "LR 24 px (σ=2.00)" in shown[1]
+    assert len(box.children[-1].outputs) == 1 and box.children[-1].outputs != first
 
     shown.clear()
     box = widgets.residual_explorer(hr)
