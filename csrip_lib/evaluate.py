@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from .config import RESIDUAL_SIGMAS
@@ -131,15 +131,32 @@ def _dataset(data: Any, split: str, max_images: int | None = None) -> Dataset:
     from .data import FaceFolder, resolve_data
 
     root = resolve_data(data)
-    ds = FaceFolder(root, split=split, max_images=max_images)
+    ds = FaceFolder(root, split=split)
     if len(ds) == 0:
         raise CSRIPError(f"{root}: no images in the {split!r} split; expected face folders "
                          "<root>/<identity>/<image>.jpg|png")
-    return ds
+    return ds if max_images is None or len(ds) <= max_images else _identity_subset(ds, max_images)
+
+
+def _identity_subset(ds: Dataset, max_images: int, seed: int = 0) -> Subset:
+    """At most `max_images` images made of whole identities taken in a seeded random order (an
+    identity that no longer fits is skipped), so that a quick evaluation still has several images
+    per identity for the identity metrics; the same subset on every call."""
+    by_id: dict[int, list[int]] = {}
+    for i, label in enumerate(ds.labels):
+        by_id.setdefault(label, []).append(i)
+    groups = list(by_id.values())
+    keep: list[int] = []
+    for k in torch.randperm(len(groups), generator=torch.Generator().manual_seed(seed)).tolist():
+        if len(keep) + len(groups[k]) <= max_images:
+            keep += groups[k]
+    return Subset(ds, sorted(keep))
 
 
 def _item_info(ds: Dataset, i: int) -> tuple[str, str]:
     """(image path relative to the dataset root, identity) of item i of a FaceFolder-like dataset."""
+    if isinstance(ds, Subset):
+        return _item_info(ds.dataset, ds.indices[i])
     items = getattr(ds, "items", None)
     if items is None:
         return str(i), str(ds[i][1])
@@ -191,7 +208,8 @@ def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "
     `resolve_data`'s default, or a Dataset yielding (uint8 3x192x192, label)).
 
     Each HR image is degraded to 24 px with `make_pyramid` (paper Sec. 3.3), super-resolved by each
-    model and compared with the HR image (csrip_lib.metrics.psnr / ssim_eval). Returns one row per
+    model and compared with the HR image (csrip_lib.metrics.psnr / ssim_eval). `max_images` takes a
+    fixed random subset of whole identities (see `_identity_subset`). Returns one row per
     (model, image): model, image, identity, psnr, ssim, and with `identity_model` also id_cosine,
     id_rank1 (1/0 per probe, empty for gallery images) and id_auc (per model). CUDA: bf16 autocast +
     channels_last for the SR models; CPU: float32.
@@ -250,7 +268,7 @@ def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "
             df["id_cosine"], df["id_rank1"], df["id_auc"] = s["cosine"], s["rank1_hit"], s["auc"]
         frames.append(df)
     out = pd.concat(frames, ignore_index=True)
-    out.attrs["root"] = str(getattr(ds, "root", ""))
+    out.attrs["root"] = str(getattr(getattr(ds, "dataset", ds), "root", ""))
     return out
 
 
@@ -421,7 +439,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--all", action="store_true", help="evaluate every image, not only the test split")
     p.add_argument("--force", action="store_true", help="overwrite existing results")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-images", type=int, default=None, help="evaluate a fixed random subset of at most N images")
+    p.add_argument("--max-images", type=int, default=None, help="evaluate a fixed random subset of whole identities, at most N images")
     p.add_argument("--identity-model", default=None, metavar="PATH",
                    help="evaluation face recognizer (best.pt of kind 'identity') for identity metrics")
     p.add_argument("--train-identity", default=None, metavar="PRESET",

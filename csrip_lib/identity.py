@@ -93,8 +93,10 @@ class IdentityNet(nn.Module):
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """L2-normalised identity embeddings N x embedding_dim (float32)."""
-        return F.normalize(self.backbone(self._prepare(x)).float(), dim=1)
+        """L2-normalised identity embeddings N x embedding_dim (float32), taken after the head's
+        BatchNorm ("BNNeck"): centred by the training statistics, so that cosine similarity compares
+        identity directions rather than a component every face shares."""
+        return F.normalize(self.head[0](self.backbone(self._prepare(x))).float(), dim=1)
 
 
 # ----------------------------------------------------------------------------------------- training
