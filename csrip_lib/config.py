@@ -124,7 +124,7 @@ def _quick() -> Preset:
     p = _tiny()
     return replace(
         p, name="quick",
-        train_recognizer=replace(p.train_recognizer, epochs=3, steps_per_epoch=15),
+        train_recognizer=replace(p.train_recognizer, epochs=3, steps_per_epoch=15, batch_size=16),
         train_sr=replace(p.train_sr, epochs=4, steps_per_epoch=25),
         max_identities=40, max_images=600,
         min_images_per_identity=8,  # few classes with many images: a 2-minute recognizer learns something

@@ -36,8 +36,8 @@ from .train import EvalFn, fit, pick_device, seed_everything
 
 # Rank-1 recognition rates the paper reports on CASIA-WebFace (Sec. 4.1): scale -> (train, val).
 PAPER_ACCURACY = {48: (0.5138, 0.2974), 96: (0.7215, 0.4266), 192: (0.8569, 0.5713)}
-EVAL_BATCH = 256
-PRECISE_BN_IMAGES = 256  # training images for the BatchNorm statistics before each evaluation
+EVAL_BATCH = 128
+PRECISE_BN_IMAGES = 128  # training images for the BatchNorm statistics before each evaluation
 
 
 def residual_batch(hr: torch.Tensor, size: int, augment: bool = False) -> torch.Tensor:
