@@ -218,6 +218,7 @@ def ensure_recognizers(data: str | Path | None = None, preset: str | Preset = "q
 def plot_learning_curves(run_dir: str | Path, scales: tuple[int, ...] = SCALES):
     """Loss and rank-1 accuracy per epoch (train: augmented batches; val: held-out images) from log.csv."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(2, len(scales), figsize=(3.6 * len(scales), 5.2), squeeze=False, sharex="col")
     for col, size in enumerate(scales):
@@ -233,6 +234,7 @@ def plot_learning_curves(run_dir: str | Path, scales: tuple[int, ...] = SCALES):
             ax.set_ylabel(label, fontsize=8)
             ax.set_title(f"{size} px residuals" if row == 0 else "", fontsize=9)
             ax.tick_params(labelsize=7)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes[1, col].legend(fontsize=7)
     fig.tight_layout()
     return fig
