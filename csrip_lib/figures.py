@@ -220,9 +220,9 @@ def image_grid(columns: dict[str, torch.Tensor], scores: bool = True, cell: floa
                 ax.set_xlabel(_scores_label(columns[name][r], target[r]), fontsize=7)
         if notes:
             axes[r, 0].set_xlabel(notes[r], fontsize=6)
-    if title:
-        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    if title:  # above the axes, after the layout: saved with bbox_inches="tight"
+        fig.suptitle(title, fontsize=10, y=1.0, va="bottom")
     return fig
 
 
@@ -331,7 +331,8 @@ def fig12_intermediate(model, hr: torch.Tensor, save: bool = False) -> plt.Figur
                                         ("Bicubic 96", "GT 96"), ("C-SRIP 96", "GT 96")]):
             col = list(cols).index(name)
             fig.axes[r * len(cols) + col].set_xlabel(_scores_label(cols[name][r], cols[gt][r]), fontsize=7)
-    fig.suptitle("Intermediate scales: 2x and 4x outputs of the cascade (Fig. 12)", fontsize=10)
+    fig.suptitle("Intermediate scales: 2x and 4x outputs of the cascade (Fig. 12)", fontsize=10, y=1.0,
+                 va="bottom")
     if save:
         save_figure(fig, "fig12_intermediate.png")
     return fig
