@@ -295,7 +295,7 @@ def term_gradients(model: nn.Module, loss_fn: CSRIPLoss, hr_u8: torch.Tensor, la
             continue
         grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
         flat = torch.cat([(g if g is not None else torch.zeros_like(q)).flatten() for g, q in zip(grads, params)])
-        out[name] = (float(term), flat)
+        out[name] = (float(term.detach()), flat)
     return out
 
 
