@@ -259,6 +259,7 @@ def identity_scores(probe: torch.Tensor, reference: torch.Tensor, labels: Any) -
     """Identity metrics of probe embeddings (e.g. of SR images) against reference embeddings (their HR
     images), both N x D and L2-normalised, row i of each from image i with identity labels[i].
 
+    Both sets are first centred on the mean reference embedding and re-normalised.
     Returns {"cosine": per-image cos(probe_i, reference_i) (N,), "rank1_hit": per-image 1/0 for
     probes and NaN for gallery images (N,), "rank1": mean hit rate, "auc": verification ROC AUC}.
     """
@@ -267,6 +268,10 @@ def identity_scores(probe: torch.Tensor, reference: torch.Tensor, labels: Any) -
     if probe.shape != reference.shape or len(y) != len(probe):
         raise ValueError(f"probe {tuple(probe.shape)}, reference {tuple(reference.shape)} and "
                          f"{len(y)} labels must describe the same images")
+    # centre both on the mean reference embedding: a component every face shares (strong in weak,
+    # briefly trained recognizers) would otherwise push every cosine towards 1
+    mean = reference.mean(0, keepdim=True)
+    probe, reference = F.normalize(probe - mean, dim=1), F.normalize(reference - mean, dim=1)
     cosine = (probe * reference).sum(1)
     gallery, probes = gallery_probe_split(y.numpy())
     hits = np.full(len(y), np.nan)
