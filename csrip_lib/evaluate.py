@@ -105,19 +105,16 @@ def _autocast(device: torch.device):
             else contextlib.nullcontext())
 
 
-def _prepare(fn: SRFn, device: torch.device) -> SRFn:
-    """Move a module to `device` (channels_last on CUDA) in eval mode; plain functions pass through."""
-    if isinstance(fn, torch.nn.Module):
-        fn.eval().to(device)
-        if device.type == "cuda":
-            fn.to(memory_format=torch.channels_last)
-    return fn
+def _prepare(fn: SRFn, device: torch.device, compile: bool | str = "auto") -> SRFn:
+    """SR modules go through the project's fast path (`inference.Upscaler`: bf16 autocast,
+    channels_last, torch.compile and CUDA graphs on CUDA; fp32 on CPU); plain functions pass through."""
+    from .inference import Upscaler
+
+    return Upscaler(fn, device=device, compile=compile) if isinstance(fn, torch.nn.Module) else fn
 
 
 @torch.no_grad()
 def _run(fn: SRFn, lr: torch.Tensor, device: torch.device) -> torch.Tensor:
-    if device.type == "cuda":
-        lr = lr.contiguous(memory_format=torch.channels_last)
     with _autocast(device):
         out = fn(lr)
     return out.float().clamp(0, 1).contiguous()
@@ -139,17 +136,18 @@ def _dataset(data: Any, split: str, max_images: int | None = None) -> Dataset:
 
 
 def _identity_subset(ds: Dataset, max_images: int, seed: int = 0) -> Subset:
-    """At most `max_images` images made of whole identities taken in a seeded random order (an
-    identity that no longer fits is skipped), so that a quick evaluation still has several images
-    per identity for the identity metrics; the same subset on every call."""
+    """`max_images` images (or all, if fewer) made of whole identities taken in a seeded random order,
+    the last identity cut to fit, so that a quick evaluation still has several images per identity for
+    the identity metrics; the same subset on every call."""
     by_id: dict[int, list[int]] = {}
     for i, label in enumerate(ds.labels):
         by_id.setdefault(label, []).append(i)
     groups = list(by_id.values())
     keep: list[int] = []
     for k in torch.randperm(len(groups), generator=torch.Generator().manual_seed(seed)).tolist():
-        if len(keep) + len(groups[k]) <= max_images:
-            keep += groups[k]
+        keep += groups[k][: max_images - len(keep)]
+        if len(keep) == max_images:
+            break
     return Subset(ds, sorted(keep))
 
 
@@ -192,7 +190,7 @@ def super_resolve(models: Mapping[str, SRFn], hr: torch.Tensor, sigma: float | N
     lr = make_pyramid(hr, sigma)["lr"]
     cols = {"LR input": F.interpolate(lr, scale_factor=8, mode="nearest"), "Bicubic": bicubic(lr)}
     for name, fn in models.items():
-        cols[name] = _run(_prepare(fn, device), lr, device)
+        cols[name] = _run(_prepare(fn, device, compile=False), lr, device)  # a few images: no compile
     cols["Target"] = hr
     return {k: v.float().cpu() for k, v in cols.items()}
 
@@ -209,10 +207,10 @@ def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "
 
     Each HR image is degraded to 24 px with `make_pyramid` (paper Sec. 3.3), super-resolved by each
     model and compared with the HR image (csrip_lib.metrics.psnr / ssim_eval). `max_images` takes a
-    fixed random subset of whole identities (see `_identity_subset`). Returns one row per
+    fixed random subset of (mostly whole) identities (see `_identity_subset`). Returns one row per
     (model, image): model, image, identity, psnr, ssim, and with `identity_model` also id_cosine,
-    id_rank1 (1/0 per probe, empty for gallery images) and id_auc (per model). CUDA: bf16 autocast +
-    channels_last for the SR models; CPU: float32.
+    id_rank1 (1/0 per probe, empty for gallery images) and id_auc (per model). SR modules run
+    through `inference.Upscaler` (CUDA: bf16, channels_last, torch.compile, CUDA graphs; CPU: fp32).
     """
     from .metrics import psnr, ssim_eval
     from .train import pick_device
@@ -439,7 +437,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--all", action="store_true", help="evaluate every image, not only the test split")
     p.add_argument("--force", action="store_true", help="overwrite existing results")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-images", type=int, default=None, help="evaluate a fixed random subset of whole identities, at most N images")
+    p.add_argument("--max-images", type=int, default=None, help="evaluate a fixed random subset of N images, made of whole identities (the last one cut to fit)")
     p.add_argument("--identity-model", default=None, metavar="PATH",
                    help="evaluation face recognizer (best.pt of kind 'identity') for identity metrics")
     p.add_argument("--train-identity", default=None, metavar="PRESET",

@@ -158,7 +158,7 @@ def test_sharpening_effect_and_tables(dataset):
 
     df = evaluate_models({"bicubic+sharpen": sharpened(bicubic)}, dataset, progress=False)
     effect = paired_effect(df, "bicubic", "bicubic+sharpen")
-    assert effect.loc["psnr", "mean_change"] == pytest.approx(rel=1e-5, expected=
+    assert effect.loc["psnr", "mean_change"] == pytest.approx(abs=1e-4, expected=
         df[df.model == "bicubic+sharpen"].psnr.mean() - df[df.model == "bicubic"].psnr.mean())
     assert 0 <= effect.loc["ssim", "improved_share"] <= 1
     summary = summarize_results(df)
