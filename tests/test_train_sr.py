@@ -226,19 +226,17 @@ def test_term_gradients_recombine_to_the_full_gradient_for_any_alpha(faces, prio
 
 
 @pytest.mark.slow
-def test_quick_run_beats_bicubic_on_faces_of_unseen_people(lfw_root, tmp_path):
-    """100 CPU steps of the quick (tiny) model improve on bicubic for test identities never trained on.
-
-    Real faces only: on the synthetic cartoons bicubic is already near their noise floor and a run this
-    short only matches it (measured 28.01 vs 28.01 dB), so the test needs $CSRIP_DATA (CI sets it).
-    """
+def test_quick_run_beats_bicubic_on_faces_of_unseen_people(face_root, tmp_path):
+    """200 CPU steps of the quick (tiny) model improve on bicubic for test identities never trained on:
+    real LFW faces when $CSRIP_DATA is set (CI), the synthetic faces otherwise. Measured on a shared
+    2-core CPU: synthetic 27.71 vs 25.61 dB (SSIM 0.726 vs 0.706); LFW 24.82 vs 22.37 dB."""
     from csrip_lib.config import get_preset
     from csrip_lib.evaluate import evaluate_models
 
-    quick = get_preset("quick").train_sr  # 4 epochs x 25 steps, batch 16
-    train_sr(lfw_root, "quick", tmp_path, loss=LossConfig("mse", multiscale=True, alpha=0),
-             train=replace(quick, lr=3e-3), device="cpu", progress=False)
-    scores = evaluate_models({"sr": load_sr(tmp_path / "best.pt")}, lfw_root, "test", max_images=64,
+    quick = get_preset("quick").train_sr
+    train_sr(face_root, "quick", tmp_path, loss=LossConfig("mse", multiscale=True, alpha=0),
+             train=replace(quick, lr=3e-3, epochs=100, max_steps=200), device="cpu", progress=False)
+    scores = evaluate_models({"sr": load_sr(tmp_path / "best.pt")}, face_root, "test", max_images=64,
                              progress=False).groupby("model")[["psnr", "ssim"]].mean()
     assert scores.loc["sr", "psnr"] > scores.loc["bicubic", "psnr"] + 0.3
     assert scores.loc["sr", "ssim"] > scores.loc["bicubic", "ssim"]
