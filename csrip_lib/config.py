@@ -5,6 +5,7 @@ rebuilt from its checkpoint alone. Paper values are cited where they come from.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -58,6 +59,21 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     grad_clip: float | None = None
+
+    def __post_init__(self) -> None:  # a schedule that cannot run is refused where it is made
+        counts = {"epochs": self.epochs, "batch_size": self.batch_size, "max_steps": self.max_steps,
+                  "steps_per_epoch": self.steps_per_epoch}
+        bad = [f"{k}={v!r}" for k, v in counts.items() if v is not None and (not isinstance(v, int) or v < 1)]
+        bad += [f"{k}={v!r}" for k, v in {"lr": self.lr, "lr_gamma": self.lr_gamma}.items()
+                if not (isinstance(v, int | float) and math.isfinite(v) and v > 0)]
+        bad += [f"{k}={v!r}" for k, v in {"patience": self.patience, "num_workers": self.num_workers}.items()
+                if not isinstance(v, int) or v < 0]
+        if not (isinstance(self.weight_decay, int | float) and math.isfinite(self.weight_decay)
+                and self.weight_decay >= 0):
+            bad.append(f"weight_decay={self.weight_decay!r}")
+        if bad:
+            raise ValueError(f"invalid training schedule: {', '.join(bad)} (counts and lr must be positive, "
+                             "patience and num_workers >= 0, all finite)")
 
 
 @dataclass

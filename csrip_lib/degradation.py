@@ -33,6 +33,19 @@ def _check_images(x: torch.Tensor, name: str = "images") -> None:
                         "convert uint8 images with `x.float() / 255`")
 
 
+def check_sigma(sigma: float | None, name: str = "sigma") -> float:
+    """A blur sigma in pixels as a float (None: DEFAULT_SIGMA); ValueError unless finite and >= 0
+    (0: no Gaussian blur, decimation by 2x2 means only)."""
+    s = DEFAULT_SIGMA if sigma is None else sigma
+    try:
+        s = float(s)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number of pixels, got {sigma!r}") from None
+    if not (math.isfinite(s) and s >= 0):
+        raise ValueError(f"{name} must be a finite number of pixels >= 0 (0: no blur), got {sigma!r}")
+    return s
+
+
 def kernel_size(sigma: float) -> int:
     """Odd Gaussian kernel size covering +-TRUNCATE sigma, with scipy.ndimage's rounding of the
     radius, so `gaussian_blur` equals `skimage.filters.gaussian(mode="mirror", truncate=4)`."""
@@ -40,9 +53,10 @@ def kernel_size(sigma: float) -> int:
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian blur `g_sigma * x` (torchvision, reflect padding); sigma <= 0 returns x."""
+    """Gaussian blur `g_sigma * x` (torchvision, reflect padding); sigma 0 returns x."""
     _check_images(x)
-    if sigma <= 0:
+    sigma = check_sigma(sigma)
+    if sigma == 0:
         return x
     k = kernel_size(sigma)
     if k > min(x.shape[-2:]):  # reflect padding needs the image to be larger than the radius
@@ -63,7 +77,7 @@ def make_pyramid(hr: torch.Tensor, sigma: float | None = None) -> dict[str, torc
     _check_images(hr, "hr")
     if hr.shape[-2:] != (HR_SIZE, HR_SIZE):
         raise ValueError(f"hr: expected {HR_SIZE}x{HR_SIZE} images, got {tuple(hr.shape[-2:])}")
-    s = DEFAULT_SIGMA if sigma is None else float(sigma)
+    s = check_sigma(sigma)
     x4 = downsample2x(hr, s)
     x2 = downsample2x(x4, s)
     lr = downsample2x(x2, s)
@@ -76,7 +90,7 @@ def degrade(x: torch.Tensor, factor: int, sigma: float | None = None) -> torch.T
     _check_images(x)
     if factor not in (1, 2, 4, 8):
         raise ValueError(f"factor must be 1, 2, 4 or 8, got {factor}")
-    s = DEFAULT_SIGMA if sigma is None else float(sigma)
+    s = check_sigma(sigma)
     for _ in range(int(math.log2(factor))):
         x = downsample2x(x, s)
     return x

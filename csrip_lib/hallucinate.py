@@ -392,13 +392,7 @@ def _output_names(files: list[Path], inp: Path) -> list[str]:
 def _load_upscaler(checkpoint: Path, device: str) -> Upscaler:
     from .models.sr import load_sr
     dev = resolve_device(device)
-    try:
-        model = load_sr(checkpoint, map_location=dev)
-    except CSRIPError:
-        raise
-    except Exception as e:  # a csrip checkpoint whose weights do not fit its config, ...
-        raise CSRIPError(f"{checkpoint}: cannot build an SR model from this checkpoint "
-                         f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
+    model = load_sr(checkpoint, map_location=dev)  # CSRIPError if unsafe, not ours, or weights do not fit
     return Upscaler(model, device=dev, compile=False)  # a few faces per photo: compiling would not pay
 
 

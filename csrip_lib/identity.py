@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torchvision.models import resnet18
 
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, load_weights
 from .config import TrainConfig, from_dict, get_preset, to_dict
 from .errors import CSRIPError
 
@@ -171,9 +171,7 @@ def load_identity_model(path: str | Path, map_location: str | torch.device = "cp
     train = from_dict(TrainConfig, raw.pop("train", {}))
     cfg = replace(from_dict(IdentityConfig, raw), train=train)
     model = IdentityNet(len(conf["identities"]), cfg)
-    state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
-    model.load_state_dict(state)
-    return model.to(map_location).eval()
+    return load_weights(model, ckpt, path).to(map_location).eval()
 
 
 def ensure_identity_model(data: str | Path | None, preset: str = "quick", out: str | Path | None = None,

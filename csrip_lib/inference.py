@@ -35,8 +35,8 @@ from tqdm.auto import tqdm
 from .config import HR_SIZE, LR_SIZE
 from .degradation import degrade
 from .errors import CSRIPError
+from .models.sr import check_lr
 
-RANGE_TOLERANCE = 1e-3  # allowed excursion of LR inputs outside [0, 1] (interpolation overshoot)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -54,25 +54,6 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise CSRIPError(f"device {device!r} requested but only {torch.cuda.device_count()} GPU(s) exist")
     return dev
-
-
-def check_lr(lr: torch.Tensor) -> None:
-    """Raise a TypeError/ValueError saying what was expected unless `lr` is N x 3 x 24 x 24 float in [0, 1]."""
-    if not isinstance(lr, torch.Tensor):
-        raise TypeError(f"expected a torch.Tensor N x 3 x {LR_SIZE} x {LR_SIZE}, got {type(lr).__name__}")
-    if lr.ndim != 4 or tuple(lr.shape[1:]) != (3, LR_SIZE, LR_SIZE):
-        raise ValueError(f"expected low-resolution faces N x 3 x {LR_SIZE} x {LR_SIZE} (float RGB in [0, 1]), "
-                         f"got shape {tuple(lr.shape)}; degrade HR faces with "
-                         "csrip_lib.degradation.degrade(hr, 8), or pass uint8 caches to upscale_batches")
-    if not lr.is_floating_point():
-        raise TypeError(f"expected float values in [0, 1], got dtype {lr.dtype}; "
-                        "convert 8-bit images with `x.float() / 255` (or use upscale_batches)")
-    if lr.numel():
-        lo, hi = torch.aminmax(lr.detach())
-        lo, hi = float(lo), float(hi)
-        if not (lo >= -RANGE_TOLERANCE and hi <= 1 + RANGE_TOLERANCE):  # also catches NaN
-            raise ValueError(f"expected values in [0, 1], got min {lo:.4g} and max {hi:.4g}; "
-                             "images in 0..255 must be divided by 255")
 
 
 def _resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:

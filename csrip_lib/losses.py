@@ -30,6 +30,8 @@ autocast region, so the loss is safe to call inside a bf16/fp16 autocast trainin
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -45,6 +47,9 @@ RANGE_TOLERANCE = 1e-3  # allowed excursion outside [0, data_range] (interpolati
 
 def _check_pair(x: torch.Tensor, y: torch.Tensor, data_range: float, check_range: bool) -> None:
     """Raise a TypeError/ValueError that says what was expected if (x, y) cannot be scored."""
+    if not (isinstance(data_range, int | float) and math.isfinite(data_range) and data_range > 0):
+        raise ValueError(f"ssim: data_range must be a positive finite number (1 for images in [0, 1], "
+                         f"255 for 0..255), got {data_range!r}")
     for name, t in (("x", x), ("y", y)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"ssim: {name} must be a torch.Tensor, got {type(t).__name__}")

@@ -28,6 +28,8 @@ The error-map helpers at the end quantify paper Fig. 5 (how sparse squared error
 """
 from __future__ import annotations
 
+import math
+
 from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
@@ -53,6 +55,8 @@ def prepare(x: torch.Tensor, *, data_range: float = 1.0, quantize: bool = True,
     """Apply the evaluation convention (module docstring, steps 1-3): float64 N x C' x H' x W' in [0, 1]."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
+    if not (isinstance(data_range, int | float) and math.isfinite(data_range) and data_range > 0):
+        raise ValueError(f"data_range must be a positive finite number, got {data_range!r}")
     if x.ndim == 3:
         raise ValueError(f"expected a batch N x C x H x W, got a single image of shape {tuple(x.shape)}; "
                          "use x.unsqueeze(0)")

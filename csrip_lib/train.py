@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, to_dict
 from .errors import CSRIPError
+from .outputs import check_runs
 
 StepFn = Callable[[torch.nn.Module, Any, torch.device], dict[str, torch.Tensor]]
 EvalFn = Callable[[torch.nn.Module, DataLoader, torch.device], dict[str, float]]
@@ -67,15 +68,20 @@ def _generator(loader: DataLoader) -> torch.Generator | None:
 
 
 def _rng_state(loader: DataLoader) -> dict[str, Any]:
+    """Every RNG state as tensors and plain data, so last.pt loads with weights_only=True."""
     gen = _generator(loader)
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+    kind, key, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": {"kind": kind, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "gauss": float(gauss)},
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "loader": gen.get_state() if gen is not None else None}
 
 
 def _set_rng_state(state: dict[str, Any], loader: DataLoader) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     random.setstate(state["python"])
     if state["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -111,19 +117,18 @@ def fit(model: torch.nn.Module, step_fn: StepFn, eval_fn: EvalFn | None, train_l
     `config` (plain data describing the model/run) and `extra` (e.g. identities) go into every
     checkpoint; a resumed run must have the same `config` and `kind`. `monitor` names a validation
     metric of `eval_fn` or a training term as "train_<term>"; `mode` "max" or "min" says which is better.
-    An existing run in `out_dir` is an error unless `resume` (continue) or `force` (start over).
+    An existing run in `out_dir` is an error unless `resume` (continue) or `force` (start over);
+    `resume` of a run that has best.pt or log.csv but no last.pt is an error (it cannot continue
+    exactly, and starting over would replace them); `resume` with no run there starts one (announced).
     """
     if mode not in ("max", "min"):
         raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
     out_dir, device, rank = Path(out_dir), pick_device(device), _rank()
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
-    if (last_path.exists() or best_path.exists()) and not resume:
-        if not force:
-            raise CSRIPError(f"{out_dir} already holds a training run ({last_path.name}); pass "
-                             "resume=True (--resume) to continue it or force=True (--force) to start over")
-        if rank == 0:
-            for p in (last_path, best_path, out_dir / "log.csv"):
-                p.unlink(missing_ok=True)
+    check_runs([out_dir], resume=resume, force=force, strict_resume=False)
+    if force and not (resume and last_path.exists()) and rank == 0:
+        for p in (last_path, best_path, out_dir / "log.csv"):
+            p.unlink(missing_ok=True)
     train_loader = _sharded(train_loader, seed=cfg.seed)
 
     model.to(device)
@@ -147,6 +152,8 @@ def fit(model: torch.nn.Module, step_fn: StepFn, eval_fn: EvalFn | None, train_l
         if rank == 0:
             print(f"resuming {out_dir} at epoch {s['epoch'] + 1}, batch {s['batch']} (step {s['step']})")
     else:
+        if resume and rank == 0:
+            print(f"{out_dir}: nothing to resume (no last.pt): starting a new run")
         seed_everything(cfg.seed + rank)
         s["epoch_rng"] = s["rng"] = _rng_state(train_loader)
     net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \

@@ -93,7 +93,7 @@ def test_wrong_input_is_a_clear_error():
         m(torch.rand(2, 3, 32, 32))
     with pytest.raises(ValueError, match="N x 3 x 24 x 24"):
         m(torch.rand(3, 24, 24))
-    with pytest.raises(ValueError, match="float"):
+    with pytest.raises(TypeError, match="float"):
         m(torch.zeros(1, 3, 24, 24, dtype=torch.uint8))
     with pytest.raises(ValueError, match="no intermediate"):
         BaselineSR.from_preset("tiny")(torch.rand(1, 3, 24, 24), all_scales=True)

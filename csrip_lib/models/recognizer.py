@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 from torchvision.models.squeezenet import Fire
 
-from ..checkpoint import load_checkpoint
+from ..checkpoint import load_checkpoint, load_weights
 from ..config import RESIDUAL_SIGMAS, RecognizerConfig, from_dict
 from ..degradation import residual
 from ..errors import CSRIPError
@@ -112,7 +112,7 @@ def load_recognizer(path: str | Path, map_location: str | torch.device = "cpu") 
     identities = ckpt["identities"]
     model = SqueezeNetRecognizer(len(identities), from_dict(RecognizerConfig, ckpt["config"]["recognizer"]),
                                  image_size=ckpt["image_size"])
-    model.load_state_dict(ckpt["model"])
+    load_weights(model, ckpt, path)
     model.identities = list(identities)
     model.requires_grad_(False)
     return model.eval().to(map_location)

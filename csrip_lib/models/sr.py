@@ -44,8 +44,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..checkpoint import load_checkpoint
+from ..checkpoint import load_checkpoint, load_weights
 from ..config import HR_SIZE, LR_SIZE, SRConfig, from_dict, get_preset
+from ..errors import CSRIPError
 
 
 def _conv(cin: int, cout: int, k: int, bias: bool = True) -> nn.Conv2d:
@@ -115,14 +116,32 @@ class SRModule(nn.Module):
         return self.upsample(self.blocks(self.adapt(x)))
 
 
-def _check_lr(lr: torch.Tensor) -> None:
-    if not isinstance(lr, torch.Tensor) or lr.ndim != 4 or tuple(lr.shape[1:]) != (3, LR_SIZE, LR_SIZE):
-        got = tuple(lr.shape) if isinstance(lr, torch.Tensor) else type(lr).__name__
-        raise ValueError(f"expected a low-resolution batch N x 3 x {LR_SIZE} x {LR_SIZE} (float RGB in "
-                         f"[0, 1]), got {got}; degrade or resize the faces to {LR_SIZE}x{LR_SIZE} first "
-                         "(csrip_lib.degradation.make_pyramid)")
+RANGE_TOLERANCE = 1e-3  # allowed excursion of LR inputs outside [0, 1] (interpolation overshoot)
+
+
+def check_lr(lr: torch.Tensor) -> None:
+    """The one input check of the SR networks (their forward) and `inference.Upscaler`: a TypeError or
+    ValueError saying what was expected unless `lr` is N x 3 x 24 x 24 float in [0, 1] (no NaN).
+
+    The value check costs one min/max over the 24 px input; it is skipped for meta tensors (shape and
+    FLOP counting), while torch.compile traces or while a CUDA graph is captured (`inference.Upscaler`
+    checks before those)."""
+    if not isinstance(lr, torch.Tensor):
+        raise TypeError(f"expected a torch.Tensor N x 3 x {LR_SIZE} x {LR_SIZE}, got {type(lr).__name__}")
+    if lr.ndim != 4 or tuple(lr.shape[1:]) != (3, LR_SIZE, LR_SIZE):
+        raise ValueError(f"expected low-resolution faces N x 3 x {LR_SIZE} x {LR_SIZE} (float RGB in [0, 1]), "
+                         f"got shape {tuple(lr.shape)}; degrade HR faces with "
+                         "csrip_lib.degradation.degrade(hr, 8) or make_pyramid, or resize them to 24 x 24")
     if not lr.is_floating_point():
-        raise ValueError(f"expected float values in [0, 1], got dtype {lr.dtype}; use `x.float() / 255`")
+        raise TypeError(f"expected float values in [0, 1], got dtype {lr.dtype}; "
+                        "convert 8-bit images with `x.float() / 255`")
+    if not lr.numel() or lr.is_meta or torch.compiler.is_compiling() or (
+            lr.is_cuda and torch.cuda.is_current_stream_capturing()):
+        return
+    lo, hi = (float(v) for v in torch.aminmax(lr.detach()))
+    if not (lo >= -RANGE_TOLERANCE and hi <= 1 + RANGE_TOLERANCE):  # also catches NaN
+        raise ValueError(f"expected values in [0, 1], got min {lo:.4g} and max {hi:.4g}; "
+                         "images in 0..255 must be divided by 255")
 
 
 class _SRBase(nn.Module):
@@ -183,7 +202,7 @@ class CascadedSR(_SRBase):
         self._init_weights()
 
     def forward(self, lr: torch.Tensor, all_scales: bool = False) -> torch.Tensor | list[torch.Tensor]:
-        _check_lr(lr)
+        check_lr(lr)
         x = self.stem(lr)
         outs = []
         for i, stage in enumerate(self.stages):
@@ -232,7 +251,7 @@ class BaselineSR(_SRBase):
         if all_scales:
             raise ValueError("BaselineSR has no intermediate 2x/4x outputs (all upscaling is at the end, "
                              "Sec. 4.3); train it with single-scale supervision (LossConfig(multiscale=False))")
-        _check_lr(lr)
+        check_lr(lr)
         x = self.tail[:-1](self.upsample(self.body(self.stem(lr))))
         return self.tail[-1](x, self._skip(lr, HR_SIZE))
 
@@ -250,12 +269,12 @@ def load_sr(path: str | Path, map_location: str | torch.device = "cpu") -> Casca
     ckpt = load_checkpoint(path, kind="sr", map_location=map_location)
     cfg = ckpt.get("config", {}).get("sr")
     if not isinstance(cfg, dict):
-        from ..errors import CSRIPError
         raise CSRIPError(f"{path}: the checkpoint's config has no 'sr' section; was it written by csrip train-sr?")
-    model = build_model(from_dict(SRConfig, cfg))
-    state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
-    model.load_state_dict(state)
-    return model.to(map_location).eval()
+    try:
+        model = build_model(from_dict(SRConfig, cfg))
+    except (TypeError, ValueError) as e:  # unknown fields or values: another version's or an edited config
+        raise CSRIPError(f"{path}: the checkpoint's 'sr' config does not describe a csrip model ({e})") from None
+    return load_weights(model, ckpt, path).to(map_location).eval()
 
 
 def shape_table(model: nn.Module, all_scales: bool = True) -> pd.DataFrame:
