@@ -24,8 +24,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from .argtypes import nonnegative_float, positive_int
 from .config import LossConfig, TrainConfig, get_preset, runs_dir
 from .errors import CSRIPError
+from .outputs import check_dir
 from .train_sr import add_schedule_arguments, schedule_from_args, sr_train_folder, train_sr
 
 # name -> (architecture, loss without alpha); C-SRIP's alpha comes from the preset / --alpha.
@@ -99,8 +101,8 @@ def run_ablation(data=None, preset: str = "quick", out: str | Path | None = None
     if "C-SRIP" in EXPERIMENTS[experiment] and alpha > 0 and recognizers is None:
         raise CSRIPError("the C-SRIP model of Table 2 needs the identity priors: pass --recognizers runs/X "
                          "(from `csrip train-recognizers`), or --alpha 0 to train it without them")
+    out = check_dir(Path(out) if out is not None else runs_dir() / preset / "ablation")
     root = resolve_data(data)
-    out = Path(out) if out is not None else runs_dir() / preset / "ablation"
     ckpts = train_variants(EXPERIMENTS[experiment], root, preset, out, recognizers, alpha, train, force,
                            device, progress)
     tables: dict[str, pd.DataFrame] = {}
@@ -133,8 +135,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="folder for the runs and tables (default: runs/<preset>/ablation)")
     parser.add_argument("--experiment", choices=sorted(EXPERIMENTS), default="table2",
                         help="table2: five-model ablation (Sec. 4.3); table34: MSE vs SSIM on Baseline (A.3)")
-    parser.add_argument("--alpha", type=float, default=None, help="C-SRIP's identity weight (default 0.001)")
-    parser.add_argument("--max-images", type=int, default=None, help="score at most this many images per table")
+    parser.add_argument("--alpha", type=nonnegative_float, default=None, help="C-SRIP's identity weight (default 0.001)")
+    parser.add_argument("--max-images", type=positive_int, default=None, help="score at most this many images per table")
     parser.add_argument("--device", default=None)
     parser.add_argument("--force", action="store_true", help="retrain models whose runs exist")
     add_schedule_arguments(parser)

@@ -1,8 +1,9 @@
 """Command line `csrip` (also `python -m csrip_lib`): one subcommand per module.
 
 Each command's module defines `add_arguments(parser)` and `run(args) -> int | None`; it is imported
-only when its command runs, so `csrip --help` is instant. User errors (`CSRIPError`) print a one-line
-message and exit with status 2, like argparse's own usage errors.
+only when its command runs, so `csrip --help` is instant. User errors (`CSRIPError`), usage errors
+(a bad option or number, see `argtypes`) and file-system errors (`OSError`: unreadable, unwritable,
+full disk, symlink loop) print one line, "csrip <command>: error: ...", and exit with status 2.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from .errors import CSRIPError
+from .errors import CSRIPError, describe_os_error
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -25,8 +26,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (the full usage is one `--help` away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="csrip", description="C-SRIP face hallucination: data, training, evaluation, figures.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_) in COMMANDS.items():
@@ -47,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
     except CSRIPError as e:
-        print(f"csrip {args.command}: error: {e}", file=sys.stderr)
+        print(f"csrip {args.command}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the one place file-system errors become a message instead of a traceback
+        print(f"csrip {args.command}: error: {describe_os_error(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"csrip {args.command}: interrupted", file=sys.stderr)

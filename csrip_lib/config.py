@@ -188,10 +188,11 @@ def project_root() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
-def figures_dir() -> Path:
-    """Where figures go: $CSRIP_FIGURES or <repo>/figures (created on demand)."""
+def figures_dir(create: bool = True) -> Path:
+    """Where figures go: $CSRIP_FIGURES or <repo>/figures (created on demand unless `create` is False)."""
     d = Path(os.environ.get("CSRIP_FIGURES", project_root() / "figures"))
-    d.mkdir(parents=True, exist_ok=True)
+    if create:
+        d.mkdir(parents=True, exist_ok=True)
     return d
 
 

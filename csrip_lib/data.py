@@ -18,10 +18,14 @@ Policies (a tutorial must not stop on one bad file in 500,000):
   16 header bytes and skipped with one warning naming them.
 - Files that pass the header check but fail to decode (corrupt or truncated JPEG) are skipped
   when first read: `FaceFolder[i]` warns once naming the file and returns the next readable
-  image, so an epoch never crashes; `load_cached` drops them with one warning.
-- Images smaller than 192 px (shorter side) are skipped the same way: upsampling them would
-  teach the SR network to reproduce interpolation blur as "ground truth". `load_hr(...,
-  upsample_small=True)` upsamples instead, for looking at arbitrary photos.
+  image, so an epoch never crashes; `load_cached` drops them with one warning. Consumers that
+  name what they score (evaluation) read through `IndexedFaces`, which flags such substitutes
+  so they are dropped instead of being reported under another file's name.
+- Images smaller than 192 px (shorter side) are skipped the same way and reported as too small,
+  with their size: upsampling them would teach the SR network to reproduce interpolation blur
+  as "ground truth". `load_hr(..., upsample_small=True)` upsamples instead, for arbitrary photos.
+- Entries that cannot be examined (symbolic-link loops, unreadable identity folders) are skipped
+  with one warning naming them; an unreadable root is a CSRIPError.
 """
 from __future__ import annotations
 
@@ -37,14 +41,15 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
+from .argtypes import nonnegative_int
 from .config import HR_SIZE, project_root
-from .errors import CSRIPError
+from .errors import CSRIPError, describe_os_error
 from .synthetic import make_synthetic_faces
 
-__all__ = ["FaceFolder", "FaceDataWarning", "load_hr", "decode_rgb", "hr_crop", "load_cached",
+__all__ = ["FaceFolder", "IndexedFaces", "FaceDataWarning", "ImageTooSmall", "load_hr", "decode_rgb", "hr_crop", "load_cached",
            "per_identity_split", "identity_split", "resolve_data", "make_synthetic_faces",
            "list_faces", "check_headers"]
 
@@ -64,6 +69,14 @@ warnings.filterwarnings("ignore", message="The image decoding and encoding capab
 
 class FaceDataWarning(UserWarning):
     """A data file was skipped (not an image, corrupt, or too small)."""
+
+
+class ImageTooSmall(CSRIPError):
+    """A decodable image whose face region is smaller than the HR size (see `hr_crop`)."""
+
+    def __init__(self, message: str, size: tuple[int, int]):
+        super().__init__(message)
+        self.size = size  # (width, height) in pixels
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -140,8 +153,8 @@ def hr_crop(img: torch.Tensor, size: int = HR_SIZE, upsample_small: bool = False
     h, w = img.shape[-2:]
     side = HR_SIZE if (h, w) == (LFW_SIZE, LFW_SIZE) else min(h, w)  # the face region
     if side < size and not upsample_small:
-        raise CSRIPError(f"image of {w}x{h} px is smaller than the {size} px HR size; "
-                         "pass upsample_small=True to upsample it anyway")
+        raise ImageTooSmall(f"image of {w}x{h} px is too small: its face region ({side} px) is smaller "
+                            f"than the {size} px HR size; pass upsample_small=True to upsample it anyway", (w, h))
     top, left = (h - side) // 2, (w - side) // 2
     x = img[..., top:top + side, left:left + side]
     if side != size:
@@ -155,8 +168,8 @@ def load_hr(path: str | Path, upsample_small: bool = False) -> torch.Tensor:
     img = decode_rgb(path)
     try:
         return hr_crop(img, upsample_small=upsample_small)
-    except CSRIPError as e:
-        raise CSRIPError(f"{path}: {e}") from None
+    except ImageTooSmall as e:
+        raise ImageTooSmall(f"{path}: {e}", e.size) from None
 
 
 # ----------------------------------------------------------------------------- splits
@@ -197,29 +210,64 @@ def per_identity_split(labels: Sequence[int] | torch.Tensor, val_fraction: float
 
 # ----------------------------------------------------------------------------- folders
 
-def _warn_skipped(paths: Sequence[Path], why: str, stacklevel: int = 3) -> None:
+def _warn_skipped(paths: Sequence[Path | str], why: str, stacklevel: int = 3) -> None:
     shown = ", ".join(str(p) for p in paths[:10])
     more = f" and {len(paths) - 10} more" if len(paths) > 10 else ""
     warnings.warn(f"skipped {len(paths)} file(s) that {why}: {shown}{more}", FaceDataWarning,
                   stacklevel=stacklevel)
 
 
+def _scan(folder: Path, dirs: bool, unreadable: list[str]) -> list[str]:
+    """Sorted names of the visible sub-folders (`dirs`) or files of `folder`. Entries that cannot be
+    examined (a symbolic-link loop, no permission) are appended to `unreadable` with the reason."""
+    names = []
+    with os.scandir(folder) as entries:
+        for e in entries:
+            if e.name[0] == ".":
+                continue
+            try:
+                if e.is_dir() if dirs else e.is_file():
+                    names.append(e.name)
+            except OSError as err:
+                unreadable.append(f"{e.path} ({describe_os_error(err)})")
+    return sorted(names)
+
+
+def identity_folders(root: str | Path) -> list[str]:
+    """Sorted identity folder names of a face folder (hidden ones and unexaminable entries skipped,
+    with one warning); CSRIPError if the root itself cannot be read."""
+    unreadable: list[str] = []
+    try:
+        names = _scan(Path(root), True, unreadable)
+    except OSError as e:
+        raise CSRIPError(f"cannot read the face folder {root}: {describe_os_error(e)}") from None
+    if unreadable:
+        _warn_skipped(unreadable, "cannot be examined")
+    return names
+
+
 def list_faces(root: str | Path, identities: Sequence[str] | None = None,
                progress: bool = True) -> list[tuple[Path, str]]:
     """`<root>/<identity>/<image>` files with an image extension -> [(path, identity)], sorted.
 
-    Hidden entries and top-level files are ignored; nothing is opened (see `check_headers`).
+    Hidden entries and top-level files are ignored; nothing is opened (see `check_headers`);
+    unreadable identity folders and symbolic-link loops are skipped with one warning.
     """
     root = Path(root)
     if identities is None:
-        identities = sorted(e.name for e in os.scandir(root) if e.is_dir() and e.name[0] != ".")
-    items = []
+        identities = identity_folders(root)
+    items, unreadable = [], []
     for ident in tqdm(identities, desc="listing faces", unit="id", leave=False,
                       disable=not progress or len(identities) < 10000):
-        with os.scandir(root / ident) as entries:
-            names = sorted(e.name for e in entries if e.name[0] != "." and e.is_file()
-                           and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS)
-        items += [(root / ident / n, ident) for n in names]
+        try:
+            names = _scan(root / ident, False, unreadable)
+        except OSError as e:
+            unreadable.append(f"{root / ident} ({describe_os_error(e)})")
+            continue
+        items += [(root / ident / n, ident) for n in names
+                  if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS]
+    if unreadable:
+        _warn_skipped(unreadable, "cannot be examined")
     return items
 
 
@@ -290,7 +338,7 @@ class FaceFolder(Dataset):
         self.split = split
         if not self.root.is_dir():
             raise _layout_error(self.root, "not a folder")
-        all_ids = sorted(e.name for e in os.scandir(self.root) if e.is_dir() and e.name[0] != ".")
+        all_ids = identity_folders(self.root)
         if not all_ids:
             raise _layout_error(self.root, "no identity sub-folders found")
         ids = [i for i in all_ids if split == "all" or identity_split(i) == split]
@@ -318,6 +366,11 @@ class FaceFolder(Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        image, label, _ = self.read(i)
+        return image, label
+
+    def read(self, i: int) -> tuple[torch.Tensor, int, int]:
+        """(HR image, label, j): item i, or if its file is unreadable the next readable item j != i."""
         n = len(self.items)
         for k in range(n):  # an unreadable file is replaced by the next readable item
             j = (i + k) % n
@@ -325,7 +378,7 @@ class FaceFolder(Dataset):
             if path in self.skipped:
                 continue
             try:
-                return load_hr(path), self.labels[j]
+                return load_hr(path), self.labels[j], j
             except CSRIPError as e:
                 self.skipped.add(path)
                 warnings.warn(f"skipped unreadable face image: {e}", FaceDataWarning, stacklevel=2)
@@ -334,6 +387,29 @@ class FaceFolder(Dataset):
     def __repr__(self) -> str:
         return (f"FaceFolder({str(self.root)!r}, split={self.split!r}: "
                 f"{len(self.identities):,} identities, {len(self):,} images)")
+
+
+class IndexedFaces(Dataset):
+    """Items (HR image, label, ok) of a FaceFolder (or a Subset of one): `ok` is False when item i's
+    own file was unreadable and FaceFolder substituted another image, so a consumer that reports
+    per-file results drops the item instead of naming another file's image after it. Other datasets'
+    items are passed through with ok True."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, bool]:
+        ds, k = self.dataset, i
+        while isinstance(ds, Subset):
+            ds, k = ds.dataset, ds.indices[k]
+        if isinstance(ds, FaceFolder):
+            image, label, j = ds.read(k)
+            return image, label, j == k
+        image, label = ds[k]
+        return image, label, True
 
 
 def load_cached(dataset: FaceFolder, progress: bool = True,
@@ -347,29 +423,33 @@ def load_cached(dataset: FaceFolder, progress: bool = True,
     items, labels = dataset.items, dataset.labels
     workers = num_workers or min(8, os.cpu_count() or 1)
 
-    def decode(k: int) -> torch.Tensor | str:
+    def decode(k: int) -> torch.Tensor | CSRIPError:
         try:
             return load_hr(items[k][0])
         except CSRIPError as e:
-            return str(e)
+            return e
 
     images = torch.empty(len(items), 3, HR_SIZE, HR_SIZE, dtype=torch.uint8)
     ok = torch.zeros(len(items), dtype=torch.bool)
-    bad = []
+    bad, small = [], []
     with ThreadPoolExecutor(workers) as pool:
         results = pool.map(decode, range(len(items)))
         for k, x in enumerate(tqdm(results, total=len(items), desc="decoding faces", unit="img",
                                    disable=not progress)):
-            if isinstance(x, str):
+            if isinstance(x, ImageTooSmall):
+                small.append(f"{items[k][0]} ({x.size[0]}x{x.size[1]} px)")
+            elif isinstance(x, CSRIPError):
                 bad.append(items[k][0])
             else:
                 images[k], ok[k] = x, True
+    dataset.skipped.update(items[k][0] for k in torch.nonzero(~ok).flatten().tolist())
     if bad:
-        dataset.skipped.update(bad)
-        _warn_skipped(bad, "could not be decoded or are smaller than "
-                      f"{HR_SIZE} px", stacklevel=2)
+        _warn_skipped(bad, "could not be decoded (corrupt or truncated)", stacklevel=2)
+    if small:
+        _warn_skipped(small, f"are too small (the face region must be at least {HR_SIZE} px)", stacklevel=2)
     if not ok.any():
-        raise CSRIPError(f"{dataset.root}: none of the {len(items)} images could be decoded")
+        raise CSRIPError(f"{dataset.root}: none of the {len(items)} images is usable ({len(bad)} could not "
+                         f"be decoded, {len(small)} are smaller than {HR_SIZE} px)")
     return images[ok], torch.as_tensor(labels, dtype=torch.int64)[ok]
 
 
@@ -414,9 +494,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=LFW_URL, help=f"archive URL (default: {LFW_URL})")
     parser.add_argument("--force", action="store_true",
                         help="replace an existing dest/lfw-deepfunneled")
-    parser.add_argument("--expect-images", type=int, default=LFW_IMAGES, metavar="N",
+    parser.add_argument("--expect-images", type=nonnegative_int, default=LFW_IMAGES, metavar="N",
                         help=f"images the archive must contain (default {LFW_IMAGES:,}; 0: no check)")
-    parser.add_argument("--expect-identities", type=int, default=LFW_IDENTITIES, metavar="N",
+    parser.add_argument("--expect-identities", type=nonnegative_int, default=LFW_IDENTITIES, metavar="N",
                         help=f"identities the archive must contain (default {LFW_IDENTITIES:,}; 0: no check)")
 
 

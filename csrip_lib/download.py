@@ -7,7 +7,9 @@ Steps, each safe to interrupt:
 3. extract into a temporary folder in `<dest>`, find the `<identity>/<image>` root inside,
    check the counts (13,233 images of 5,749 identities for the official archive);
 4. rename the checked folder to `<dest>/lfw-deepfunneled` (atomic), delete the archive.
-An existing `<dest>/lfw-deepfunneled` is never replaced without `force=True`.
+An existing `<dest>/lfw-deepfunneled` is never replaced without `force=True`. An archive that fails
+step 3 is deleted if this run downloaded it (a rerun downloads it again), but an archive placed in
+`<dest>` by hand (offline machines) is never deleted: it is renamed `<name>.bad-<timestamp>`.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -27,6 +30,7 @@ from tqdm.auto import tqdm
 
 from .data import LFW_DIR, check_headers, list_faces
 from .errors import CSRIPError
+from .outputs import check_dir
 
 LFW_URL = "https://umass-vis-lfw.github.io/lfw-deepfunneled.zip"
 LFW_IMAGES, LFW_IDENTITIES = 13_233, 5_749
@@ -134,11 +138,21 @@ def verify(root: Path, expected_images: int | None, expected_identities: int | N
     return n_images, n_ids
 
 
+def _discard(archive: Path, hand_placed: bool) -> str:
+    """Get a failed archive out of the way (a rerun would fail the same way); says where it went."""
+    if not hand_placed:
+        archive.unlink(missing_ok=True)
+        return "deleted the downloaded archive, so a rerun downloads it again"
+    aside = archive.with_name(f"{archive.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.replace(archive, aside)
+    return f"moved the archive you placed there aside to {aside} (not deleted); a rerun downloads a new one"
+
+
 def download_lfw(dest: str | Path = "data", url: str = LFW_URL, force: bool = False,
                  expected_images: int | None = LFW_IMAGES,
                  expected_identities: int | None = LFW_IDENTITIES, progress: bool = True) -> Path:
     """Download, extract and verify LFW into `<dest>/lfw-deepfunneled`; returns that path."""
-    dest = Path(dest).expanduser()
+    dest = check_dir(dest, "destination folder")
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / LFW_DIR
     if target.exists() and not force:
@@ -151,7 +165,8 @@ def download_lfw(dest: str | Path = "data", url: str = LFW_URL, force: bool = Fa
               "nothing to do (--force downloads again)")
         return target
     archive = dest / (Path(urllib.parse.urlparse(url).path).name or "lfw-deepfunneled.zip")
-    if not archive.is_file():
+    hand_placed = archive.is_file()
+    if not hand_placed:
         download(url, archive, progress)
     tmp = Path(tempfile.mkdtemp(prefix=f".{LFW_DIR}.", dir=dest))
     try:
@@ -161,8 +176,7 @@ def download_lfw(dest: str | Path = "data", url: str = LFW_URL, force: bool = Fa
         try:
             n, k = verify(root, expected_images, expected_identities)
         except CSRIPError as e:
-            raise CSRIPError(f"{archive} does not hold LFW deep-funneled as expected: {e}. "
-                             f"Check --url; deleted the archive so a rerun downloads it again") from e
+            raise CSRIPError(f"{archive} does not hold LFW deep-funneled as expected: {e}. Check --url") from e
         if target.exists():  # force=True: swap in the new folder, then drop the old one
             old = Path(tempfile.mkdtemp(prefix=f".{LFW_DIR}.old.", dir=dest))
             os.replace(target, old / LFW_DIR)
@@ -170,9 +184,8 @@ def download_lfw(dest: str | Path = "data", url: str = LFW_URL, force: bool = Fa
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(root, target)
-    except CSRIPError:
-        archive.unlink(missing_ok=True)  # a bad archive would fail the same way next time
-        raise
+    except CSRIPError as e:
+        raise CSRIPError(f"{e}; {_discard(archive, hand_placed)}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     archive.unlink()

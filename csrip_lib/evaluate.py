@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,9 +31,12 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
+from .argtypes import nonnegative_float, nonnegative_int, positive_int
 from .config import RESIDUAL_SIGMAS
 from .degradation import make_pyramid, residual, upsample_bicubic
 from .errors import CSRIPError
+from .data import FaceDataWarning, IndexedFaces
+from .outputs import check_dir
 
 SRFn = Callable[[torch.Tensor], torch.Tensor]  # LR N x 3 x 24 x 24 -> SR N x 3 x 192 x 192, [0, 1]
 
@@ -127,6 +130,8 @@ def _dataset(data: Any, split: str, max_images: int | None = None) -> Dataset:
         return data
     from .data import FaceFolder, resolve_data
 
+    if max_images is not None and max_images < 1:
+        raise ValueError(f"max_images must be >= 1 (or None for all), got {max_images}")
     root = resolve_data(data)
     ds = FaceFolder(root, split=split)
     if len(ds) == 0:
@@ -166,6 +171,19 @@ def _item_info(ds: Dataset, i: int) -> tuple[str, str]:
         return str(path), str(identity)
 
 
+def _readable_info(ds: Dataset, readable: torch.Tensor) -> list[tuple[str, str]]:
+    """`_item_info` of the items read from their own file; one warning counts (and names) the others,
+    which were unreadable and are left out. CSRIPError if none was readable."""
+    info = [_item_info(ds, i) for i in range(len(ds))]
+    bad = [info[i][0] for i in torch.nonzero(~readable).flatten().tolist()]
+    if bad:
+        warnings.warn(f"skipped {len(bad)} unreadable image(s) of {len(info)}: {', '.join(bad[:5])}"
+                      f"{' ...' if len(bad) > 5 else ''}", FaceDataWarning, stacklevel=3)
+    if len(bad) == len(info):
+        raise CSRIPError(f"none of the {len(info)} images could be read")
+    return [info[i] for i in torch.nonzero(readable).flatten().tolist()]
+
+
 def sample_images(data: Any = None, split: str = "test", n: int = 6, seed: int = 0,
                   indices: list[int] | None = None) -> tuple[torch.Tensor, list[str]]:
     """`n` HR test images (N x 3 x 192 x 192 float in [0, 1]) picked at random with `seed` (or the
@@ -174,8 +192,10 @@ def sample_images(data: Any = None, split: str = "test", n: int = 6, seed: int =
     if indices is None:
         g = torch.Generator().manual_seed(seed)
         indices = torch.randperm(len(ds), generator=g)[:n].tolist()
-    hr = torch.stack([ds[i][0] for i in indices]).float() / 255
-    return hr, [_item_info(ds, i)[0] for i in indices]
+    items = IndexedFaces(ds)
+    picked = [(image, i) for i in indices for image, _, ok in [items[i]] if ok]  # unreadable: left out
+    hr = torch.stack([image for image, _ in picked]).float() / 255
+    return hr, [_item_info(ds, i)[0] for _, i in picked]
 
 
 @torch.no_grad()
@@ -224,11 +244,15 @@ def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "
     if identity_model is not None:
         identity_model = identity_model.eval().to(device)
 
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+    loader = DataLoader(IndexedFaces(ds), batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=device.type == "cuda")
     scores: dict[str, dict[str, list]] = {name: {"psnr": [], "ssim": [], "emb": []} for name in fns}
-    hr_emb, labels = [], []
-    for hr_u8, y in tqdm(loader, desc="evaluate", unit="batch", disable=not progress):
+    hr_emb, labels, readable = [], [], []
+    for hr_u8, y, ok in tqdm(loader, desc="evaluate", unit="batch", disable=not progress):
+        readable.append(ok)  # rows only for images read from their own file (IndexedFaces)
+        if not ok.any():
+            continue
+        hr_u8, y = hr_u8[ok], y[ok]
         hr = hr_u8.to(device, non_blocking=True).float() / 255
         lr = make_pyramid(hr, sigma)["lr"]
         labels.append(y)
@@ -243,7 +267,7 @@ def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "
                 with _autocast(device):
                     scores[name]["emb"].append(identity_model.embed(sr).cpu())
 
-    info = [_item_info(ds, i) for i in range(len(ds))]
+    info = _readable_info(ds, torch.cat(readable))
     base = pd.DataFrame({"image": [p for p, _ in info], "identity": [c for _, c in info]})
     labels_np = torch.cat(labels).numpy()
     frames = []
@@ -350,11 +374,14 @@ def image_attributes(data: Any = None, split: str = "test", *, batch_size: int =
     brightness, contrast   mean and standard deviation of the grey values.
     """
     ds = _dataset(data, split, max_images)
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=False)
+    loader = DataLoader(IndexedFaces(ds), batch_size=batch_size, shuffle=False)
     cols: dict[str, list] = {"hf_energy": [], "asymmetry": [], "brightness": [], "contrast": []}
-    small = []
-    for hr_u8, _ in tqdm(loader, desc="attributes", unit="batch", disable=not progress):
-        hr = hr_u8.float() / 255
+    small, readable = [], []
+    for hr_u8, _, ok in tqdm(loader, desc="attributes", unit="batch", disable=not progress):
+        readable.append(ok)
+        if not ok.any():
+            continue
+        hr = hr_u8[ok].float() / 255
         cols["hf_energy"].append(residual(hr, RESIDUAL_SIGMAS[192]).pow(2).mean((1, 2, 3)).sqrt())
         grey = hr.mean(1, keepdim=True)
         cols["brightness"].append(grey.mean((1, 2, 3)))
@@ -363,7 +390,7 @@ def image_attributes(data: Any = None, split: str = "test", *, batch_size: int =
         cols["asymmetry"].append((g48 - g48.flip(-1)).pow(2).mean((1, 2, 3)).sqrt())
         small.append(g48)
     small_t = torch.cat(small)
-    out = pd.DataFrame({"image": [_item_info(ds, i)[0] for i in range(len(ds))]})
+    out = pd.DataFrame({"image": [p for p, _ in _readable_info(ds, torch.cat(readable))]})
     for name, parts in cols.items():
         out[name] = torch.cat(parts).numpy()
     out["atypicality"] = (small_t - small_t.mean(0, keepdim=True)).pow(2).mean((1, 2, 3)).sqrt().numpy()
@@ -414,8 +441,7 @@ def check_output(path: str | Path, force: bool = False) -> Path:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise CSRIPError(f"output folder {parent} does not exist; create it first")
-    if not os.access(parent, os.W_OK):
-        raise CSRIPError(f"output folder {parent} is not writable")
+    check_dir(parent)
     for p in (path, summary_path(path)):
         if p.exists() and not force:
             raise CSRIPError(f"{p} exists; pass --force to overwrite it")
@@ -436,16 +462,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="per-image results CSV (a *_summary.csv is written next to it)")
     p.add_argument("--all", action="store_true", help="evaluate every image, not only the test split")
     p.add_argument("--force", action="store_true", help="overwrite existing results")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-images", type=int, default=None, help="evaluate a fixed random subset of N images, made of whole identities (the last one cut to fit)")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--max-images", type=positive_int, default=None, help="evaluate a fixed random subset of N images, made of whole identities (the last one cut to fit)")
     p.add_argument("--identity-model", default=None, metavar="PATH",
                    help="evaluation face recognizer (best.pt of kind 'identity') for identity metrics")
     p.add_argument("--train-identity", default=None, metavar="PRESET",
                    help="train the evaluation recognizer on the train split if it is missing, "
                         "into the folder of --identity-model (default runs/PRESET/identity)")
-    p.add_argument("--sigma", type=float, default=None, help="degradation blur per 2x step (default 1.0)")
+    p.add_argument("--sigma", type=nonnegative_float, default=None, help="degradation blur per 2x step (default 1.0)")
     p.add_argument("--device", default=None, help="cuda, cpu, ... (default: best available)")
-    p.add_argument("--workers", type=int, default=2, help="data-loading processes")
+    p.add_argument("--workers", type=nonnegative_int, default=2, help="data-loading processes")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -453,8 +479,6 @@ def run(args: argparse.Namespace) -> int:
     from .train import pick_device
 
     out = check_output(args.out, args.force)
-    if args.batch_size < 1:
-        raise CSRIPError(f"--batch-size must be >= 1, got {args.batch_size}")
     device = pick_device(args.device)
     models = load_models(args.checkpoint, map_location=device)
     identity = None

@@ -10,7 +10,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
+from .argtypes import positive_int
 from .config import figures_dir
+from .outputs import check_dir
 
 
 def save_figure(fig: plt.Figure, name: str, dpi: int = 150) -> Path:
@@ -435,9 +437,9 @@ def add_arguments(p) -> None:
                    "else synthetic faces); examples come from its identity-disjoint test split")
     p.add_argument("--results", default=None, metavar="CSV",
                    help="per-image results of `csrip evaluate` for Figs. 8/10 (default: evaluate now)")
-    p.add_argument("--max-images", type=int, default=300,
+    p.add_argument("--max-images", type=positive_int, default=300,
                    help="test images evaluated for Figs. 8/10 when --results is not given")
-    p.add_argument("--examples", type=int, default=4, help="faces per qualitative figure")
+    p.add_argument("--examples", type=positive_int, default=4, help="faces per qualitative figure")
     p.add_argument("--seed", type=int, default=0, help="which test faces are shown")
     p.add_argument("--only", nargs="*", default=None, metavar="FIG",
                    help="regenerate only these figures, e.g. --only fig06 fig08")
@@ -453,6 +455,7 @@ def run(args) -> int:
     from .evaluate import evaluate_models, image_attributes, load_models, sample_images
     from .models.sr import CascadedSR, shape_table
 
+    check_dir(figures_dir(create=False), "figures folder")
     root = resolve_data(args.data)
     hr, _ = sample_images(root, "test", n=args.examples, seed=args.seed)
     written = []

@@ -41,10 +41,12 @@ from torchvision.io import write_png
 from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
+from .argtypes import positive_int
 from .config import HR_SIZE, LR_SIZE
 from .data import IMAGE_EXTENSIONS, LFW_SIZE, decode_rgb, looks_like_image
 from .degradation import degrade, upsample_bicubic
 from .errors import CSRIPError
+from .outputs import check_dir
 from .inference import Upscaler, resolve_device
 
 # Framing of the training data, measured with `measure_framing` on 200 random LFW deep-funneled images
@@ -360,7 +362,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also write a comparison panel per face (LR | bicubic | C-SRIP | input crop) "
                         "and the photo with its detections")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    p.add_argument("--min-face", type=int, default=24, metavar="N",
+    p.add_argument("--min-face", type=positive_int, default=24, metavar="N",
                    help="smallest face to detect: box side in photo pixels (default 24, the cascade's "
                         f"window; photos over {DETECT_MAX_SIDE} px are searched downscaled, which raises it)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
@@ -404,10 +406,7 @@ def run(args: argparse.Namespace) -> int:
     inp, out = Path(args.input), Path(args.out)
     if not inp.exists():
         raise CSRIPError(f"input not found: {inp} (expected a photo or a folder of photos)")
-    if out.exists() and not out.is_dir():
-        raise CSRIPError(f"output {out} is a file; expected a folder (it is created if missing)")
-    if args.min_face < 1:
-        raise CSRIPError(f"--min-face must be a positive number of pixels, got {args.min_face}")
+    check_dir(out)
     with warnings.catch_warnings():
         warnings.simplefilter("always", UserWarning)
         warnings.showwarning = _cli_warning

@@ -16,8 +16,10 @@ from typing import Any
 import nbformat
 from tqdm.auto import tqdm
 
+from .argtypes import positive_int
 from .config import figures_dir, project_root
 from .errors import CSRIPError
+from .outputs import check_dir
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 CELL_TIMEOUT_S = 1200  # one cell; quick mode needs a small fraction of it
@@ -92,12 +94,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="PRESET injected into every notebook (default: quick, a few minutes on a CPU)")
     parser.add_argument("--only", metavar="TEXT", help="run only notebooks whose name contains TEXT")
     parser.add_argument("--out", default=None, help="folder for the executed copies (default: build/)")
-    parser.add_argument("--timeout", type=int, default=CELL_TIMEOUT_S, help="seconds per cell")
+    parser.add_argument("--timeout", type=positive_int, default=CELL_TIMEOUT_S, help="seconds per cell")
 
 
 def run(args: argparse.Namespace) -> int:
     from .data import resolve_data
 
+    check_dir(args.out or project_root() / "build")
+    check_dir(figures_dir(create=False), "figures folder")
     os.environ["CSRIP_DATA"] = str(resolve_data(args.data))  # every kernel uses the same faces
     nbs = find_notebooks(only=args.only)
     if not nbs:

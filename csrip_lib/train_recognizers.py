@@ -26,11 +26,13 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset, TensorDataset
 from torchvision.transforms import v2
 
+from .argtypes import positive_int
 from .checkpoint import load_checkpoint
 from .config import HR_SIZE, RESIDUAL_SIGMAS, SCALES, Preset, get_preset, runs_dir, to_dict
 from .data import FaceFolder, load_cached, per_identity_split, resolve_data
 from .degradation import degrade, residual
 from .errors import CSRIPError
+from .outputs import check_runs
 from .models.recognizer import SqueezeNetRecognizer
 from .train import EvalFn, fit, pick_device, seed_everything
 
@@ -138,17 +140,21 @@ def train_recognizers(data: str | Path | None = None, preset: str | Preset = "qu
                       out: str | Path | None = None, scales: tuple[int, ...] = SCALES, *,
                       resume: bool = False, force: bool = False, device: str | None = None,
                       min_images: int | None = None, max_identities: int | None = None,
-                      epochs: int | None = None, progress: bool = True) -> pd.DataFrame:
+                      epochs: int | None = None, progress: bool = True, strict_resume: bool = False) -> pd.DataFrame:
     """Train one recognizer per scale into out/rec<scale>/ and return the accuracy table (Sec. 4.1).
 
     `out` defaults to runs_dir()/<preset>/recognizers. `min_images`, `max_identities` and `epochs`
-    override the preset. Existing runs are continued with `resume` or replaced with `force`.
+    override the preset. Existing runs are continued with `resume` or replaced with `force`; every
+    requested scale's run folder is checked before anything is trained (`outputs.check_runs`;
+    `strict_resume`, the --resume flag, makes "nothing to resume" an error). out/accuracy.csv keeps
+    the rows of scales not trained in this call. Returns the rows of this call's scales.
     """
     p = _preset(preset, min_images, max_identities, epochs)
     out = Path(out) if out is not None else runs_dir() / p.name / "recognizers"
     bad = [s for s in scales if s not in RESIDUAL_SIGMAS]
     if bad or not scales:
         raise CSRIPError(f"scales must be among {sorted(RESIDUAL_SIGMAS)}, got {list(scales)}")
+    check_runs([out / f"rec{s}" for s in scales], resume=resume, force=force, strict_resume=strict_resume)
     device = pick_device(device)
     dataset, images, labels, train_idx, val_idx = load_identities(data, p, progress)
     ids = dataset.identities
@@ -189,7 +195,11 @@ def train_recognizers(data: str | Path | None = None, preset: str | Preset = "qu
                      "best_epoch": best["epoch"], "epochs": len(log), "minutes": (time.time() - t0) / 60})
     table = pd.DataFrame(rows)
     if out.exists():
-        table.to_csv(out / "accuracy.csv", index=False)
+        merged = table
+        if (out / "accuracy.csv").is_file():  # other scales' rows (trained by earlier calls) stay
+            old = pd.read_csv(out / "accuracy.csv")
+            merged = pd.concat([old[~old["scale"].isin(table["scale"])], table], ignore_index=True)
+        merged.sort_values("scale").to_csv(out / "accuracy.csv", index=False)
     print(table.round(4).to_string(index=False))
     return table
 
@@ -249,15 +259,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which recognizers to train (default: 48 96 192)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     parser.add_argument("--force", action="store_true", help="replace an existing run in --out")
-    parser.add_argument("--min-images", type=int, metavar="N",
+    parser.add_argument("--min-images", type=positive_int, metavar="N",
                         help="only identities with at least N images (default: the preset's)")
-    parser.add_argument("--max-identities", type=int, metavar="K", help="at most K identities")
-    parser.add_argument("--epochs", type=int, help="override the preset's number of epochs")
+    parser.add_argument("--max-identities", type=positive_int, metavar="K", help="at most K identities")
+    parser.add_argument("--epochs", type=positive_int, help="override the preset's number of epochs")
     parser.add_argument("--device", help="cuda, cuda:1, cpu (default: CUDA if available)")
 
 
 def run(args: argparse.Namespace) -> int:
     table = train_recognizers(args.data, args.preset, args.out, tuple(args.scales), resume=args.resume,
                               force=args.force, device=args.device, min_images=args.min_images,
-                              max_identities=args.max_identities, epochs=args.epochs)
+                              max_identities=args.max_identities, epochs=args.epochs, strict_resume=True)
     return 0 if len(table) else 1

@@ -41,9 +41,11 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
+from .argtypes import nonnegative_float, positive_int
 from .config import LossConfig, TrainConfig, get_preset, runs_dir, to_dict
-from .degradation import make_pyramid
+from .degradation import check_sigma, make_pyramid
 from .errors import CSRIPError
+from .outputs import check_runs
 from .losses import CSRIPLoss
 from .metrics import psnr, ssim_eval
 from .models.sr import CascadedSR, build_model
@@ -210,13 +212,15 @@ def train_sr(data: str | Path | None = None, preset: str = "quick", out: str | P
              recognizers: str | Path | dict | None = None, loss: LossConfig | None = None,
              arch: str | None = None, train: TrainConfig | None = None, resume: bool = False,
              force: bool = False, device: str | torch.device | None = None, sigma: float | None = None,
-             progress: bool = True) -> pd.DataFrame:
+             progress: bool = True, strict_resume: bool = False) -> pd.DataFrame:
     """Train the SR network of `preset` with Eq. 4 and return the per-epoch log (also out/log.csv).
 
     data: face folder (None: `resolve_data`'s order); recognizers: a `csrip train-recognizers` run
     folder (needed when loss.alpha > 0); loss: which Eq. 4 parts (default: the preset's, full C-SRIP);
     arch: "cascaded" (default) or "baseline" (Sec. 4.3; needs loss.multiscale=False); train: overrides
     the preset's schedule (batch size is global under DDP); sigma: degradation blur per 2x step.
+    The run folder is checked before any data is read (`outputs.check_runs`); `strict_resume` (the
+    --resume flag) makes "nothing to resume" an error instead of a new run.
     """
     from .data import resolve_data
 
@@ -225,6 +229,8 @@ def train_sr(data: str | Path | None = None, preset: str = "quick", out: str | P
     sr_cfg = replace(p.sr, arch=arch or p.sr.arch)
     tcfg = train or p.train_sr
     out = Path(out) if out is not None else runs_dir() / preset / "sr"
+    check_runs([out], resume=resume, force=force, strict_resume=strict_resume)
+    check_sigma(sigma)
     if sr_cfg.arch == "baseline" and loss.multiscale:
         raise CSRIPError("the Baseline network has no 2x/4x outputs (all upscaling is at the end, Sec. 4.3): "
                          "train it with single-scale supervision (--single-scale / LossConfig(multiscale=False))")
@@ -315,10 +321,10 @@ def batch_terms(model: nn.Module, loss_fn: CSRIPLoss, hr_u8: torch.Tensor, label
 # ---------------------------------------------------------------------------------- command line
 def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
     """Overrides of the preset's SR schedule (also used by `csrip ablation`)."""
-    parser.add_argument("--epochs", type=int, default=None, help="override the preset's epoch budget")
-    parser.add_argument("--batch-size", type=int, default=None, help="override the preset's (global) batch size")
-    parser.add_argument("--steps-per-epoch", type=int, default=None, help="cap on optimizer steps per epoch")
-    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps")
+    parser.add_argument("--epochs", type=positive_int, default=None, help="override the preset's epoch budget")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="override the preset's (global) batch size")
+    parser.add_argument("--steps-per-epoch", type=positive_int, default=None, help="cap on optimizer steps per epoch")
+    parser.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many optimizer steps")
 
 
 def schedule_from_args(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
@@ -333,7 +339,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model size and schedule (default: paper, Sec. 3.4)")
     parser.add_argument("--recognizers", default=None, help="run folder of `csrip train-recognizers` "
                         "(rec48/, rec96/, rec192/); needed unless --alpha 0")
-    parser.add_argument("--alpha", type=float, default=None, help="weight of the identity terms "
+    parser.add_argument("--alpha", type=nonnegative_float, default=None, help="weight of the identity terms "
                         "(default: the preset's, 0.001 as in Sec. 3.4; 0 = no identity prior)")
     parser.add_argument("--loss", choices=["ssim", "mse"], default="ssim", help="reconstruction loss (Eq. 2 or MSE)")
     parser.add_argument("--single-scale", action="store_true", help="supervise only the 192 px output")
@@ -351,5 +357,6 @@ def run(args: argparse.Namespace) -> int:
     loss = replace(p.loss, reconstruction=args.loss, multiscale=not args.single_scale,
                    alpha=p.loss.alpha if args.alpha is None else args.alpha)
     train_sr(args.data, args.preset, args.out, recognizers=args.recognizers, loss=loss, arch=args.arch,
-             train=schedule_from_args(args, p.train_sr), resume=args.resume, force=args.force, device=args.device)
+             train=schedule_from_args(args, p.train_sr), resume=args.resume, force=args.force, device=args.device,
+             strict_resume=True)
     return 0
