@@ -348,7 +348,7 @@ class FaceFolder(Dataset):
         items = _balanced_subset([it for it in items if it[1] in kept], max_images, min_images, g)
         items, rejected = check_headers(items)  # only what we keep: fast for quick subsets
         if rejected:
-            _warn_skipped(rejected, "are not images (bad header)")
+            _warn_skipped(rejected, "are not images (bad header) or cannot be read")
         kept = _select(items, min_images, None, g)  # counts may have dropped (cap, bad files)
         items = [it for it in items if it[1] in kept]
         if not items:
@@ -465,7 +465,11 @@ def resolve_data(data: str | Path | None = None, verbose: bool = True) -> Path:
     (`make data`), else a synthetic face set generated once into <repo>/data/synthetic."""
     for value, source in ((data, "argument"), (os.environ.get("CSRIP_DATA") or None, "$CSRIP_DATA")):
         if value is not None:
-            path = Path(value).expanduser().resolve()
+            try:
+                path = Path(value).expanduser().resolve()
+            except (OSError, RuntimeError) as e:  # RuntimeError: a symbolic-link loop (Python < 3.13)
+                raise CSRIPError(f"data folder {value} (from {source}) cannot be resolved, a symbolic-link "
+                                 f"loop? ({e})") from None
             if not path.is_dir():
                 raise CSRIPError(f"data folder {path} (from {source}) does not exist; expected "
                                  "<root>/<identity>/<image>, e.g. data/lfw-deepfunneled after `make data`")

@@ -438,10 +438,9 @@ def check_output(path: str | Path, force: bool = False) -> Path:
     path = Path(path)
     if path.is_dir():
         raise CSRIPError(f"{path} is a directory; expected a .csv file path")
-    parent = path.parent if str(path.parent) else Path(".")
+    parent = check_dir(path.parent if str(path.parent) else Path("."))
     if not parent.is_dir():
         raise CSRIPError(f"output folder {parent} does not exist; create it first")
-    check_dir(parent)
     for p in (path, summary_path(path)):
         if p.exists() and not force:
             raise CSRIPError(f"{p} exists; pass --force to overwrite it")

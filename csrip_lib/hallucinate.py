@@ -403,10 +403,9 @@ def _cli_warning(message, category, filename, lineno, file=None, line=None) -> N
 
 
 def run(args: argparse.Namespace) -> int:
-    inp, out = Path(args.input), Path(args.out)
+    inp, out = Path(args.input), check_dir(args.out)
     if not inp.exists():
         raise CSRIPError(f"input not found: {inp} (expected a photo or a folder of photos)")
-    check_dir(out)
     with warnings.catch_warnings():
         warnings.simplefilter("always", UserWarning)
         warnings.showwarning = _cli_warning

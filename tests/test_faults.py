@@ -1,0 +1,535 @@
+"""Faults and bad input (issue 13): every file, folder, number and checkpoint a user or an attacker
+can hand csrip must give a result or a one-line error, never a traceback, lost work or a wrong row.
+
+Everything is generated at test time in tmp folders: broken images of every kind, symbolic-link
+loops, unreadable files and folders, a checkpoint with a code-running pickle payload, random-step
+`kill -9` of real training processes followed by `--resume`, and bad arguments for every command.
+Unreadable files need an unprivileged user: as root the tests drop to `nobody` (seteuid) for them.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import warnings
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+import csrip_lib.ablation  # noqa: F401 - every command's module is imported before dropping privileges
+import csrip_lib.figures  # noqa: F401
+import csrip_lib.hallucinate  # noqa: F401
+import csrip_lib.identity  # noqa: F401
+import csrip_lib.notebook_runner  # noqa: F401
+import csrip_lib.train_sr  # noqa: F401
+from csrip_lib.checkpoint import VERSION, load_checkpoint, save_checkpoint
+from csrip_lib.cli import COMMANDS, main
+from csrip_lib.config import TrainConfig, get_preset, to_dict
+from csrip_lib.data import FaceDataWarning, FaceFolder, list_faces, load_cached, load_hr
+from csrip_lib.degradation import make_pyramid
+from csrip_lib.download import download_lfw
+from csrip_lib.errors import CSRIPError
+from csrip_lib.evaluate import evaluate_models, summarize_results
+from csrip_lib.losses import ssim
+from csrip_lib.metrics import psnr
+from csrip_lib.models import CascadedSR
+from csrip_lib.train import fit
+from csrip_lib.train_recognizers import train_recognizers
+
+ROOT = Path(__file__).resolve().parents[1]
+FAULT_SEED = int(os.environ.get("CSRIP_FAULT_SEED", "13"))  # picks the kill steps; set it to explore
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def smooth(h: int, w: int, seed: int = 0, channels: int = 3) -> np.ndarray:
+    """A smooth random uint8 image (compresses like a photo)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(1, channels, max(2, h // 32), max(2, w // 32), generator=g)
+    x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+    a = (x[0] * 255).round().byte().permute(1, 2, 0).numpy()
+    return a[..., 0] if channels == 1 else a
+
+
+def jpeg(a: np.ndarray, mode: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(a, mode).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def png(a: np.ndarray, mode: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(a, mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def cli(argv: list[str], capsys) -> tuple[int, str]:
+    """Run `csrip argv` in this process -> (exit status, stderr); argparse's exit counts as a status."""
+    capsys.readouterr()  # only what this command prints
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+def assert_one_line_error(code: int, err: str, words: str = "") -> None:
+    lines = [line for line in err.splitlines() if line.strip() and "warning" not in line]
+    assert code == 2, err
+    assert "Traceback" not in err and len(lines) == 1 and "error:" in lines[0], err
+    assert words.lower() in lines[0].lower(), (words, lines[0])
+
+
+@contextlib.contextmanager
+def unprivileged():
+    """Run the block as user `nobody` when we are root (chmod does not stop root); a no-op otherwise."""
+    if os.geteuid() != 0:
+        yield
+        return
+    try:
+        os.setegid(65534)
+        os.seteuid(65534)
+    except OSError as e:
+        pytest.skip(f"cannot drop root privileges to test permissions ({e})")
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+@pytest.fixture
+def open_tmp():
+    """A temporary folder every user may enter and write (pytest's tmp_path is private to root)."""
+    d = Path(tempfile.mkdtemp(prefix="csrip-faults-"))
+    d.chmod(0o777)
+    yield d
+    for p in d.rglob("*"):
+        if not p.is_symlink():
+            p.chmod(0o755)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------- corrupt images
+GOOD = {  # decodable: each becomes a uint8 3 x 192 x 192 face
+    "grayscale.jpg": lambda: jpeg(smooth(250, 250, 2, channels=1)),
+    "rgba.png": lambda: png(np.dstack([smooth(250, 250, 3), np.full((250, 250), 90, np.uint8)]), "RGBA"),
+    "deep16.png": lambda: png(smooth(250, 250, 4, channels=1).astype(np.uint16) * 257, None),
+    "cmyk.jpg": lambda: jpeg(np.dstack([smooth(250, 250, 5), smooth(250, 250, 6, channels=1)]), "CMYK"),
+    "huge.jpg": lambda: jpeg(smooth(3000, 4000, 7)),
+    "Zoë_Ñúñez_日本.jpg": lambda: jpeg(smooth(250, 250, 8)),
+}
+BROKEN = {  # skipped with a warning that names them (and why)
+    "truncated.jpg": ("could not be decoded", lambda: jpeg(smooth(250, 250, 9))[:3000]),
+    "random.jpg": ("could not be decoded", lambda: b"\xff\xd8\xff" + np.random.RandomState(0).bytes(5000)),
+    "too_small.png": ("too small", lambda: png(smooth(100, 120, 10))),
+}
+NOT_IMAGES = {  # rejected at index time by their header
+    "zero.jpg": b"", "noise.png": np.random.RandomState(1).bytes(3000), "notes.jpg": b"not an image\n",
+}
+CASES_IMAGES = len(GOOD) + len(BROKEN) + len(NOT_IMAGES)
+
+
+@pytest.fixture
+def messy(tmp_path) -> Path:
+    """Identity 'Alice' with two good faces and every kind of image file; 'Bob' with two good faces."""
+    root = tmp_path / "faces"
+    for ident in ("Alice", "Bob"):
+        (root / ident).mkdir(parents=True)
+        for k in range(2):
+            (root / ident / f"{ident}_{k}.jpg").write_bytes(jpeg(smooth(250, 250, 20 + k + 5 * len(ident))))
+    for name, make in GOOD.items():
+        (root / "Alice" / name).write_bytes(make())
+    for name, (_, make) in BROKEN.items():
+        (root / "Alice" / name).write_bytes(make())
+    for name, blob in NOT_IMAGES.items():
+        (root / "Alice" / name).write_bytes(blob)
+    return root
+
+
+def test_every_kind_of_image_file_is_decoded_or_skipped_with_its_reason(messy):
+    with pytest.warns(FaceDataWarning, match="not images") as index_warnings:
+        ds = FaceFolder(messy, split="all")
+    assert all(name in str(index_warnings[0].message) for name in NOT_IMAGES)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        images, labels = load_cached(ds, progress=False)
+    messages = " ".join(str(w.message) for w in caught if issubclass(w.category, FaceDataWarning))
+    for name, (why, _) in BROKEN.items():
+        assert name in messages.split(why)[1].split("skipped")[0], (name, why, messages)
+    assert "too_small.png (120x100 px)" in messages and "could not be decoded (corrupt" in messages
+    kept = {p.name for p, _ in ds.items} - set(BROKEN)
+    assert kept == set(GOOD) | {"Alice_0.jpg", "Alice_1.jpg", "Bob_0.jpg", "Bob_1.jpg"}
+    assert images.shape == (len(kept), 3, 192, 192) and images.dtype == torch.uint8
+    assert {p.name for p in ds.skipped} == set(BROKEN)
+
+
+def test_too_small_is_reported_as_too_small_not_as_undecodable(messy):
+    with pytest.raises(CSRIPError, match=r"120x100 px is too small.*192 px"):
+        load_hr(messy / "Alice" / "too_small.png")
+
+
+def test_evaluate_rows_match_their_images_and_count_only_readable_ones(messy):
+    """Item 3: an unreadable file gets no row (not the next image's scores under its name)."""
+    with pytest.warns(FaceDataWarning):
+        ds = FaceFolder(messy, split="all")
+    with pytest.warns(FaceDataWarning, match=r"skipped 3 unreadable image\(s\) of 13"):
+        df = evaluate_models({}, ds, batch_size=4, device="cpu", progress=False)
+    readable = {p.relative_to(messy).as_posix() for p, _ in ds.items if p.name not in BROKEN}
+    assert set(df["image"]) == readable and len(df) == len(readable)
+    for row in df.itertuples():  # every row holds the scores of its own file
+        hr = load_hr(messy / row.image)[None].float() / 255
+        bicubic = torch.nn.functional.interpolate(make_pyramid(hr)["lr"], scale_factor=8, mode="bicubic",
+                                                  align_corners=False).clamp(0, 1)
+        assert row.psnr == pytest.approx(psnr(bicubic, hr).item(), abs=1e-4), row.image
+        assert row.identity == Path(row.image).parts[0]
+    assert summarize_results(df).loc["bicubic", "images"] == len(readable)
+
+
+# ------------------------------------------------------------------- links, permissions, names
+def test_symlink_loops_are_skipped_with_a_warning(tmp_path, capsys):
+    root = tmp_path / "faces"
+    (root / "Alice").mkdir(parents=True)
+    (root / "Alice" / "a.jpg").write_bytes(jpeg(smooth(250, 250)))
+    os.symlink("loop.jpg", root / "Alice" / "loop.jpg")  # a file link to itself
+    os.symlink("Loop", root / "Loop")  # an identity folder link to itself
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        items = list_faces(root)
+    text = " ".join(str(w.message) for w in caught)
+    assert items == [(root / "Alice" / "a.jpg", "Alice")]
+    assert "loop.jpg" in text and "Loop" in text and "symbolic links" in text
+    code, err = cli(["evaluate", "--data", str(root / "Loop"), "--out", str(tmp_path / "r.csv")], capsys)
+    assert_one_line_error(code, err, "cannot be resolved")
+    code, err = cli(["hallucinate", str(root), "--checkpoint", str(tmp_path / "none.pt"),
+                     "-o", str(tmp_path / "out")], capsys)
+    assert_one_line_error(code, err, "checkpoint not found")  # the loop was walked past, not crashed on
+
+
+def test_unreadable_files_folders_and_roots(open_tmp, capsys):
+    root = open_tmp / "faces"
+    for ident in ("Alice", "Bob", "Carol"):
+        (root / ident).mkdir(parents=True)
+        for k in range(2):
+            (root / ident / f"{k}.jpg").write_bytes(jpeg(smooth(250, 250, k)))
+    (root / "Alice" / "0.jpg").chmod(0)
+    (root / "Bob").chmod(0)
+    with unprivileged(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = FaceFolder(root, split="all")
+    text = " ".join(str(w.message) for w in caught)
+    assert [p.name for p, _ in ds.items] == ["1.jpg", "0.jpg", "1.jpg"] and ds.identities == ["Alice", "Carol"]
+    assert "Permission denied" in text and "Bob" in text and "0.jpg" in text
+    root.chmod(0)
+    with unprivileged():
+        code, err = cli(["evaluate", "--data", str(root), "--all", "--out", str(open_tmp / "r.csv")], capsys)
+    assert_one_line_error(code, err, "Permission denied")
+
+
+# ------------------------------------------------------------------------- malicious checkpoints
+class Payload:
+    """Unpickling this runs open(marker, "w"): a stand-in for any code an attacker would run."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def evil_checkpoint(path: Path, marker: Path, kind: str = "sr") -> Path:
+    cfg = get_preset("tiny").sr
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": "csrip", "version": VERSION, "kind": kind, "config": {"sr": to_dict(cfg)},
+                "model": CascadedSR(cfg).state_dict(), "state": Payload(marker)}, path)
+    return path
+
+
+@pytest.mark.parametrize("entry", ["load_checkpoint", "evaluate", "hallucinate", "figures", "fit --resume"])
+def test_a_malicious_checkpoint_is_refused_and_its_payload_never_runs(entry, synthetic_root, tmp_path, capsys,
+                                                                      monkeypatch):
+    marker = tmp_path / "PAYLOAD_RAN"
+    evil = evil_checkpoint(tmp_path / "run" / ("last.pt" if "resume" in entry else "best.pt"), marker)
+    monkeypatch.setenv("CSRIP_FIGURES", str(tmp_path / "figures"))
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(png(smooth(64, 64)))
+    argv = {"evaluate": ["evaluate", "--checkpoint", str(evil), "--out", str(tmp_path / "r.csv")],
+            "hallucinate": ["hallucinate", str(photo), "--checkpoint", str(evil), "-o", str(tmp_path / "o")],
+            "figures": ["figures", "--checkpoint", str(evil), "--only", "fig02", "--data", str(synthetic_root)]
+            }.get(entry)
+    if entry == "load_checkpoint":
+        with pytest.raises(CSRIPError, match="refused to load.*could run code"):
+            load_checkpoint(evil)
+    elif entry == "fit --resume":  # a planted last.pt is refused when the run is resumed
+        with pytest.raises(CSRIPError, match="refused to load"):
+            fit(CascadedSR(get_preset("tiny").sr), None, None, None, None, TrainConfig(), evil.parent,
+                kind="sr", config={}, monitor="x", resume=True)
+    else:
+        code, err = cli(argv, capsys)
+        assert_one_line_error(code, err, "refused to load")
+    assert not marker.exists(), "the checkpoint's payload ran"
+    torch.load(evil, weights_only=False)  # what csrip did before: the payload is live
+    assert marker.exists()
+
+
+def test_checkpoint_versions(tmp_path):
+    good = save_checkpoint({"model": {}, "config": {}}, tmp_path / "a.pt", kind="sr")
+    blob = torch.load(good, weights_only=True)
+    torch.save({**blob, "version": VERSION + 1}, tmp_path / "newer.pt")
+    with pytest.raises(CSRIPError, match=f"written by a newer csrip.*version {VERSION + 1}"):
+        load_checkpoint(tmp_path / "newer.pt")
+    torch.save({**blob, "version": "x"}, tmp_path / "odd.pt")
+    with pytest.raises(CSRIPError, match="unknown checkpoint format version 'x'"):
+        load_checkpoint(tmp_path / "odd.pt")
+    torch.save({**blob, "version": 1}, tmp_path / "v1.pt")  # weights files of format 1 still load
+    assert load_checkpoint(tmp_path / "v1.pt")["version"] == 1
+    torch.save({**blob, "version": 1, "state": {"rng": {"numpy": np.random.get_state()}}}, tmp_path / "v1last.pt")
+    with pytest.raises(CSRIPError, match="before format version 2 cannot be resumed"):
+        load_checkpoint(tmp_path / "v1last.pt")  # format 1 resume state held numpy arrays
+
+
+def test_weights_that_do_not_fit_their_config_are_a_clear_error(tmp_path, capsys):
+    path = save_checkpoint({"model": CascadedSR(get_preset("tiny").sr).state_dict(),
+                            "config": {"sr": to_dict(get_preset("small").sr)}}, tmp_path / "x" / "best.pt", "sr")
+    code, err = cli(["evaluate", "--checkpoint", str(path), "--out", str(tmp_path / "r.csv")], capsys)
+    assert_one_line_error(code, err, "weights do not fit")
+
+
+# ------------------------------------------------------------------------------ nothing is lost
+def test_resume_without_last_pt_never_replaces_a_trained_model(tmp_path, capsys):
+    from test_train import run  # the harness tests' toy run
+    run(tmp_path)
+    before = {f: (tmp_path / f).read_bytes() for f in ("best.pt", "log.csv")}
+    (tmp_path / "last.pt").unlink()
+    with pytest.raises(CSRIPError, match="cannot resume.*best.pt, log.csv but no last.pt.*nothing was changed"):
+        run(tmp_path, resume=True)
+    assert {f: (tmp_path / f).read_bytes() for f in before} == before
+    code, err = cli(["train-sr", "--preset", "tiny", "--alpha", "0", "--out", str(tmp_path), "--resume"], capsys)
+    assert_one_line_error(code, err, "cannot resume")
+    assert {f: (tmp_path / f).read_bytes() for f in before} == before
+    code, err = cli(["train-sr", "--preset", "tiny", "--alpha", "0", "--out", str(tmp_path / "empty"),
+                     "--resume"], capsys)
+    assert_one_line_error(code, err, "nothing to resume")
+    code, err = cli(["train-recognizers", "--preset", "tiny", "--out", str(tmp_path / "empty"), "--resume"], capsys)
+    assert_one_line_error(code, err, "nothing to resume")
+
+
+def test_train_recognizers_checks_every_scale_first_and_merges_accuracy(synthetic_root, tmp_path):
+    from test_recognizer import preset
+    p = preset(epochs=1, steps_per_epoch=1, max_identities=3)
+    (tmp_path / "held" / "rec48").mkdir(parents=True)
+    (tmp_path / "held" / "rec48" / "log.csv").write_text("epoch\n1\n")  # a run of another call
+    with pytest.raises(CSRIPError, match="rec48 already holds a training run"):
+        train_recognizers(synthetic_root, p, tmp_path / "held", scales=(192, 48), progress=False)
+    assert not (tmp_path / "held" / "rec192").exists()  # nothing was trained before the error
+    out = tmp_path / "rec"
+    train_recognizers(synthetic_root, p, out, scales=(48,), progress=False)
+    train_recognizers(synthetic_root, p, out, scales=(96,), progress=False)
+    assert list(pd.read_csv(out / "accuracy.csv")["scale"]) == [48, 96]
+    again = train_recognizers(synthetic_root, p, out, scales=(48,), force=True, progress=False)
+    table = pd.read_csv(out / "accuracy.csv")
+    assert list(table["scale"]) == [48, 96] and list(again["scale"]) == [48]
+
+
+@pytest.mark.parametrize("content", ["garbage", "wrong counts"])
+def test_a_bad_hand_placed_archive_is_moved_aside_not_deleted(content, tmp_path):
+    archive = tmp_path / "lfw-deepfunneled.zip"
+    if content == "garbage":
+        archive.write_bytes(b"PK\x03\x04 not really a zip")
+    else:
+        with zipfile.ZipFile(archive, "w") as z:
+            z.writestr("lfw-deepfunneled/Ada/Ada_0001.jpg", jpeg(smooth(250, 250)))
+    blob = archive.read_bytes()
+    with pytest.raises(CSRIPError, match="moved the archive you placed there aside to .*bad-") as e:
+        download_lfw(tmp_path, url="http://127.0.0.1:9/lfw-deepfunneled.zip", progress=False)
+    (aside,) = tmp_path.glob("lfw-deepfunneled.zip.bad-*")
+    assert str(aside) in str(e.value) and aside.read_bytes() == blob and not archive.exists()
+
+
+# -------------------------------------------------------------------------- output folders first
+def output_cases(tmp: Path, faces: Path) -> dict[str, list[str]]:
+    """For each command: arguments whose output folder is `tmp/OUT`, with data that would work."""
+    return {"train-sr": ["train-sr", "--data", str(faces), "--preset", "tiny", "--alpha", "0", "--out", "OUT"],
+            "train-recognizers": ["train-recognizers", "--data", str(faces), "--preset", "tiny", "--out", "OUT"],
+            "ablation": ["ablation", "--data", str(faces), "--preset", "tiny", "--alpha", "0", "--out", "OUT"],
+            "evaluate": ["evaluate", "--data", str(faces), "--out", "OUT/results.csv"],
+            "hallucinate": ["hallucinate", str(faces), "--checkpoint", str(tmp / "x.pt"), "-o", "OUT"],
+            "data": ["data", "--dest", "OUT"],
+            "demo": ["demo", "--data", str(faces), "--out", "OUT"],
+            "figures": ["figures", "--data", str(faces)]}
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file", "read-only"])
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_a_bad_output_folder_is_an_error_before_any_work(command, where, open_tmp, capsys, monkeypatch):
+    faces = open_tmp / "faces"  # never read: the output check comes first
+    blocker = open_tmp / "blocker"
+    if where == "read-only":
+        blocker.mkdir()
+        blocker.chmod(0o555)
+        out = blocker / "out"
+    else:
+        blocker.write_text("a file")
+        out = blocker if where == "a file" else blocker / "out"
+    monkeypatch.setenv("CSRIP_FIGURES", str(out))
+    argv = [a.replace("OUT", str(out)) for a in output_cases(open_tmp, faces)[command]]
+    with unprivileged():
+        code, err = cli(argv, capsys)
+    assert_one_line_error(code, err, {"a file": "is a file", "under a file": "is a file",
+                                      "read-only": "not writable"}[where])
+    assert not faces.exists() and sorted(p.name for p in open_tmp.iterdir()) == ["blocker"]
+
+
+def test_file_system_errors_during_a_command_are_one_line(monkeypatch, capsys):
+    import csrip_lib.train_sr as train_sr
+
+    def full_disk(*a, **kw):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "runs/x/last.pt")
+
+    monkeypatch.setattr(train_sr, "train_sr", full_disk)
+    code, err = cli(["train-sr", "--preset", "tiny"], capsys)
+    assert_one_line_error(code, err, "No space left on device: runs/x/last.pt")
+
+
+# ------------------------------------------------------------------------------ numbers, checked
+BAD_ARGUMENTS = [
+    ("data", ["--expect-images", "-1"]), ("data", ["--expect-identities", "x"]),
+    ("demo", ["--timeout", "0"]), ("demo", ["--preset", "huge"]),
+    ("train-recognizers", ["--epochs", "0"]), ("train-recognizers", ["--epochs", "-1"]),
+    ("train-recognizers", ["--min-images", "0"]), ("train-recognizers", ["--max-identities", "-2"]),
+    ("train-recognizers", ["--scales", "64"]),
+    ("train-sr", ["--epochs", "0"]), ("train-sr", ["--epochs", "-1"]), ("train-sr", ["--max-steps", "-1"]),
+    ("train-sr", ["--steps-per-epoch", "0"]), ("train-sr", ["--batch-size", "0"]),
+    ("train-sr", ["--alpha", "-0.1"]), ("train-sr", ["--alpha", "nan"]), ("train-sr", ["--alpha", "inf"]),
+    ("train-sr", ["--preset", "huge"]),
+    ("ablation", ["--epochs", "0"]), ("ablation", ["--alpha", "nan"]), ("ablation", ["--max-images", "0"]),
+    ("ablation", ["--experiment", "table9"]),
+    ("evaluate", ["--out", "r.csv", "--max-images", "0"]), ("evaluate", ["--out", "r.csv", "--max-images", "-3"]),
+    ("evaluate", ["--out", "r.csv", "--batch-size", "0"]), ("evaluate", ["--out", "r.csv", "--workers", "-1"]),
+    ("evaluate", ["--out", "r.csv", "--sigma", "nan"]), ("evaluate", ["--out", "r.csv", "--sigma", "-1"]),
+    ("evaluate", []),
+    ("hallucinate", ["x.jpg", "--checkpoint", "c.pt", "-o", "o", "--min-face", "0"]),
+    ("hallucinate", ["x.jpg", "-o", "o"]),
+    ("figures", ["--examples", "0"]), ("figures", ["--max-images", "-5"]), ("figures", ["--seed", "1.5"]),
+]
+
+
+@pytest.mark.parametrize("command, args", BAD_ARGUMENTS, ids=[f"{c} {' '.join(a)}" for c, a in BAD_ARGUMENTS])
+def test_bad_arguments_exit_2_with_one_line(command, args, capsys):
+    code, err = cli([command, *args], capsys)
+    assert_one_line_error(code, err, f"csrip {command}: error:")
+
+
+def test_every_command_is_in_the_sweep():
+    assert {c for c, _ in BAD_ARGUMENTS} == set(COMMANDS)
+
+
+def test_library_checks_numbers_too():
+    x = torch.rand(1, 3, 32, 32)
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="data_range"):
+            ssim(x, x, data_range=bad)
+    hr = torch.rand(1, 3, 192, 192)
+    for bad in (float("nan"), -1.0, float("inf")):
+        with pytest.raises(ValueError, match="sigma must be a finite number of pixels >= 0"):
+            make_pyramid(hr, bad)
+    assert torch.equal(make_pyramid(hr, 0)["x4"], torch.nn.functional.avg_pool2d(hr, 2))  # 0: no blur
+    model = CascadedSR(get_preset("tiny").sr)
+    for bad in (torch.full((1, 3, 24, 24), float("nan")), torch.rand(1, 3, 24, 24) * 255):
+        with pytest.raises(ValueError, match="values in \\[0, 1\\]"):
+            model(bad)
+    for field, value in (("epochs", 0), ("max_steps", -1), ("steps_per_epoch", 0), ("batch_size", 0),
+                         ("lr", float("nan")), ("num_workers", -1)):
+        with pytest.raises(ValueError, match=f"invalid training schedule: {field}="):
+            replace(TrainConfig(), **{field: value})
+    with pytest.raises(ValueError, match="max_images must be >= 1"):
+        evaluate_models({}, None, max_images=0)
+
+
+# ------------------------------------------------------------------- kill -9 and exact resume
+KILLER = """
+import os, signal, sys, torch
+from csrip_lib.cli import main
+where, at, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+calls = [0]
+def die_at(original):
+    def wrapped(*a, **kw):
+        calls[0] += 1
+        if calls[0] == at:
+            os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no finally: like a power cut
+        return original(*a, **kw)
+    return wrapped
+if where == "step":
+    torch.optim.Adam.step = die_at(torch.optim.Adam.step)
+else:
+    os.fsync = die_at(os.fsync)  # inside csrip_lib.checkpoint.save_checkpoint, mid-write
+sys.exit(main(argv))
+"""
+
+
+def sr_args(faces: Path, out: Path) -> list[str]:
+    return ["train-sr", "--data", str(faces), "--preset", "tiny", "--alpha", "0", "--epochs", "3",
+            "--steps-per-epoch", "2", "--batch-size", "4", "--device", "cpu", "--out", str(out)]
+
+
+def rec_args(faces: Path, out: Path) -> list[str]:
+    return ["train-recognizers", "--data", str(faces), "--preset", "tiny", "--scales", "48", "96",
+            "--epochs", "2", "--max-identities", "3", "--device", "cpu", "--out", str(out)]
+
+
+KINDS = {"sr": (sr_args, 6, ["."]), "recognizers": (rec_args, 4, ["rec48", "rec96"])}  # steps in a full run
+_rng = random.Random(FAULT_SEED)
+KILLS = [(kind, "step", _rng.randint(1, KINDS[kind][1])) for kind in KINDS for _ in range(2)] + \
+        [("sr", "fsync", _rng.randint(3, 4))]  # fsync 1-2 write epoch 1's best.pt and last.pt
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(synthetic_root, tmp_path_factory):
+    """One full run of each kind, single-threaded like the killed processes (so float sums agree)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        outs = {}
+        for kind, (args, _, _) in KINDS.items():
+            outs[kind] = tmp_path_factory.mktemp(f"full_{kind}")
+            assert main(args(synthetic_root, outs[kind])) == 0
+        yield outs
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind, where, at", KILLS, ids=[f"{k}-{w}-{a}" for k, w, a in KILLS])
+def test_kill_9_at_a_random_step_then_resume_is_bit_exact(kind, where, at, synthetic_root, uninterrupted,
+                                                          tmp_path):
+    args, _, runs = KINDS[kind]
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", KILLER, where, str(at), *args(synthetic_root, out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    resumable = any((out / r / "last.pt").exists() for r in runs)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:  # killed before the first checkpoint: a new run is the only way (and --resume says so)
+        assert main(args(synthetic_root, out) + (["--resume"] if resumable else [])) == 0
+    finally:
+        torch.set_num_threads(threads)
+    for r in runs:
+        full, resumed = (load_checkpoint(d / r / "last.pt") for d in (uninterrupted[kind], out))
+        assert full["model"].keys() == resumed["model"].keys()
+        assert all(torch.equal(full["model"][k], resumed["model"][k]) for k in full["model"]), r
+        a, b = (pd.read_csv(d / r / "log.csv").drop(columns="seconds") for d in (uninterrupted[kind], out))
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
