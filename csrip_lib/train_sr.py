@@ -212,17 +212,30 @@ def _load_priors(recognizers: str | Path | dict | None, loss: LossConfig, identi
 
 
 # ------------------------------------------------------------------------------------------ train
+def _load_init(model: nn.Module, path: str | Path, sr_cfg) -> None:
+    """Start `model` from the weights of an SR checkpoint of the same architecture."""
+    from .checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path, kind=KIND)
+    if ckpt["config"].get("sr") != to_dict(sr_cfg):
+        raise CSRIPError(f"--init {path} holds another SR network ({ckpt['config'].get('sr')}); "
+                         f"expected {to_dict(sr_cfg)}")
+    model.load_state_dict(ckpt["model"])
+
+
 def train_sr(data: str | Path | None = None, preset: str = DEFAULT_PRESET, out: str | Path | None = None, *,
              recognizers: str | Path | dict | None = None, loss: LossConfig | None = None,
              arch: str | None = None, train: TrainConfig | None = None, resume: bool = False,
              force: bool = False, device: str | torch.device | None = None, sigma: float | None = None,
-             progress: bool = True) -> pd.DataFrame:
+             init: str | Path | None = None, progress: bool = True) -> pd.DataFrame:
     """Train the SR network of `preset` with Eq. 4 and return the per-epoch log (also out/log.csv).
 
     data: face folder (None: `resolve_data`'s order); recognizers: a `csrip train-recognizers` run
     folder (needed when loss.alpha > 0); loss: which Eq. 4 parts (default: the preset's, full C-SRIP);
     arch: "cascaded" (default) or "baseline" (Sec. 4.3; needs loss.multiscale=False); train: overrides
-    the preset's schedule (batch size is global under DDP); sigma: degradation blur per 2x step.
+    the preset's schedule (batch size is global under DDP); sigma: degradation blur per 2x step;
+    init: an SR checkpoint of the same network to start from (e.g. a shared C+SSIM+M start for runs
+    that differ only in alpha), instead of the seeded initialisation.
     """
     from .data import resolve_data
 
@@ -248,6 +261,8 @@ def train_sr(data: str | Path | None = None, preset: str = DEFAULT_PRESET, out: 
 
         torch.manual_seed(tcfg.seed)  # the same initial weights in every process
         model = build_model(sr_cfg)
+        if init is not None:
+            _load_init(model, init, sr_cfg)
         if isinstance(model, CascadedSR) and not loss.multiscale:
             model.heads.requires_grad_(False)  # unused branches: no gradient, not optimized (and DDP-safe)
         if world > 1:
@@ -273,7 +288,8 @@ def train_sr(data: str | Path | None = None, preset: str = DEFAULT_PRESET, out: 
         from .train_recognizers import data_config
         config = {"preset": preset, "sr": to_dict(sr_cfg), "loss": to_dict(loss), "train": to_dict(tcfg),
                   "sigma": sigma, "data": str(root), "identities": data_config(p, train_ds.identities),
-                  "recognizers": None if loss.alpha == 0 else str(recognizers)}
+                  "recognizers": None if loss.alpha == 0 else str(recognizers),
+                  "init": None if init is None else str(init)}
         return fit(model, step, Convergence(sigma, history), train_loader, val_loader, tcfg, out, kind=KIND,
                    config=config, monitor=MONITOR, mode="max", resume=resume, force=force, device=dev,
                    extra={"identities": train_ds.identities})
@@ -336,6 +352,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", choices=["cascaded", "baseline"], default="cascaded",
                         help="C-SRIP's cascade or the ablation Baseline (Sec. 4.3; needs --single-scale)")
     parser.add_argument("--out", default=None, help="run folder (default: runs/<preset>/sr)")
+    parser.add_argument("--init", default=None, metavar="CKPT", help="start from the weights of this SR "
+                        "checkpoint of the same preset (e.g. runs sharing a start that differ only in alpha)")
     add_schedule_arguments(parser)
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: CUDA if available)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
@@ -347,5 +365,6 @@ def run(args: argparse.Namespace) -> int:
     loss = replace(p.loss, reconstruction=args.loss, multiscale=not args.single_scale,
                    alpha=p.loss.alpha if args.alpha is None else args.alpha)
     train_sr(args.data, args.preset, args.out, recognizers=args.recognizers, loss=loss, arch=args.arch,
-             train=schedule_from_args(args, p.train_sr), resume=args.resume, force=args.force, device=args.device)
+             train=schedule_from_args(args, p.train_sr), resume=args.resume, force=args.force, device=args.device,
+             init=args.init)
     return 0
