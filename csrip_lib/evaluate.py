@@ -449,6 +449,42 @@ def paired_effect(results: pd.DataFrame, before: str, after: str) -> pd.DataFram
     return pd.DataFrame(rows).T
 
 
+def paired_bootstrap(results: pd.DataFrame, baseline: str, models: list[str] | None = None,
+                     metrics: tuple[str, ...] = ("psnr", "ssim", "id_rank1", "id_dist"),
+                     n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Paired differences `model - baseline` on the same test images, with bootstrap intervals.
+
+    For each model and metric: the mean over images where both have a value (id_rank1: the probes
+    both rank; so its mean difference is the rank-1 difference), and a percentile interval at `level`
+    from `n_boot` resamples of *identities* with replacement (a cluster bootstrap: images of one person
+    are not independent). Rows: model, metric, baseline, model_mean, diff, ci_low, ci_high, images.
+    """
+    base = results[results["model"] == baseline].set_index("image")
+    if base.empty:
+        raise CSRIPError(f"no results for baseline {baseline!r}; have {sorted(results['model'].unique())}")
+    models = models or [m for m in results["model"].unique() if m not in (baseline, "hr", "bicubic")]
+    rng = np.random.default_rng(seed)
+    rows = []
+    for m in models:
+        other = results[results["model"] == m].set_index("image").reindex(base.index)
+        for metric in metrics:
+            if metric not in base or base[metric].isna().all():
+                continue
+            d = (other[metric].astype(float) - base[metric].astype(float))
+            keep = d.notna().to_numpy()
+            ids, inverse = np.unique(base["identity"].to_numpy()[keep], return_inverse=True)
+            sums = np.bincount(inverse, weights=d.to_numpy()[keep], minlength=len(ids))
+            counts = np.bincount(inverse, minlength=len(ids)).astype(float)
+            draw = rng.integers(0, len(ids), size=(n_boot, len(ids))) if len(ids) else np.zeros((0, 0), int)
+            boot = sums[draw].sum(1) / np.maximum(counts[draw].sum(1), 1)
+            tail = (1 - level) / 2 * 100
+            lo, hi = np.percentile(boot, [tail, 100 - tail]) if len(ids) else (np.nan, np.nan)
+            rows.append({"model": m, "metric": metric, "baseline": base[metric][keep].mean(),
+                         "model_mean": other[metric][keep].mean(), "diff": d[keep].mean(),
+                         "ci_low": lo, "ci_high": hi, "images": int(keep.sum())})
+    return pd.DataFrame(rows)
+
+
 # ------------------------------------------------------------------------------------ command line
 def check_output(path: str | Path, force: bool = False) -> Path:
     """Fail early (CSRIPError) if results cannot be written to `path` or would overwrite a file."""

@@ -178,7 +178,11 @@ def train_recognizers(data: str | Path | None = None, preset: str | Preset = DEF
     train_set = TensorDataset(images[train_idx], labels[train_idx])
     val_loader = DataLoader(TensorDataset(images[val_idx], labels[val_idx]), batch_size=EVAL_BATCH,
                             pin_memory=pin)
-    train_eval = DataLoader(train_set, batch_size=EVAL_BATCH, pin_memory=pin)
+    # train accuracy on a fixed random subset as large as the validation set (at least 256 images):
+    # comparable to val_acc, and cheap next to a pass over every training image at 192 px
+    n_train_eval = min(len(train_set), max(256, len(val_idx)))
+    train_eval = DataLoader(Subset(train_set, torch.randperm(len(train_set), generator=torch.Generator()
+                                   .manual_seed(1))[:n_train_eval].tolist()), batch_size=EVAL_BATCH, pin_memory=pin)
     bn_subset = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))[:PRECISE_BN_IMAGES]
     bn_loader = DataLoader(Subset(train_set, bn_subset.tolist()), batch_size=EVAL_BATCH)
     # The most frequent training identity: what "always answer the majority" scores (LFW is unbalanced).
