@@ -208,8 +208,12 @@ def train_recognizers(data: str | Path | None = None, preset: str | Preset = DEF
                      "paper_train": PAPER_ACCURACY[size][0], "paper_val": PAPER_ACCURACY[size][1],
                      "best_epoch": best["epoch"], "epochs": len(log), "minutes": (time.time() - t0) / 60})
     table = pd.DataFrame(rows)
-    if out.exists():
-        table.to_csv(out / "accuracy.csv", index=False)
+    if out.exists():  # rows of scales trained by an earlier call (--scales) are kept
+        old = out / "accuracy.csv"
+        if old.is_file():
+            kept = pd.read_csv(old)
+            table = pd.concat([kept[~kept["scale"].isin(scales)], table]).sort_values("scale", ignore_index=True)
+        table.to_csv(old, index=False)
     print(table.round(4).to_string(index=False))
     return table
 
