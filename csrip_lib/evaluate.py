@@ -250,8 +250,6 @@ def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "
             scores[name]["ssim"].append(ssim_eval(sr, hr).float().cpu())
             if judge is not None:
                 scores[name]["emb"].append(judge.embed(sr))
-    if hr_embed is not None:
-        hr_embed.cache.save()
 
     info = [_item_info(ds, i) for i in range(len(ds))]
     base = pd.DataFrame({"image": [p for p, _ in info], "identity": [c for _, c in info]})
@@ -306,6 +304,7 @@ class _HREmbedder:
         if todo:
             emb[todo] = self.judge.embed(hr_u8[todo])
             self.cache.store([keys[k] for k in todo], emb[todo])
+            self.cache.save()  # per batch: an interrupted evaluation keeps what it computed
         return emb
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -165,5 +166,5 @@ class EmbeddingCache:
             np.savez(tmp, keys=np.array(list(self.table)), emb=np.stack(list(self.table.values())))
             os.replace(tmp, self.path)
             self.dirty = False
-        except OSError:
-            pass
+        except OSError as e:  # a read-only cache folder: keep going, recompute next time
+            warnings.warn(f"could not write the judge's embedding cache {self.path}: {e}", stacklevel=2)
