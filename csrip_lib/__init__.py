@@ -1,7 +1,7 @@
 """csrip_lib: C-SRIP face hallucination (Grm, Scheirer, Struc), a tested reimplementation.
 
 Modules, bottom up: config, errors, argtypes, outputs, degradation, synthetic, download, data, losses, models (sr,
-recognizer), checkpoint, train, metrics, inference, train_recognizers, train_sr, identity, evaluate,
+recognizer), checkpoint, train, metrics, inference, train_recognizers, train_sr, judge, identity, evaluate,
 ablation, analysis, figures, widgets, hallucinate, notebook_runner, cli.
 """
 __version__ = "0.1.0"

@@ -25,10 +25,12 @@ from pathlib import Path
 import pandas as pd
 
 from .argtypes import nonnegative_float, positive_int
-from .config import LossConfig, TrainConfig, get_preset, runs_dir
+from .config import DEFAULT_PRESET, LossConfig, TrainConfig, get_preset, runs_dir
 from .errors import CSRIPError
 from .outputs import check_dir
-from .train_sr import add_schedule_arguments, schedule_from_args, sr_train_folder, train_sr
+from .train import add_schedule_arguments, schedule_from_args
+from .train_recognizers import training_folder
+from .train_sr import train_sr
 
 # name -> (architecture, loss without alpha); C-SRIP's alpha comes from the preset / --alpha.
 VARIANTS: dict[str, tuple[str, LossConfig]] = {
@@ -88,7 +90,7 @@ def table(per_image: pd.DataFrame, paper: str | None = None) -> pd.DataFrame:
     return compare_to_paper(summary, paper)
 
 
-def run_ablation(data=None, preset: str = "quick", out: str | Path | None = None, recognizers=None,
+def run_ablation(data=None, preset: str = DEFAULT_PRESET, out: str | Path | None = None, recognizers=None,
                  experiment: str = "table2", alpha: float | None = None, train: TrainConfig | None = None,
                  force: bool = False, device=None, max_images: int | None = None,
                  progress: bool = True) -> dict[str, pd.DataFrame]:
@@ -111,7 +113,7 @@ def run_ablation(data=None, preset: str = "quick", out: str | Path | None = None
         test.to_csv(out / "table2_per_image.csv", index=False)
         tables["table2"] = table(test, paper="table2")
     else:
-        train_ds = sr_train_folder(root, preset)
+        train_ds = training_folder(root, preset)
         if max_images is not None and len(train_ds) > max_images:
             from torch.utils.data import Subset
             train_ds = Subset(train_ds, range(max_images))
@@ -129,7 +131,7 @@ def run_ablation(data=None, preset: str = "quick", out: str | Path | None = None
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="face folder <root>/<identity>/<image> "
                         "(default: $CSRIP_DATA, data/lfw-deepfunneled, else synthetic faces)")
-    parser.add_argument("--preset", default="paper", choices=["paper", "small", "tiny", "quick"])
+    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=["paper", "small", "tiny", "quick"])
     parser.add_argument("--recognizers", default=None, help="run folder of `csrip train-recognizers` "
                         "(needed for C-SRIP in table2 unless --alpha 0)")
     parser.add_argument("--out", default=None, help="folder for the runs and tables (default: runs/<preset>/ablation)")

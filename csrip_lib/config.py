@@ -95,9 +95,15 @@ class Preset:
     train_recognizer: TrainConfig = field(default_factory=TrainConfig)
     train_sr: TrainConfig = field(default_factory=TrainConfig)
     loss: LossConfig = field(default_factory=LossConfig)
-    min_images_per_identity: int = 2  # identities the recognizers (and identity loss) use
-    max_identities: int | None = None  # cap on recognizer classes (quick runs)
-    max_images: int | None = None  # cap on the number of images loaded (quick runs)
+    # The identity universe of both training stages (Sec. 4.1: recognizers and SR network train on the
+    # same identities and the same 90/10 split of their images): training-split identities with
+    # >= min_images_per_identity images, at most max_images_per_identity of each (seeded), then
+    # max_identities / max_images caps. `train_recognizers.training_folder` is the one selection.
+    min_images_per_identity: int = 2
+    max_identities: int | None = None  # cap on recognizer classes
+    max_images: int | None = None  # cap on the number of images loaded
+    max_images_per_identity: int | None = None  # so one person does not dominate (LFW: 530 of G. W. Bush)
+    max_val_images: int | None = None  # cap on the SR validation images ("val" split, early stopping)
 
 
 def _paper() -> Preset:
@@ -142,12 +148,16 @@ def _quick() -> Preset:
         p, name="quick",
         train_recognizer=replace(p.train_recognizer, epochs=3, steps_per_epoch=15, batch_size=16),
         train_sr=replace(p.train_sr, epochs=4, steps_per_epoch=25),
-        max_identities=40, max_images=600,
-        min_images_per_identity=8,  # few classes with many images: a 2-minute recognizer learns something
+        # 116 LFW development identities with >= 10 images, 16 at most of each (1,645 images): enough
+        # images per class for a CPU-trained recognizer to beat chance and the majority baseline.
+        min_images_per_identity=10, max_images_per_identity=16, max_val_images=96,
     )
 
 
 PRESETS = {"paper": _paper, "small": _small, "tiny": _tiny, "quick": _quick}
+# The one default of `csrip train-recognizers` and `csrip train-sr`, so that running them one after the
+# other with defaults trains priors and SR network on the same identities (minutes on a CPU).
+DEFAULT_PRESET = "quick"
 
 
 def get_preset(name: str) -> Preset:

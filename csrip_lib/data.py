@@ -49,8 +49,9 @@ from .config import HR_SIZE, project_root
 from .errors import CSRIPError, describe_os_error
 from .synthetic import make_synthetic_faces
 
-__all__ = ["FaceFolder", "IndexedFaces", "FaceDataWarning", "ImageTooSmall", "load_hr", "decode_rgb", "hr_crop", "load_cached",
-           "per_identity_split", "identity_split", "resolve_data", "make_synthetic_faces",
+__all__ = ["FaceFolder", "IndexedFaces", "FaceDataWarning", "ImageTooSmall", "load_hr", "decode_rgb", "hr_crop",
+           "load_cached", "per_identity_split", "identity_split", "identities_digest", "resolve_data",
+           "make_synthetic_faces",
            "list_faces", "check_headers"]
 
 LFW_SIZE = 250  # LFW and CASIA-WebFace image size; its centre HR_SIZE crop is the HR face
@@ -301,6 +302,26 @@ def _select(items: list[tuple[Path, str]], min_images: int, max_identities: int 
     return set(kept)
 
 
+def _cap_per_identity(items: list[tuple[Path, str]], cap: int | None,
+                      g: torch.Generator) -> list[tuple[Path, str]]:
+    """At most `cap` items of every identity (a seeded random choice), in the original order, so one
+    person with hundreds of photos (LFW's George_W_Bush: 530) does not dominate the classes."""
+    if cap is None:
+        return items
+    noise = torch.rand(len(items), generator=g).tolist()
+    by_id: dict[str, list[int]] = {}
+    for k, (_, ident) in enumerate(items):
+        by_id.setdefault(ident, []).append(k)
+    keep = sorted(k for ks in by_id.values() for k in sorted(ks, key=noise.__getitem__)[:cap])
+    return [items[k] for k in keep]
+
+
+def identities_digest(identities: Sequence[str]) -> str:
+    """A short SHA-256 of an identity list: what recognizer and SR checkpoints save, so that a
+    mismatch between the two training stages is caught before training."""
+    return hashlib.sha256("\n".join(identities).encode()).hexdigest()[:16]
+
+
 def _balanced_subset(items: list[tuple[Path, str]], max_images: int | None, min_images: int,
                      g: torch.Generator) -> list[tuple[Path, str]]:
     """At most max_images items, balanced over identities (seeded): first `min_images` images of
@@ -326,12 +347,15 @@ class FaceFolder(Dataset):
     min_images: keep identities with at least this many (header-valid) images.
     max_identities: a seeded random subset of the identities that pass min_images (quick runs).
     max_images: a balanced seeded subset (`_balanced_subset`): min_images of each identity first,
-    then round-robin; an identity left with fewer than min_images is dropped. Attributes: root, split, items [(path, identity)], identities (sorted names),
+    then round-robin; an identity left with fewer than min_images is dropped.
+    max_per_identity: at most this many images of any identity (seeded), applied before max_images.
+    Attributes: root, split, items [(path, identity)], identities (sorted names),
     labels (index into identities, one per item), skipped (files found unreadable so far).
     """
 
     def __init__(self, root: str | Path, split: str = "train", min_images: int = 1,
-                 max_identities: int | None = None, max_images: int | None = None, seed: int = 0):
+                 max_identities: int | None = None, max_images: int | None = None, seed: int = 0,
+                 max_per_identity: int | None = None):
         self.root = Path(root).expanduser()
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -345,7 +369,8 @@ class FaceFolder(Dataset):
         g = torch.Generator().manual_seed(seed)
         items = list_faces(self.root, ids)
         kept = _select(items, min_images, max_identities, g)
-        items = _balanced_subset([it for it in items if it[1] in kept], max_images, min_images, g)
+        items = _cap_per_identity([it for it in items if it[1] in kept], max_per_identity, g)
+        items = _balanced_subset(items, max_images, min_images, g)
         items, rejected = check_headers(items)  # only what we keep: fast for quick subsets
         if rejected:
             _warn_skipped(rejected, "are not images (bad header) or cannot be read")

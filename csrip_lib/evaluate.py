@@ -3,11 +3,12 @@
 `evaluate_models` runs any number of SR models (and always the bicubic baseline) over the
 identity-disjoint test split and returns one row per (model, image):
 
-    model, image, identity, psnr, ssim [, id_cosine, id_rank1, id_auc]
+    model, image, identity, psnr, ssim [, id_dist, id_match, id_rank1, id_failed, id_auc, id_tar]
 
-The identity columns (beyond the paper, see `csrip_lib.identity`) appear when an evaluation face
-recognizer is given; the HR images themselves are then scored too (model "hr": the identity upper
-bound; their PSNR/SSIM against themselves are left empty). Everything else here turns that frame
+The identity columns (beyond the paper, see `csrip_lib.identity`) appear when the identity judge
+(`csrip_lib.judge`, dlib's pre-trained face recognizer; `pip install 'csrip[judge]'`) is given; the HR
+images themselves are then scored too (model "hr": the identity upper bound; their PSNR/SSIM against
+themselves are left empty). Evaluation never trains a network. Everything else here turns that frame
 into what the paper shows: Table 1/2 summaries (`summarize_results`, `compare_to_paper`), the
 cumulative score distribution of Fig. 8 (`csd_curve`), image attributes that explain the failures
 of Fig. 10 (`image_attributes`, `attribute_correlations`) and the sharpening of A.2 (`sharpen`).
@@ -156,6 +157,14 @@ def _identity_subset(ds: Dataset, max_images: int, seed: int = 0) -> Subset:
     return Subset(ds, sorted(keep))
 
 
+def _item_path(ds: Dataset, i: int) -> Path | None:
+    """The image file of item i of a FaceFolder (or a Subset of one); None for other datasets."""
+    if isinstance(ds, Subset):
+        return _item_path(ds.dataset, ds.indices[i])
+    items = getattr(ds, "items", None)
+    return Path(items[i][0]) if items is not None else None
+
+
 def _item_info(ds: Dataset, i: int) -> tuple[str, str]:
     """(image path relative to the dataset root, identity) of item i of a FaceFolder-like dataset."""
     if isinstance(ds, Subset):
@@ -218,7 +227,7 @@ def super_resolve(models: Mapping[str, SRFn], hr: torch.Tensor, sigma: float | N
 # -------------------------------------------------------------------------------------- evaluation
 def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "test", *,
                     batch_size: int = 32, device: str | torch.device | None = None,
-                    identity_model: torch.nn.Module | None = None, include_bicubic: bool = True,
+                    judge: Any = None, include_bicubic: bool = True,
                     include_hr: bool | None = None, sigma: float | None = None,
                     max_images: int | None = None, num_workers: int = 0,
                     progress: bool = True) -> pd.DataFrame:
@@ -228,9 +237,11 @@ def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "
     Each HR image is degraded to 24 px with `make_pyramid` (paper Sec. 3.3), super-resolved by each
     model and compared with the HR image (csrip_lib.metrics.psnr / ssim_eval). `max_images` takes a
     fixed random subset of (mostly whole) identities (see `_identity_subset`). Returns one row per
-    (model, image): model, image, identity, psnr, ssim, and with `identity_model` also id_cosine,
-    id_rank1 (1/0 per probe, empty for gallery images) and id_auc (per model). SR modules run
-    through `inference.Upscaler` (CUDA: bf16, channels_last, torch.compile, CUDA graphs; CPU: fp32).
+    (model, image): model, image, identity, psnr, ssim, and with a `judge` (`judge.FaceJudge`) also
+    id_dist, id_match, id_rank1 (1/0, empty where excluded), id_failed and per model id_auc, id_tar
+    (see `identity.identity_metrics`; per-model counts and notes in `df.attrs["identity"]`). HR
+    descriptors of image files are cached on disk (`judge.EmbeddingCache`). SR modules run through
+    `inference.Upscaler` (CUDA: bf16, channels_last, torch.compile, CUDA graphs; CPU: fp32).
     """
     from .metrics import psnr, ssim_eval
     from .train import pick_device
@@ -240,37 +251,35 @@ def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "
     fns: dict[str, SRFn] = {"bicubic": bicubic} if include_bicubic else {}
     fns.update({name: _prepare(fn, device) for name, fn in models.items()})
     if include_hr is None:
-        include_hr = identity_model is not None
-    if identity_model is not None:
-        identity_model = identity_model.eval().to(device)
+        include_hr = judge is not None
+    hr_embed = _HREmbedder(judge, ds) if judge is not None else None
 
     loader = DataLoader(IndexedFaces(ds), batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=device.type == "cuda")
     scores: dict[str, dict[str, list]] = {name: {"psnr": [], "ssim": [], "emb": []} for name in fns}
     hr_emb, labels, readable = [], [], []
     for hr_u8, y, ok in tqdm(loader, desc="evaluate", unit="batch", disable=not progress):
+        start = sum(len(r) for r in readable)  # dataset index of this batch's first item (no shuffle)
         readable.append(ok)  # rows only for images read from their own file (IndexedFaces)
         if not ok.any():
             continue
         hr_u8, y = hr_u8[ok], y[ok]
         hr = hr_u8.to(device, non_blocking=True).float() / 255
         lr = make_pyramid(hr, sigma)["lr"]
+        if hr_embed is not None:
+            hr_emb.append(hr_embed(hr_u8, (start + torch.nonzero(ok).flatten()).tolist()))
         labels.append(y)
-        if identity_model is not None:
-            with _autocast(device):
-                hr_emb.append(identity_model.embed(hr).cpu())
         for name, fn in fns.items():
             sr = _run(fn, lr, device)
             scores[name]["psnr"].append(psnr(sr, hr).float().cpu())
             scores[name]["ssim"].append(ssim_eval(sr, hr).float().cpu())
-            if identity_model is not None:
-                with _autocast(device):
-                    scores[name]["emb"].append(identity_model.embed(sr).cpu())
+            if judge is not None:
+                scores[name]["emb"].append(judge.embed(sr))
 
     info = _readable_info(ds, torch.cat(readable))
     base = pd.DataFrame({"image": [p for p, _ in info], "identity": [c for _, c in info]})
     labels_np = torch.cat(labels).numpy()
-    frames = []
+    frames, id_info = [], {}
     names = list(fns) + (["hr"] if include_hr else [])
     for name in names:
         df = base.copy()
@@ -281,31 +290,67 @@ def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "
         else:
             df["psnr"] = torch.cat(scores[name]["psnr"]).numpy()
             df["ssim"] = torch.cat(scores[name]["ssim"]).numpy()
-        if identity_model is not None:
-            from .identity import identity_scores
+        if judge is not None:
+            from .identity import identity_metrics
+            from .judge import MATCH_THRESHOLD
 
-            ref = torch.cat(hr_emb)
-            emb = ref if name == "hr" else torch.cat(scores[name]["emb"])
-            s = identity_scores(emb, ref, labels_np)
-            df["id_cosine"], df["id_rank1"], df["id_auc"] = s["cosine"], s["rank1_hit"], s["auc"]
+            gallery = np.concatenate(hr_emb)
+            probe = gallery if name == "hr" else np.concatenate(scores[name]["emb"])
+            m = identity_metrics(probe, gallery, labels_np)
+            df["id_dist"] = m["id_dist"]
+            df["id_match"] = np.where(np.isnan(m["id_dist"]), np.nan, m["id_dist"] < MATCH_THRESHOLD)
+            df["id_rank1"] = m["rank1_hit"]
+            df["id_failed"] = ~np.isfinite(probe).all(1)
+            df["id_auc"], df["id_tar"] = m["auc"], m["tar"]
+            id_info[name] = {k: m[k] for k in ("rank1_probes", "rank1_excluded", "failed", "tar_note")}
         frames.append(df)
     out = pd.concat(frames, ignore_index=True)
     out.attrs["root"] = str(getattr(getattr(ds, "dataset", ds), "root", ""))
+    out.attrs["identity"] = id_info
     return out
+
+
+class _HREmbedder:
+    """Judge descriptors of the HR batches of `ds`, read from / added to the on-disk cache when the
+    items are image files (FaceFolder), computed otherwise."""
+
+    def __init__(self, judge: Any, ds: Dataset):
+        from .judge import EmbeddingCache
+
+        self.judge, self.ds = judge, ds
+        root = getattr(getattr(ds, "dataset", ds), "root", None)
+        self.cache = EmbeddingCache(root) if root is not None and _item_path(ds, 0) is not None else None
+
+    def __call__(self, hr_u8: torch.Tensor, indices: list[int]) -> np.ndarray:
+        """Descriptors of the HR images `hr_u8`, which are the dataset items `indices`."""
+        if self.cache is None:
+            return self.judge.embed(hr_u8)
+        emb, keys = self.cache.lookup([_item_path(self.ds, i) for i in indices])
+        todo = [k for k, key in enumerate(keys) if key not in self.cache]
+        if todo:
+            emb[todo] = self.judge.embed(hr_u8[todo])
+            self.cache.store([keys[k] for k in todo], emb[todo])
+            self.cache.save()  # per batch: an interrupted evaluation keeps what it computed
+        return emb
 
 
 def summarize_results(df: pd.DataFrame) -> pd.DataFrame:
     """Per-model summary in the layout of Tables 1/2 (models as rows, in the order of `df`): images,
-    mean / median / std of PSNR and SSIM, and, when present, mean id_cosine, rank-1 and AUC."""
+    mean / median / std of PSNR and SSIM, and, when present, the judge's mean id_dist, id_match rate,
+    rank-1 (over rank1_probes probes), verification AUC, TAR at FAR=1e-3 and the faces it failed on."""
     g = df.groupby("model", sort=False)
     out = pd.DataFrame({"images": g.size()})
     for metric in ("psnr", "ssim"):
         for stat in ("mean", "median", "std"):
             out[f"{metric}_{stat}"] = g[metric].agg(stat)
-    if "id_cosine" in df:
-        out["id_cosine"] = g["id_cosine"].mean()
+    if "id_dist" in df:
+        out["id_dist"] = g["id_dist"].mean()  # pandas means skip NaN (faces the judge failed on)
+        out["id_match"] = g["id_match"].mean()
         out["rank1"] = g["id_rank1"].mean()
+        out["rank1_probes"] = g["id_rank1"].count()
         out["auc"] = g["id_auc"].first()
+        out["tar_far1e-3"] = g["id_tar"].first()
+        out["judge_failed"] = g["id_failed"].sum().astype(int)
     return out
 
 
@@ -432,6 +477,42 @@ def paired_effect(results: pd.DataFrame, before: str, after: str) -> pd.DataFram
     return pd.DataFrame(rows).T
 
 
+def paired_bootstrap(results: pd.DataFrame, baseline: str, models: list[str] | None = None,
+                     metrics: tuple[str, ...] = ("psnr", "ssim", "id_rank1", "id_dist"),
+                     n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Paired differences `model - baseline` on the same test images, with bootstrap intervals.
+
+    For each model and metric: the mean over images where both have a value (id_rank1: the probes
+    both rank; so its mean difference is the rank-1 difference), and a percentile interval at `level`
+    from `n_boot` resamples of *identities* with replacement (a cluster bootstrap: images of one person
+    are not independent). Rows: model, metric, baseline, model_mean, diff, ci_low, ci_high, images.
+    """
+    base = results[results["model"] == baseline].set_index("image")
+    if base.empty:
+        raise CSRIPError(f"no results for baseline {baseline!r}; have {sorted(results['model'].unique())}")
+    models = models or [m for m in results["model"].unique() if m not in (baseline, "hr", "bicubic")]
+    rng = np.random.default_rng(seed)
+    rows = []
+    for m in models:
+        other = results[results["model"] == m].set_index("image").reindex(base.index)
+        for metric in metrics:
+            if metric not in base or base[metric].isna().all():
+                continue
+            d = (other[metric].astype(float) - base[metric].astype(float))
+            keep = d.notna().to_numpy()
+            ids, inverse = np.unique(base["identity"].to_numpy()[keep], return_inverse=True)
+            sums = np.bincount(inverse, weights=d.to_numpy()[keep], minlength=len(ids))
+            counts = np.bincount(inverse, minlength=len(ids)).astype(float)
+            draw = rng.integers(0, len(ids), size=(n_boot, len(ids))) if len(ids) else np.zeros((0, 0), int)
+            boot = sums[draw].sum(1) / np.maximum(counts[draw].sum(1), 1)
+            tail = (1 - level) / 2 * 100
+            lo, hi = np.percentile(boot, [tail, 100 - tail]) if len(ids) else (np.nan, np.nan)
+            rows.append({"model": m, "metric": metric, "baseline": base[metric][keep].mean(),
+                         "model_mean": other[metric][keep].mean(), "diff": d[keep].mean(),
+                         "ci_low": lo, "ci_high": hi, "images": int(keep.sum())})
+    return pd.DataFrame(rows)
+
+
 # ------------------------------------------------------------------------------------ command line
 def check_output(path: str | Path, force: bool = False) -> Path:
     """Fail early (CSRIPError) if results cannot be written to `path` or would overwrite a file."""
@@ -463,42 +544,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="overwrite existing results")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--max-images", type=positive_int, default=None, help="evaluate a fixed random subset of N images, made of whole identities (the last one cut to fit)")
-    p.add_argument("--identity-model", default=None, metavar="PATH",
-                   help="evaluation face recognizer (best.pt of kind 'identity') for identity metrics")
-    p.add_argument("--train-identity", default=None, metavar="PRESET",
-                   help="train the evaluation recognizer on the train split if it is missing, "
-                        "into the folder of --identity-model (default runs/PRESET/identity)")
+    p.add_argument("--no-identity", action="store_true",
+                   help="skip the identity judge (PSNR/SSIM only; faster)")
     p.add_argument("--sigma", type=nonnegative_float, default=None, help="degradation blur per 2x step (default 1.0)")
     p.add_argument("--device", default=None, help="cuda, cpu, ... (default: best available)")
     p.add_argument("--workers", type=nonnegative_int, default=2, help="data-loading processes")
 
 
 def run(args: argparse.Namespace) -> int:
-    from .identity import ensure_identity_model, load_identity_model
+    from . import judge as judge_mod
     from .train import pick_device
 
     out = check_output(args.out, args.force)
     device = pick_device(args.device)
     models = load_models(args.checkpoint, map_location=device)
-    identity = None
-    if args.train_identity:
-        path = ensure_identity_model(args.data, args.train_identity, Path(args.identity_model).parent
-                                     if args.identity_model else None, device=device)
-        identity = load_identity_model(path, map_location=device)
-    elif args.identity_model:
-        if not Path(args.identity_model).is_file():
-            raise CSRIPError(f"identity model {args.identity_model} not found; add --train-identity quick "
-                             "(or small/paper) to train it there on the train split first")
-        identity = load_identity_model(args.identity_model, map_location=device)
+    judge = None
+    if not args.no_identity:
+        if judge_mod.available():
+            judge = judge_mod.FaceJudge()
+        else:
+            print(f"note: {judge_mod.INSTALL_HINT}; reporting PSNR/SSIM only")
     split = "all" if args.all else "test"
     print(f"evaluating {['bicubic', *models]} on the {split!r} split on {device}")
     df = evaluate_models(models, args.data, split, batch_size=args.batch_size, device=device,
-                         identity_model=identity, sigma=args.sigma, max_images=args.max_images,
+                         judge=judge, sigma=args.sigma, max_images=args.max_images,
                          num_workers=args.workers)
     df.to_csv(out, index=False)
     summary = summarize_results(df)
     summary.to_csv(summary_path(out))
-    with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 160):
+    with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 200):
         print(summary.to_string())
+    for name, info in df.attrs.get("identity", {}).items():
+        if info["failed"] or info["rank1_excluded"] or "needed" in info["tar_note"]:
+            print(f"{name}: judge failed on {info['failed']} face(s); {info['rank1_excluded']} probe(s) "
+                  f"without another image of their identity left out of rank-1; TAR: {info['tar_note']}")
     print(f"wrote {len(df)} rows to {out} and the summary to {summary_path(out)}")
     return 0

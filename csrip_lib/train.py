@@ -19,9 +19,11 @@ evaluates the whole val_loader (so eval_fn needs no distributed logic) and only 
 """
 from __future__ import annotations
 
+import argparse
 import random
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,6 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
+from .argtypes import positive_int
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, to_dict
 from .errors import CSRIPError
@@ -248,3 +251,18 @@ def fit(model: torch.nn.Module, step_fn: StepFn, eval_fn: EvalFn | None, train_l
     if rank == 0:
         print(f"{out_dir}: finished ({s['finished']}); best {monitor} = {s['best']:.4g}")
     return pd.DataFrame(s["history"])
+
+
+def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
+    """Command-line overrides of a preset's schedule (`csrip train-sr`, `train-recognizers`, `ablation`)."""
+    parser.add_argument("--epochs", type=positive_int, default=None, help="override the preset's epoch budget")
+    parser.add_argument("--batch-size", type=positive_int, default=None,
+                        help="override the preset's (global) batch size")
+    parser.add_argument("--steps-per-epoch", type=positive_int, default=None, help="cap on optimizer steps per epoch")
+    parser.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many optimizer steps")
+
+
+def schedule_from_args(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
+    """`base` with the schedule flags of `add_schedule_arguments` that were given."""
+    overrides = {k: getattr(args, k) for k in ("epochs", "batch_size", "steps_per_epoch", "max_steps")}
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})

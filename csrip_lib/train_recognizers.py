@@ -2,9 +2,11 @@
 
 One complex SqueezeNet per SR scale (48, 96, 192 px) learns to tell identities apart from residual
 images alone, `dx = x - g_sigma * x` with sigma 1/3, 1, 7/3 (Fig. 4 right), so that it responds only
-to the details an SR module hallucinates. Data: the training identities of the face folder with at
-least `min_images_per_identity` images, 90/10 of each identity's images for training/validation
-(Sec. 4.1). HR faces are decoded once into memory (uint8); each batch is moved to the device, degraded
+to the details an SR module hallucinates. Data: the preset's identity universe (`training_folder`:
+training-split identities with at least `min_images_per_identity` images, at most
+`max_images_per_identity` of each), 90/10 of each identity's images for training/validation
+(Sec. 4.1); `csrip train-sr` trains on the same 90% (`load_identities` is shared), and both save the
+identity list's digest so a mismatch is caught before training. HR faces are decoded once into memory (uint8); each batch is moved to the device, degraded
 to the model's scale (csrip_lib.degradation), augmented (random horizontal flip, reflect-padded random
 crop; Sec. 3.4) and turned into residuals there. Training: cross-entropy (Eq. 1), Adam, batch 128,
 lr 1e-4 x1/3 every 20 epochs, early stop after 10 epochs without validation-accuracy gain (the
@@ -14,7 +16,6 @@ log.csv) and <out>/accuracy.csv, the rank-1 train/validation accuracy per scale.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -28,13 +29,14 @@ from torchvision.transforms import v2
 
 from .argtypes import positive_int
 from .checkpoint import load_checkpoint
-from .config import HR_SIZE, RESIDUAL_SIGMAS, SCALES, Preset, get_preset, runs_dir, to_dict
-from .data import FaceFolder, load_cached, per_identity_split, resolve_data
+from .config import (DEFAULT_PRESET, HR_SIZE, RESIDUAL_SIGMAS, SCALES, Preset, TrainConfig, get_preset,
+                     runs_dir, to_dict)
+from .data import FaceFolder, identities_digest, load_cached, per_identity_split, resolve_data
 from .degradation import degrade, residual
 from .errors import CSRIPError
 from .outputs import check_runs
 from .models.recognizer import SqueezeNetRecognizer
-from .train import EvalFn, fit, pick_device, seed_everything
+from .train import EvalFn, add_schedule_arguments, fit, pick_device, schedule_from_args, seed_everything
 
 # Rank-1 recognition rates the paper reports on CASIA-WebFace (Sec. 4.1): scale -> (train, val).
 PAPER_ACCURACY = {48: (0.5138, 0.2974), 96: (0.7215, 0.4266), 192: (0.8569, 0.5713)}
@@ -110,22 +112,37 @@ def _validator(train_loader: DataLoader) -> EvalFn:
 
 
 def _preset(preset: str | Preset, min_images: int | None, max_identities: int | None,
-            epochs: int | None) -> Preset:
+            train: TrainConfig | None) -> Preset:
     try:
         p = get_preset(preset) if isinstance(preset, str) else preset
     except ValueError as e:
         raise CSRIPError(str(e)) from e
-    if epochs is not None:
-        p = replace(p, train_recognizer=replace(p.train_recognizer, epochs=epochs))
     return replace(p, min_images_per_identity=min_images or p.min_images_per_identity,
-                   max_identities=max_identities or p.max_identities)
+                   max_identities=max_identities or p.max_identities,
+                   train_recognizer=train or p.train_recognizer)
 
 
-def load_identities(data: str | Path | None, p: Preset, progress: bool = True):
-    """The recognizers' data: training-split identities with >= p.min_images_per_identity images,
-    decoded into memory, and the 90/10 split of each -> (dataset, images, labels, train_idx, val_idx)."""
-    dataset = FaceFolder(resolve_data(data), split="train", min_images=p.min_images_per_identity,
-                         max_identities=p.max_identities, max_images=p.max_images)
+def data_config(p: Preset, identities: list[str]) -> dict:
+    """The identity universe as checkpoints save it: the selection and the identity list's digest."""
+    return {"min_images": p.min_images_per_identity, "max_identities": p.max_identities,
+            "max_images": p.max_images, "max_images_per_identity": p.max_images_per_identity,
+            "identities": len(identities), "identities_sha256": identities_digest(identities)}
+
+
+def training_folder(root: str | Path, preset: str | Preset) -> FaceFolder:
+    """The identity universe of a preset (both training stages, Sec. 4.1): training-split identities
+    with >= min_images_per_identity images, at most max_images_per_identity of each, then the caps."""
+    p = get_preset(preset) if isinstance(preset, str) else preset
+    return FaceFolder(root, split="train", min_images=p.min_images_per_identity,
+                      max_identities=p.max_identities, max_images=p.max_images,
+                      max_per_identity=p.max_images_per_identity)
+
+
+def load_identities(data: str | Path | None, p: str | Preset, progress: bool = True):
+    """The training data of both stages: `training_folder`'s faces decoded into memory and the paper's
+    90/10 split of each identity's images -> (dataset, images, labels, train_idx, val_idx).
+    Recognizers train on train_idx and validate on val_idx; the SR network trains on train_idx."""
+    dataset = training_folder(resolve_data(data, verbose=progress), p)
     images, labels = load_cached(dataset, progress=progress)
     train_idx, val_idx = per_identity_split(labels, val_fraction=0.1, seed=0)
     if len(dataset.identities) < 2 or len(val_idx) == 0:
@@ -136,20 +153,22 @@ def load_identities(data: str | Path | None, p: Preset, progress: bool = True):
     return dataset, images, labels, train_idx, val_idx
 
 
-def train_recognizers(data: str | Path | None = None, preset: str | Preset = "quick",
+def train_recognizers(data: str | Path | None = None, preset: str | Preset = DEFAULT_PRESET,
                       out: str | Path | None = None, scales: tuple[int, ...] = SCALES, *,
                       resume: bool = False, force: bool = False, device: str | None = None,
                       min_images: int | None = None, max_identities: int | None = None,
-                      epochs: int | None = None, progress: bool = True, strict_resume: bool = False) -> pd.DataFrame:
+                      train: TrainConfig | None = None, progress: bool = True, strict_resume: bool = False
+                      ) -> pd.DataFrame:
     """Train one recognizer per scale into out/rec<scale>/ and return the accuracy table (Sec. 4.1).
 
-    `out` defaults to runs_dir()/<preset>/recognizers. `min_images`, `max_identities` and `epochs`
-    override the preset. Existing runs are continued with `resume` or replaced with `force`; every
-    requested scale's run folder is checked before anything is trained (`outputs.check_runs`;
-    `strict_resume`, the --resume flag, makes "nothing to resume" an error). out/accuracy.csv keeps
-    the rows of scales not trained in this call. Returns the rows of this call's scales.
+    `out` defaults to runs_dir()/<preset>/recognizers. `min_images`, `max_identities` and `train` (the
+    schedule) override the preset; changing the identity selection makes the recognizers unusable for
+    `csrip train-sr` with that preset (their identity digests differ). Existing runs are continued with
+    `resume` or replaced with `force`; every requested scale's run folder is checked before anything is
+    trained (`outputs.check_runs`; `strict_resume`, the --resume flag, makes "nothing to resume" an
+    error). out/accuracy.csv keeps the rows of scales not trained in this call.
     """
-    p = _preset(preset, min_images, max_identities, epochs)
+    p = _preset(preset, min_images, max_identities, train)
     out = Path(out) if out is not None else runs_dir() / p.name / "recognizers"
     bad = [s for s in scales if s not in RESIDUAL_SIGMAS]
     if bad or not scales:
@@ -165,18 +184,19 @@ def train_recognizers(data: str | Path | None = None, preset: str | Preset = "qu
     train_set = TensorDataset(images[train_idx], labels[train_idx])
     val_loader = DataLoader(TensorDataset(images[val_idx], labels[val_idx]), batch_size=EVAL_BATCH,
                             pin_memory=pin)
-    train_eval = DataLoader(train_set, batch_size=EVAL_BATCH, pin_memory=pin)
+    # train accuracy on a fixed random subset as large as the validation set (at least 256 images):
+    # comparable to val_acc, and cheap next to a pass over every training image at 192 px
+    n_train_eval = min(len(train_set), max(256, len(val_idx)))
+    train_eval = DataLoader(Subset(train_set, torch.randperm(len(train_set), generator=torch.Generator()
+                                   .manual_seed(1))[:n_train_eval].tolist()), batch_size=EVAL_BATCH, pin_memory=pin)
     bn_subset = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))[:PRECISE_BN_IMAGES]
     bn_loader = DataLoader(Subset(train_set, bn_subset.tolist()), batch_size=EVAL_BATCH)
     # The most frequent training identity: what "always answer the majority" scores (LFW is unbalanced).
     majority = (labels[val_idx] == labels[train_idx].mode().values).float().mean().item()
-    digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
     rows = []
     for size in scales:
         config = {"preset": p.name, "recognizer": to_dict(p.recognizer), "image_size": size,
-                  "train": to_dict(cfg), "data": {"min_images": p.min_images_per_identity,
-                  "max_identities": p.max_identities, "max_images": p.max_images,
-                  "identities": len(ids), "identities_sha256": digest}}
+                  "train": to_dict(cfg), "data": data_config(p, ids)}
         seed_everything(cfg.seed)  # each scale starts from the same seeds, trained alone or not
         model = SqueezeNetRecognizer(len(ids), p.recognizer, image_size=size)
         train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, pin_memory=pin,
@@ -194,17 +214,17 @@ def train_recognizers(data: str | Path | None = None, preset: str | Preset = "qu
                      "paper_train": PAPER_ACCURACY[size][0], "paper_val": PAPER_ACCURACY[size][1],
                      "best_epoch": best["epoch"], "epochs": len(log), "minutes": (time.time() - t0) / 60})
     table = pd.DataFrame(rows)
-    if out.exists():
-        merged = table
-        if (out / "accuracy.csv").is_file():  # other scales' rows (trained by earlier calls) stay
-            old = pd.read_csv(out / "accuracy.csv")
-            merged = pd.concat([old[~old["scale"].isin(table["scale"])], table], ignore_index=True)
-        merged.sort_values("scale").to_csv(out / "accuracy.csv", index=False)
+    if out.exists():  # rows of scales trained by an earlier call (--scales) are kept
+        old = out / "accuracy.csv"
+        if old.is_file():
+            kept = pd.read_csv(old)
+            table = pd.concat([kept[~kept["scale"].isin(scales)], table]).sort_values("scale", ignore_index=True)
+        table.to_csv(old, index=False)
     print(table.round(4).to_string(index=False))
     return table
 
 
-def ensure_recognizers(data: str | Path | None = None, preset: str | Preset = "quick",
+def ensure_recognizers(data: str | Path | None = None, preset: str | Preset = DEFAULT_PRESET,
                        out: str | Path | None = None, **kw) -> pd.DataFrame:
     """The recognizers of `out` (trained if missing or unfinished) and their accuracy table.
 
@@ -253,21 +273,25 @@ def plot_learning_curves(run_dir: str | Path, scales: tuple[int, ...] = SCALES):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="face folder <root>/<identity>/<image> (default: $CSRIP_DATA, "
                         "data/lfw-deepfunneled, else synthetic faces)")
-    parser.add_argument("--preset", default="quick", help="paper, small, tiny or quick (default: quick)")
+    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=["paper", "small", "tiny", "quick"],
+                        help=f"model size, identity set and schedule; the same default as train-sr "
+                        f"(default: {DEFAULT_PRESET})")
     parser.add_argument("--out", type=Path, help="run folder (default: runs/<preset>/recognizers)")
     parser.add_argument("--scales", type=int, nargs="+", default=list(SCALES), choices=SCALES,
                         help="which recognizers to train (default: 48 96 192)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     parser.add_argument("--force", action="store_true", help="replace an existing run in --out")
-    parser.add_argument("--min-images", type=positive_int, metavar="N",
-                        help="only identities with at least N images (default: the preset's)")
-    parser.add_argument("--max-identities", type=positive_int, metavar="K", help="at most K identities")
-    parser.add_argument("--epochs", type=positive_int, help="override the preset's number of epochs")
+    parser.add_argument("--min-images", type=positive_int, metavar="N", help="only identities with at least N "
+                        "images (default: the preset's; another value makes them unusable for train-sr)")
+    parser.add_argument("--max-identities", type=positive_int, metavar="K",
+                        help="at most K identities (as --min-images)")
+    add_schedule_arguments(parser)
     parser.add_argument("--device", help="cuda, cuda:1, cpu (default: CUDA if available)")
 
 
 def run(args: argparse.Namespace) -> int:
+    train = schedule_from_args(args, get_preset(args.preset).train_recognizer)
     table = train_recognizers(args.data, args.preset, args.out, tuple(args.scales), resume=args.resume,
                               force=args.force, device=args.device, min_images=args.min_images,
-                              max_identities=args.max_identities, epochs=args.epochs, strict_resume=True)
+                              max_identities=args.max_identities, train=train, strict_resume=True)
     return 0 if len(table) else 1

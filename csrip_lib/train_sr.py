@@ -41,15 +41,15 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from .argtypes import nonnegative_float, positive_int
-from .config import LossConfig, TrainConfig, get_preset, runs_dir, to_dict
+from .argtypes import nonnegative_float
+from .config import DEFAULT_PRESET, LossConfig, Preset, TrainConfig, get_preset, runs_dir, to_dict
 from .degradation import check_sigma, make_pyramid
 from .errors import CSRIPError
 from .outputs import check_runs
 from .losses import CSRIPLoss
 from .metrics import psnr, ssim_eval
 from .models.sr import CascadedSR, build_model
-from .train import fit, pick_device
+from .train import add_schedule_arguments, fit, pick_device, schedule_from_args
 
 KIND = "sr"
 MONITOR = "val_improvements"
@@ -150,37 +150,46 @@ def _init_distributed(device: str | torch.device | None) -> bool:
 
 
 # ------------------------------------------------------------------------------------------- data
-def sr_train_folder(root: Path, preset: str):
-    """The SR training images of a preset: those its recognizers are trained on (see `sr_datasets`)."""
-    from .data import FaceFolder
-
-    p = get_preset(preset)
-    return FaceFolder(root, "train", min_images=p.min_images_per_identity, max_identities=p.max_identities,
-                      max_images=p.max_images)
-
-
-def sr_datasets(root: Path, preset: str, progress: bool = True):
+def sr_datasets(root: Path, preset: str | Preset, progress: bool = True):
     """(train FaceFolder, train HR uint8, train labels, val HR uint8, val labels) for a preset.
 
-    Train: the images the preset's recognizers are trained on (the "train" split's identities with at
-    least `min_images_per_identity` images, capped in quick runs), as in the paper, where both stages
-    use the same training set (Sec. 4.1), so the identity loss knows every face it sees.
+    Train: exactly the images the preset's recognizers are trained on (`train_recognizers.
+    load_identities`: the same identities and the same 90% of each identity's images), as in the paper,
+    where both stages use the same training set (Sec. 4.1), so the identity loss knows every face it sees.
     Val: the "val" split (other identities), for early stopping.
     """
     from .data import FaceFolder, load_cached
+    from .train_recognizers import load_identities
 
-    p = get_preset(preset)
-    train_ds = sr_train_folder(root, preset)
-    val_ds = FaceFolder(root, "val", max_images=p.max_images // 8 if p.max_images else None)
-    hr, labels = load_cached(train_ds, progress=progress)
+    p = get_preset(preset) if isinstance(preset, str) else preset
+    train_ds, images, labels, train_idx, _ = load_identities(root, p, progress=progress)
+    val_ds = FaceFolder(root, "val", max_images=p.max_val_images)
     val_hr, val_labels = load_cached(val_ds, progress=progress)
-    return train_ds, hr, labels, val_hr, val_labels
+    return train_ds, images[train_idx], labels[train_idx], val_hr, val_labels
+
+
+def check_identity_universe(recognizers: dict, identities: list[str], recognizers_dir, preset: str,
+                            root: Path) -> None:
+    """Fail before training if the recognizers were trained on another identity set than the SR data
+    (compares the `identities_sha256` their checkpoints saved with the digest of `identities`)."""
+    from .data import identities_digest
+
+    want = identities_digest(identities)
+    for size, rec in recognizers.items():
+        have = getattr(rec, "identities_sha256", None) or identities_digest(rec.identities)
+        if have != want:
+            raise CSRIPError(
+                f"the recognizers in {recognizers_dir} ({size} px) were trained on another identity set "
+                f"({len(rec.identities)} identities, sha256 {have}) than this SR training data "
+                f"({len(identities)} identities, sha256 {want}; preset {preset!r}, {root}). Train them on "
+                f"this data first: `csrip train-recognizers --data {root} --preset {preset} --out DIR`, "
+                "then pass --recognizers DIR")
 
 
 def _load_priors(recognizers: str | Path | dict | None, loss: LossConfig, identities: list[str],
-                 labels: torch.Tensor) -> CSRIPLoss:
+                 labels: torch.Tensor, preset: str = DEFAULT_PRESET, root: Path | None = None) -> CSRIPLoss:
     """The Eq. 4 loss with the recognizers of `recognizers` (a run folder or a loaded dict), checked
-    against the training data: they must cover the loss's scales and know some of its identities."""
+    against the training data: they must cover the loss's scales and know exactly its identities."""
     recs = None
     if loss.alpha > 0:
         if recognizers is None:
@@ -191,16 +200,13 @@ def _load_priors(recognizers: str | Path | dict | None, loss: LossConfig, identi
         else:
             from .models.recognizer import load_recognizers
             recs = load_recognizers(recognizers, scales=(48, 96, 192) if loss.multiscale else (192,))
+        check_identity_universe(recs, identities, recognizers, preset, root)
     try:
         loss_fn = CSRIPLoss.from_config(loss, recs, identities=identities)
     except ValueError as e:
         raise CSRIPError(f"recognizers {recognizers}: {e}") from e
     if loss_fn.uses_identity:
         known = loss_fn.known_fraction(labels)
-        if known == 0:
-            raise CSRIPError(f"the recognizers in {recognizers} know none of the {len(identities)} training "
-                             "identities of this data: they were trained on other data or another preset. "
-                             "Train them on this data (`csrip train-recognizers --data DIR --preset P`)")
         if not dist.is_initialized() or dist.get_rank() == 0:
             print(f"identity loss: the recognizers know {known:.0%} of the training images' identities "
                   "(the others get the reconstruction terms only)")
@@ -208,19 +214,33 @@ def _load_priors(recognizers: str | Path | dict | None, loss: LossConfig, identi
 
 
 # ------------------------------------------------------------------------------------------ train
-def train_sr(data: str | Path | None = None, preset: str = "quick", out: str | Path | None = None, *,
+def _load_init(model: nn.Module, path: str | Path, sr_cfg) -> None:
+    """Start `model` from the weights of an SR checkpoint of the same architecture."""
+    from .checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path, kind=KIND)
+    if ckpt["config"].get("sr") != to_dict(sr_cfg):
+        raise CSRIPError(f"--init {path} holds another SR network ({ckpt['config'].get('sr')}); "
+                         f"expected {to_dict(sr_cfg)}")
+    model.load_state_dict(ckpt["model"])
+
+
+def train_sr(data: str | Path | None = None, preset: str = DEFAULT_PRESET, out: str | Path | None = None, *,
              recognizers: str | Path | dict | None = None, loss: LossConfig | None = None,
              arch: str | None = None, train: TrainConfig | None = None, resume: bool = False,
              force: bool = False, device: str | torch.device | None = None, sigma: float | None = None,
-             progress: bool = True, strict_resume: bool = False) -> pd.DataFrame:
+             init: str | Path | None = None, progress: bool = True, strict_resume: bool = False
+             ) -> pd.DataFrame:
     """Train the SR network of `preset` with Eq. 4 and return the per-epoch log (also out/log.csv).
 
     data: face folder (None: `resolve_data`'s order); recognizers: a `csrip train-recognizers` run
     folder (needed when loss.alpha > 0); loss: which Eq. 4 parts (default: the preset's, full C-SRIP);
     arch: "cascaded" (default) or "baseline" (Sec. 4.3; needs loss.multiscale=False); train: overrides
-    the preset's schedule (batch size is global under DDP); sigma: degradation blur per 2x step.
-    The run folder is checked before any data is read (`outputs.check_runs`); `strict_resume` (the
-    --resume flag) makes "nothing to resume" an error instead of a new run.
+    the preset's schedule (batch size is global under DDP); sigma: degradation blur per 2x step;
+    init: an SR checkpoint of the same network to start from (e.g. a shared C+SSIM+M start for runs
+    that differ only in alpha), instead of the seeded initialisation. The run folder is checked before
+    any data is read (`outputs.check_runs`); `strict_resume` (the --resume flag) makes "nothing to
+    resume" an error instead of a new run.
     """
     from .data import resolve_data
 
@@ -244,10 +264,12 @@ def train_sr(data: str | Path | None = None, preset: str = "quick", out: str | P
         train_ds, hr, labels, val_hr, val_labels = sr_datasets(root, preset, progress=progress and rank == 0)
         if len(hr) < tcfg.batch_size:
             raise CSRIPError(f"{root}: {len(hr)} training images, fewer than one batch ({tcfg.batch_size})")
-        loss_fn = _load_priors(recognizers, loss, train_ds.identities, labels).to(dev)
+        loss_fn = _load_priors(recognizers, loss, train_ds.identities, labels, preset, root).to(dev)
 
         torch.manual_seed(tcfg.seed)  # the same initial weights in every process
         model = build_model(sr_cfg)
+        if init is not None:
+            _load_init(model, init, sr_cfg)
         if isinstance(model, CascadedSR) and not loss.multiscale:
             model.heads.requires_grad_(False)  # unused branches: no gradient, not optimized (and DDP-safe)
         if world > 1:
@@ -270,8 +292,11 @@ def train_sr(data: str | Path | None = None, preset: str = "quick", out: str | P
         if resume and (out / "last.pt").exists():
             from .checkpoint import load_checkpoint
             history = load_checkpoint(out / "last.pt", kind=KIND)["state"]["history"]
-        config = {"preset": preset, "sr": to_dict(sr_cfg), "loss": to_dict(loss),
-                  "sigma": sigma, "data": str(root), "recognizers": None if loss.alpha == 0 else str(recognizers)}
+        from .train_recognizers import data_config
+        config = {"preset": preset, "sr": to_dict(sr_cfg), "loss": to_dict(loss), "train": to_dict(tcfg),
+                  "sigma": sigma, "data": str(root), "identities": data_config(p, train_ds.identities),
+                  "recognizers": None if loss.alpha == 0 else str(recognizers),
+                  "init": None if init is None else str(init)}
         return fit(model, step, Convergence(sigma, history), train_loader, val_loader, tcfg, out, kind=KIND,
                    config=config, monitor=MONITOR, mode="max", resume=resume, force=force, device=dev,
                    extra={"identities": train_ds.identities})
@@ -319,24 +344,12 @@ def batch_terms(model: nn.Module, loss_fn: CSRIPLoss, hr_u8: torch.Tensor, label
 
 
 # ---------------------------------------------------------------------------------- command line
-def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
-    """Overrides of the preset's SR schedule (also used by `csrip ablation`)."""
-    parser.add_argument("--epochs", type=positive_int, default=None, help="override the preset's epoch budget")
-    parser.add_argument("--batch-size", type=positive_int, default=None, help="override the preset's (global) batch size")
-    parser.add_argument("--steps-per-epoch", type=positive_int, default=None, help="cap on optimizer steps per epoch")
-    parser.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many optimizer steps")
-
-
-def schedule_from_args(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
-    overrides = {k: getattr(args, k) for k in ("epochs", "batch_size", "steps_per_epoch", "max_steps")}
-    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="face folder <root>/<identity>/<image> "
                         "(default: $CSRIP_DATA, data/lfw-deepfunneled, else synthetic faces)")
-    parser.add_argument("--preset", default="paper", choices=["paper", "small", "tiny", "quick"],
-                        help="model size and schedule (default: paper, Sec. 3.4)")
+    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=["paper", "small", "tiny", "quick"],
+                        help="model size, identity set and schedule; the same default as train-recognizers "
+                        f"(default: {DEFAULT_PRESET}; paper = Sec. 3.4)")
     parser.add_argument("--recognizers", default=None, help="run folder of `csrip train-recognizers` "
                         "(rec48/, rec96/, rec192/); needed unless --alpha 0")
     parser.add_argument("--alpha", type=nonnegative_float, default=None, help="weight of the identity terms "
@@ -346,6 +359,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", choices=["cascaded", "baseline"], default="cascaded",
                         help="C-SRIP's cascade or the ablation Baseline (Sec. 4.3; needs --single-scale)")
     parser.add_argument("--out", default=None, help="run folder (default: runs/<preset>/sr)")
+    parser.add_argument("--init", default=None, metavar="CKPT", help="start from the weights of this SR "
+                        "checkpoint of the same preset (e.g. runs sharing a start that differ only in alpha)")
     add_schedule_arguments(parser)
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: CUDA if available)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
@@ -358,5 +373,5 @@ def run(args: argparse.Namespace) -> int:
                    alpha=p.loss.alpha if args.alpha is None else args.alpha)
     train_sr(args.data, args.preset, args.out, recognizers=args.recognizers, loss=loss, arch=args.arch,
              train=schedule_from_args(args, p.train_sr), resume=args.resume, force=args.force, device=args.device,
-             strict_resume=True)
+             init=args.init, strict_resume=True)
     return 0

@@ -23,6 +23,14 @@ def pytest_configure(config):
         torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def judge_cache(tmp_path_factory) -> Path:
+    """The identity judge's HR descriptor cache goes to a per-session folder, not ~/.cache/csrip."""
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["CSRIP_CACHE"] = str(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
     """A synthetic face folder (csrip_lib.synthetic), rendered once per test session."""

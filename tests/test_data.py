@@ -113,6 +113,18 @@ def test_subset_options(face_root):
     assert len(spread) == 10 and len(spread.identities) == 10
 
 
+def test_per_identity_cap(face_root):
+    """max_per_identity keeps at most that many images of every identity (seeded), never fewer
+    identities, and leaves smaller identities whole."""
+    full = FaceFolder(face_root, split="train", min_images=3)
+    capped = FaceFolder(face_root, split="train", min_images=3, max_per_identity=3)
+    assert capped.identities == full.identities
+    counts, full_counts = collections.Counter(capped.labels), collections.Counter(full.labels)
+    assert all(counts[k] == min(3, full_counts[k]) for k in full_counts)
+    assert set(capped.items) <= set(full.items)
+    assert FaceFolder(face_root, split="train", min_images=3, max_per_identity=3).items == capped.items
+
+
 def test_real_lfw_counts(lfw_root):
     ds = FaceFolder(lfw_root, split="all")
     tsv = lfw_root / "identities.tsv"

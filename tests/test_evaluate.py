@@ -12,10 +12,12 @@ import torch
 
 from csrip_lib.checkpoint import save_checkpoint
 from csrip_lib.cli import main
+from csrip_lib.errors import CSRIPError
+from csrip_lib.judge import available as judge_available
 from csrip_lib.config import get_preset, to_dict
 from csrip_lib.degradation import make_pyramid, upsample_bicubic
 from csrip_lib.evaluate import (attribute_correlations, compare_to_paper, csd_curve, evaluate_models,
-                                image_attributes, model_name, paired_effect, sharpen, sharpened,
+                                image_attributes, model_name, paired_bootstrap, paired_effect, sharpen, sharpened,
                                 summarize_results, worst_images)
 from csrip_lib.models import CascadedSR
 
@@ -56,11 +58,16 @@ def test_cli_writes_per_image_csv_and_summary(faces, sr_checkpoint, tmp_path, ca
                      "--max-images", str(N), "--batch-size", "5", "--workers", "0") == 0
     df = pd.read_csv(out)
     assert list(df.columns[:5]) == ["model", "image", "identity", "psnr", "ssim"]
-    assert df["model"].tolist() == ["bicubic"] * N + ["tiny_cascade"] * N  # name from the run folder
+    judged = judge_available()
+    assert df["model"].tolist() == ["bicubic"] * N + ["tiny_cascade"] * N + ["hr"] * N * judged  # name from the run folder
+    if judged:  # identity judge: HR is its own target; a flat grey face is no one
+        hr = df[df.model == "hr"]
+        assert (hr["id_dist"] == 0).all() and hr[["psnr", "ssim"]].isna().all().all()
+        assert df[df.model == "bicubic"]["id_dist"].mean() < df[df.model == "tiny_cascade"]["id_dist"].mean()
     assert df.groupby("model")["image"].nunique().eq(N).all()
     assert all((faces / p).is_file() for p in df["image"])  # paths relative to the data root
     assert df["identity"].tolist() == [Path(p).parent.name for p in df["image"]]
-    assert np.isfinite(df[["psnr", "ssim"]].to_numpy()).all()
+    assert np.isfinite(df.loc[df.model != "hr", ["psnr", "ssim"]].to_numpy()).all()
     # an untrained network is far worse than bicubic: the table is not a constant
     summary = pd.read_csv(tmp_path / "results_summary.csv", index_col=0)
     assert summary.loc["bicubic", "ssim_mean"] > summary.loc["tiny_cascade", "ssim_mean"] + 0.2
@@ -91,7 +98,7 @@ def test_bicubic_scores_match_skimage(dataset):
 def test_existing_results_need_force(faces, tmp_path, capsys):
     out = tmp_path / "results.csv"
     out.write_text("keep me\n")
-    args = ["--data", str(faces), "--out", str(out), "--max-images", "4", "--workers", "0"]
+    args = ["--data", str(faces), "--out", str(out), "--max-images", "4", "--workers", "0", "--no-identity"]
     assert _evaluate(*args) == 2
     assert "--force" in capsys.readouterr().err
     assert out.read_text() == "keep me\n"
@@ -105,9 +112,6 @@ def test_bad_checkpoint_is_a_clear_error(faces, tmp_path, capsys):
     assert _evaluate("--checkpoint", str(bogus), "--data", str(faces), "--out", str(tmp_path / "r.csv")) == 2
     assert "not a csrip checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "r.csv").exists()
-    assert _evaluate("--identity-model", str(tmp_path / "missing.pt"), "--data", str(faces),
-                     "--out", str(tmp_path / "r.csv")) == 2
-    assert "--train-identity" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("case", ["missing_dir", "read_only_dir", "empty_data", "missing_data"])
@@ -202,3 +206,42 @@ def test_model_name():
     assert model_name("runs/quick/csrip/best.pt") == "csrip"
     assert model_name("models/my_model.pt") == "my_model"
     assert model_name("x/best.pt", {"config": {"variant": "C+SSIM"}}) == "C+SSIM"
+
+
+def _paired_frame(shift: float, noise: float, n_ids: int = 40, per_id: int = 3, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    images = [f"id{i}/{k}.jpg" for i in range(n_ids) for k in range(per_id)]
+    base = rng.normal(25, 2, len(images))
+    rows = [pd.DataFrame({"model": "a", "image": images, "identity": [p.split("/")[0] for p in images],
+                          "psnr": base}),
+            pd.DataFrame({"model": "b", "image": images, "identity": [p.split("/")[0] for p in images],
+                          "psnr": base + shift + noise * rng.normal(size=len(images))})]
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_paired_bootstrap_known_answers():
+    exact = paired_bootstrap(_paired_frame(shift=1.0, noise=0.0), "a", metrics=("psnr",)).iloc[0]
+    assert exact["diff"] == pytest.approx(1.0) and exact["ci_low"] == pytest.approx(1.0)
+    assert exact["ci_high"] == pytest.approx(1.0) and exact["images"] == 120
+    null = paired_bootstrap(_paired_frame(shift=0.0, noise=1.0), "a", metrics=("psnr",)).iloc[0]
+    assert null["ci_low"] < 0 < null["ci_high"]  # no effect: the interval covers 0
+    effect = paired_bootstrap(_paired_frame(shift=0.5, noise=1.0), "a", metrics=("psnr",)).iloc[0]
+    assert 0 < effect["ci_low"] < 0.5 < effect["ci_high"]
+    assert effect["model_mean"] - effect["baseline"] == pytest.approx(effect["diff"])
+    df = _paired_frame(shift=1.0, noise=0.0)
+    df.loc[df.index[-5:], "psnr"] = np.nan  # images without a value in one model are left out
+    assert paired_bootstrap(df, "a", metrics=("psnr",)).iloc[0]["images"] == 115
+    with pytest.raises(CSRIPError, match="no results for baseline"):
+        paired_bootstrap(df, "nobody")
+
+
+def test_without_the_judge_psnr_ssim_stay_and_one_line_says_how(faces, tmp_path, capsys, monkeypatch):
+    from csrip_lib import judge
+
+    monkeypatch.setattr(judge, "available", lambda: False)
+    out = tmp_path / "r.csv"
+    assert _evaluate("--data", str(faces), "--out", str(out), "--max-images", "4", "--workers", "0") == 0
+    hints = [line for line in capsys.readouterr().out.splitlines() if "csrip[judge]" in line]
+    assert len(hints) == 1 and "pip install" in hints[0]
+    df = pd.read_csv(out)
+    assert "id_dist" not in df and np.isfinite(df[["psnr", "ssim"]].to_numpy()).all()

@@ -52,6 +52,11 @@ def conda_requirements() -> tuple[dict[str, str], list[str]]:
         name, spec = split_requirement(dep.replace("=", "==", 1) if re.fullmatch(r"[\w-]+=[\d.]+", dep) else dep)
         if name not in NOT_PACKAGES:
             conda[CONDA_TO_PIP.get(name, name)] = spec
+    for line in pip:  # PyPI-only packages (the judge's dlib-bin) are listed in the pip section
+        req = line.split("#")[0].strip()
+        if req and not req.startswith("-"):
+            name, spec = split_requirement(req)
+            conda[name] = spec
     return conda, pip
 
 

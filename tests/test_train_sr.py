@@ -13,7 +13,7 @@ import torch
 
 from csrip_lib.checkpoint import load_checkpoint, save_checkpoint
 from csrip_lib.cli import main as cli_main
-from csrip_lib.config import LossConfig, RecognizerConfig, TrainConfig, to_dict
+from csrip_lib.config import LossConfig, RecognizerConfig, TrainConfig, get_preset, to_dict
 from csrip_lib.data import FaceFolder
 from csrip_lib.errors import CSRIPError
 from csrip_lib.losses import CSRIPLoss
@@ -137,7 +137,7 @@ def test_bad_recognizers_and_options_are_clear_errors(faces, priors, tmp_path):
     with pytest.raises(CSRIPError, match="needs trained recognizers"):
         run(faces, tmp_path / "a", None, LossConfig(alpha=0.01))
     strangers = write_recognizers(tmp_path / "strangers", ["nobody", "we", "know"])
-    with pytest.raises(CSRIPError, match="know none of the"):
+    with pytest.raises(CSRIPError, match="another identity set"):
         run(faces, tmp_path / "b", strangers, LossConfig(alpha=0.01))
     partial = write_recognizers(tmp_path / "partial", FaceFolder(faces, "train", min_images=2).identities, sizes=(192,))
     with pytest.raises(CSRIPError, match="rec48"):
@@ -240,3 +240,67 @@ def test_quick_run_beats_bicubic_on_faces_of_unseen_people(face_root, tmp_path):
                              progress=False).groupby("model")[["psnr", "ssim"]].mean()
     assert scores.loc["sr", "psnr"] > scores.loc["bicubic", "psnr"] + 0.3
     assert scores.loc["sr", "ssim"] > scores.loc["bicubic", "ssim"]
+
+
+def test_recognizers_of_another_identity_set_are_refused_before_training(faces, tmp_path):
+    """Recognizers that know all but one training identity: the saved digests differ, so train-sr
+    stops before the first step with both sets' sizes and digests and the command to run."""
+    from csrip_lib.data import identities_digest
+
+    ids = FaceFolder(faces, "train", min_images=2).identities
+    fewer = write_recognizers(tmp_path / "fewer", ids[:-1])
+    with pytest.raises(CSRIPError) as e:
+        run(faces, tmp_path / "out", fewer, LossConfig(alpha=0.01))
+    msg = str(e.value)
+    assert f"({len(ids) - 1} identities, sha256 {identities_digest(ids[:-1])})" in msg
+    assert f"({len(ids)} identities, sha256 {identities_digest(ids)}" in msg
+    assert "csrip train-recognizers" in msg and "--preset tiny" in msg
+    assert not (tmp_path / "out" / "last.pt").exists()  # refused before training
+
+
+def _with_images_per_identity(src: Path, dst: Path, n: int) -> Path:
+    """A face folder linking src's images, each identity padded to n files by repeating its images."""
+    for ident in sorted(d for d in src.iterdir() if d.is_dir()):
+        files = sorted(ident.iterdir())
+        (dst / ident.name).mkdir(parents=True)
+        for k in range(max(n, len(files))):
+            f = files[k % len(files)]
+            (dst / ident.name / f"{k:04d}{f.suffix}").symlink_to(f)
+    return dst
+
+
+@pytest.mark.slow
+def test_default_commands_train_a_csrip_whose_identity_term_sees_every_image(faces, tmp_path, capsys):
+    """`csrip train-recognizers` then `csrip train-sr --recognizers` with default presets and alpha:
+    one preset, one identity universe, and every SR training image has a label the priors know."""
+    from csrip_lib.cli import build_parser
+    from csrip_lib.config import DEFAULT_PRESET
+    from csrip_lib.losses import CSRIPLoss
+    from csrip_lib.models.recognizer import load_recognizers
+    from csrip_lib.train_sr import sr_datasets
+
+    defaults = {c: build_parser(c).parse_args([c, "--out", "x"]).preset for c in ("train-recognizers", "train-sr")}
+    assert set(defaults.values()) == {DEFAULT_PRESET}
+    faces = _with_images_per_identity(faces, tmp_path / "faces", get_preset(DEFAULT_PRESET).min_images_per_identity)
+    short = ["--epochs", "1", "--steps-per-epoch", "1", "--device", "cpu"]  # the schedule, not the data
+    rec = tmp_path / "rec"
+    assert cli_main(["train-recognizers", "--data", str(faces), "--out", str(rec), *short]) == 0
+    assert cli_main(["train-sr", "--data", str(faces), "--recognizers", str(rec), "--out", str(tmp_path / "sr"),
+                 "--max-steps", "1", *short]) == 0
+    assert "know 100% of the training images' identities" in capsys.readouterr().out
+    ds, _, labels, _, _ = sr_datasets(faces, DEFAULT_PRESET, progress=False)
+    loss = CSRIPLoss(load_recognizers(rec), alpha=0.001, identities=ds.identities)
+    assert loss.known_fraction(labels) == 1.0
+    saved = load_checkpoint(tmp_path / "sr" / "best.pt", kind="sr")["config"]["identities"]
+    assert saved == load_checkpoint(rec / "rec192" / "best.pt", kind="recognizer")["config"]["data"]
+
+
+def test_init_starts_from_a_checkpoint_of_the_same_network(faces, tmp_path):
+    first = run(faces, tmp_path / "a", loss=LossConfig(alpha=0), train=replace(SHORT, epochs=1))
+    log = run(faces, tmp_path / "b", loss=LossConfig(alpha=0), train=replace(SHORT, epochs=1),
+              init=tmp_path / "a" / "last.pt")
+    # same seed and batches: only a start other than the seeded one can change the result
+    assert log["val_ssim"].iloc[-1] != first["val_ssim"].iloc[-1]
+    with pytest.raises(CSRIPError, match="another SR network"):
+        run(faces, tmp_path / "d", loss=LossConfig(alpha=0, multiscale=False), arch="baseline",
+            init=tmp_path / "a" / "last.pt")

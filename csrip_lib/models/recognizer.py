@@ -114,6 +114,7 @@ def load_recognizer(path: str | Path, map_location: str | torch.device = "cpu") 
                                  image_size=ckpt["image_size"])
     load_weights(model, ckpt, path)
     model.identities = list(identities)
+    model.identities_sha256 = ckpt["config"].get("data", {}).get("identities_sha256")
     model.requires_grad_(False)
     return model.eval().to(map_location)
 
