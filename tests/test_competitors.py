@@ -1,0 +1,125 @@
+"""Table 1 competitors (paper Sec. 4.2): each trains through the shared harness, round-trips its
+checkpoint through `csrip evaluate`, and fails clearly on bad input; the GANs stay stable."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from csrip_lib.checkpoint import load_checkpoint
+from csrip_lib.cli import main as cli_main
+from csrip_lib.competitors import train_competitor
+from csrip_lib.config import TrainConfig
+from csrip_lib.data import FaceFolder
+from csrip_lib.errors import CSRIPError
+from csrip_lib.models.registry import COMPETITORS, load_sr
+
+from test_train_sr import write_recognizers
+
+FEW = TrainConfig(epochs=1, steps_per_epoch=2, batch_size=4, lr=1e-3)
+NBSRF_SMALL = {"trees": 2, "max_depth": 4, "patches": 2000}
+
+
+@pytest.fixture(scope="module")
+def priors(synthetic_root, tmp_path_factory):
+    ids = FaceFolder(synthetic_root, "train", min_images=2).identities
+    return write_recognizers(tmp_path_factory.mktemp("rec"), ids, sizes=(192,))
+
+
+@pytest.fixture(scope="module")
+def small_nbsrf(monkeypatch_module=None):
+    """NBSRF's quick size, made smaller still for the test (the forest fit dominates otherwise)."""
+    from csrip_lib.models.nbsrf import NBSRFConfig
+
+    original = NBSRFConfig.preset
+    NBSRFConfig.preset = classmethod(lambda cls, name: cls(**NBSRF_SMALL))
+    yield
+    NBSRFConfig.preset = original
+
+
+@pytest.fixture(scope="module")
+def runs(synthetic_root, priors, small_nbsrf, tmp_path_factory):
+    """Every competitor trained for two steps (NBSRF: a two-tree forest) on synthetic faces."""
+    out = tmp_path_factory.mktemp("runs")
+    logs = {name: train_competitor(name, synthetic_root, "tiny", out / name, recognizers=priors, train=FEW,
+                                   device="cpu", progress=False) for name in COMPETITORS}
+    return out, logs
+
+
+def test_every_competitor_trains_and_round_trips_through_csrip_evaluate(synthetic_root, runs, tmp_path):
+    out, logs = runs
+    for name, log in logs.items():
+        assert (out / name / "log.csv").is_file() and log["val_psnr"].notna().all(), name
+        ckpt = torch.load(out / name / "best.pt", weights_only=True)  # no pickled sklearn or config objects
+        assert ckpt["kind"] == "sr" and ckpt["config"]["model"] == name
+    ckpts = [str(out / name / "best.pt") for name in COMPETITORS]
+    assert cli_main(["evaluate", "--checkpoint", *ckpts, "--data", str(synthetic_root), "--out",
+                     str(tmp_path / "r.csv"), "--device", "cpu", "--max-images", "6", "--workers", "0"]) == 0
+    df = pd.read_csv(tmp_path / "r.csv")
+    assert set(df["model"]) == {"bicubic", *COMPETITORS}
+    assert df["psnr"].notna().all() and (df["psnr"] > 10).all()
+
+
+def test_loaded_model_matches_the_trained_weights(runs):
+    out, _ = runs
+    for name in COMPETITORS:
+        model = load_sr(out / name / "best.pt", model=name)
+        state = load_checkpoint(out / name / "best.pt")["model"]
+        assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items()), name
+        with torch.no_grad():
+            y = model(torch.rand(2, 3, 24, 24))
+        assert y.shape == (2, 3, 192, 192) and 0 <= y.min() and y.max() <= 1
+
+
+def test_gan_runs_log_both_losses_and_two_optimizers(runs):
+    out, logs = runs
+    for name in ("srgan", "urdgn"):
+        assert {"train_loss", "train_d_loss", "train_adversarial"} <= set(logs[name].columns)
+        last = load_checkpoint(out / name / "last.pt")
+        assert set(last["optimizer"]) == {"generator", "discriminator"}
+
+
+def test_nbsrf_forest_predicts_like_sklearn(synthetic_root):
+    from sklearn.ensemble import RandomForestRegressor
+
+    from csrip_lib.models.nbsrf import NBSRF, NBSRFConfig
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(500, 64, generator=g), torch.randn(500, 64, generator=g)
+    forest = RandomForestRegressor(3, max_depth=5, random_state=0).fit(x.numpy(), y.numpy())
+    model = NBSRF(NBSRFConfig(trees=3, max_depth=5)).load_forest(forest)
+    probe = torch.randn(100, 64, generator=g)
+    expected = torch.from_numpy(forest.predict(probe.numpy())).float()
+    assert torch.allclose(model.predict(probe), expected, atol=1e-5)
+
+
+def test_resume_of_another_models_run_is_a_clear_error(synthetic_root, runs):
+    out, _ = runs
+    with pytest.raises(CSRIPError, match="holds a 'srcnn' run, not 'vdsr'"):
+        train_competitor("vdsr", synthetic_root, "tiny", out / "srcnn", train=FEW, resume=True, device="cpu")
+    with pytest.raises(CSRIPError, match="holds a 'srcnn' model, not 'vdsr'"):
+        load_sr(out / "srcnn" / "best.pt", model="vdsr")
+
+
+def test_existing_run_is_not_overwritten_without_force(synthetic_root, runs):
+    out, _ = runs
+    for name in ("srcnn", "nbsrf"):
+        before = (out / name / "best.pt").stat().st_mtime
+        with pytest.raises(CSRIPError, match="--force"):
+            train_competitor(name, synthetic_root, "tiny", out / name, train=FEW, device="cpu")
+        assert (out / name / "best.pt").stat().st_mtime == before
+    train_competitor("srcnn", synthetic_root, "tiny", out / "srcnn", train=FEW, force=True, device="cpu",
+                     progress=False)
+
+
+def test_unknown_model_lists_the_known_ones(synthetic_root, capsys):
+    with pytest.raises(CSRIPError, match="known models: csrip, nbsrf, srcnn, vdsr, lp, srgan, urdgn"):
+        train_competitor("edsr", synthetic_root)
+    with pytest.raises(SystemExit):
+        cli_main(["train-competitor", "--model", "edsr"])
+    assert "invalid choice: 'edsr'" in capsys.readouterr().err
+
+
+def test_lp_and_srgan_need_recognizers(synthetic_root, tmp_path):
+    with pytest.raises(CSRIPError, match="--recognizers"):
+        train_competitor("lp", synthetic_root, "tiny", tmp_path / "lp", train=FEW, device="cpu")
