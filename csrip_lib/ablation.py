@@ -11,9 +11,9 @@ Every model is one `train_sr` configuration (one code path, see `CSRIPLoss`):
     C-SRIP     CascadedSR                                            SSIM, 48/96/192 px + alpha x identity
 
 table1 (Sec. 4.2) trains the six competitors (csrip_lib.competitors: NBSRF, SRCNN, VDSR, lp, SRGAN,
-URDGN) and C-SRIP on the same data and scores them with bicubic; without --recognizers it trains the
-priors (lp and SRGAN use their features, C-SRIP their identity loss) into <out>/recognizers, or reuses
-them there. table2 trains all five and scores them (and bicubic) on the test split (identities never seen in
+URDGN) and C-SRIP on the same data and scores them with bicubic; without --recognizers it uses the
+priors of runs/<preset>/recognizers (lp and SRGAN use their features, C-SRIP their identity loss),
+trained there first if missing. table2 trains all five and scores them (and bicubic) on the test split (identities never seen in
 training); table34 trains Baseline and B+SSIM and scores them on their training images (Table 3) and
 on the test split (Table 4). Scores follow csrip_lib.metrics (8-bit RGB PSNR / SSIM per image, averaged).
 Runs go to <out>/<model>/ (a finished run is reused, an unfinished one resumed; --force retrains);
@@ -78,6 +78,14 @@ def train_variants(names: list[str], data, preset: str, out: Path, recognizers=N
     return best
 
 
+def trained(out: str | Path, experiment: str = "table1") -> bool:
+    """True when every model of `experiment` has a finished run in `out` (then `run_ablation` only scores)."""
+    from .checkpoint import load_checkpoint
+
+    lasts = [run_dir(Path(out), name) / "last.pt" for name in EXPERIMENTS[experiment]]
+    return all(p.is_file() and load_checkpoint(p, kind="sr")["state"]["finished"] for p in lasts)
+
+
 def score(checkpoints: dict[str, Path], data, split_or_dataset, device=None, max_images: int | None = None,
           progress: bool = True) -> pd.DataFrame:
     """Per-image PSNR/SSIM of bicubic and every checkpoint (csrip_lib.evaluate.evaluate_models)."""
@@ -125,7 +133,7 @@ def run_ablation(data=None, preset: str = "quick", out: str | Path | None = None
     if experiment == "table1" and recognizers is None:
         from .train_recognizers import ensure_recognizers
 
-        recognizers = out / "recognizers"
+        recognizers = runs_dir() / preset / "recognizers"  # notebook 03's, shared with train-sr
         ensure_recognizers(root, preset, recognizers, device=device, progress=progress)
     if "C-SRIP" in EXPERIMENTS[experiment] and alpha > 0 and recognizers is None:
         raise CSRIPError("the C-SRIP model of Table 2 needs the identity priors: pass --recognizers runs/X "
@@ -158,7 +166,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: $CSRIP_DATA, data/lfw-deepfunneled, else synthetic faces)")
     parser.add_argument("--preset", default="paper", choices=["paper", "small", "tiny", "quick"])
     parser.add_argument("--recognizers", default=None, help="run folder of `csrip train-recognizers` "
-                        "(needed for C-SRIP in table2 unless --alpha 0; table1 trains them into <out>/recognizers)")
+                        "(needed for C-SRIP in table2 unless --alpha 0; table1 uses runs/<preset>/recognizers, trained if missing)")
     parser.add_argument("--out", default=None, help="folder for the runs and tables (default: runs/<preset>/ablation)")
     parser.add_argument("--experiment", choices=sorted(EXPERIMENTS), default="table2",
                         help="table1: the six competitors and C-SRIP (Sec. 4.2); table2: five-model ablation "

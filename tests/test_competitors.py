@@ -2,6 +2,8 @@
 checkpoint through `csrip evaluate`, and fails clearly on bad input; the GANs stay stable."""
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import pytest
 import torch
@@ -17,6 +19,7 @@ from csrip_lib.models.registry import COMPETITORS, load_sr
 from test_train_sr import write_recognizers
 
 FEW = TrainConfig(epochs=1, steps_per_epoch=2, batch_size=4, lr=1e-3)
+GAN_STEPS = TrainConfig(epochs=2, steps_per_epoch=3, batch_size=4, lr=1e-3)
 NBSRF_SMALL = {"trees": 2, "max_depth": 4, "patches": 2000}
 
 
@@ -27,22 +30,33 @@ def priors(synthetic_root, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def small_nbsrf(monkeypatch_module=None):
-    """NBSRF's quick size, made smaller still for the test (the forest fit dominates otherwise)."""
+def small(synthetic_root):
+    """Faster runs for the tests: NBSRF's quick size made smaller still and 32 training / 8 validation
+    faces (what the harness does per step and per epoch does not depend on how many there are)."""
+    from csrip_lib import competitors
     from csrip_lib.models.nbsrf import NBSRFConfig
 
-    original = NBSRFConfig.preset
-    NBSRFConfig.preset = classmethod(lambda cls, name: cls(**NBSRF_SMALL))
+    mp = pytest.MonkeyPatch()
+    mp.setattr(NBSRFConfig, "preset", classmethod(lambda cls, name: cls(**NBSRF_SMALL)))
+    full = competitors.sr_datasets
+
+    def fewer(root, preset, progress=True):
+        ds, hr, labels, val_hr, val_labels = full(root, preset, progress)
+        return ds, hr[:32], labels[:32], val_hr[:8], val_labels[:8]
+
+    mp.setattr(competitors, "sr_datasets", fewer)
     yield
-    NBSRFConfig.preset = original
+    mp.undo()
 
 
 @pytest.fixture(scope="module")
-def runs(synthetic_root, priors, small_nbsrf, tmp_path_factory):
-    """Every competitor trained for two steps (NBSRF: a two-tree forest) on synthetic faces."""
+def runs(synthetic_root, priors, small, tmp_path_factory):
+    """Every competitor trained for a few steps (NBSRF: a two-tree forest) on synthetic faces; the GANs
+    for two epochs of three steps at their quick size."""
     out = tmp_path_factory.mktemp("runs")
-    logs = {name: train_competitor(name, synthetic_root, "tiny", out / name, recognizers=priors, train=FEW,
-                                   device="cpu", progress=False) for name in COMPETITORS}
+    logs = {name: train_competitor(name, synthetic_root, "tiny", out / name, recognizers=priors,
+                                   train=GAN_STEPS if name in ("srgan", "urdgn") else FEW, device="cpu",
+                                   progress=False) for name in COMPETITORS}
     return out, logs
 
 
@@ -71,12 +85,26 @@ def test_loaded_model_matches_the_trained_weights(runs):
         assert y.shape == (2, 3, 192, 192) and 0 <= y.min() and y.max() <= 1
 
 
-def test_gan_runs_log_both_losses_and_two_optimizers(runs):
+def test_gans_stay_finite_and_beat_a_constant_image(synthetic_root, runs):
+    """Both losses finite in every epoch, two optimizers checkpointed, and the generator's output
+    closer to the faces than the best constant image (each face's mean colour)."""
+    from csrip_lib.evaluate import sample_images
+    from csrip_lib.degradation import make_pyramid
+    from csrip_lib.metrics import psnr
+
     out, logs = runs
+    hr, _ = sample_images(synthetic_root, "test", n=6)
+    lr = make_pyramid(hr)["lr"]
+    constant = psnr(hr.mean((2, 3), keepdim=True).expand_as(hr), hr).mean()
     for name in ("srgan", "urdgn"):
-        assert {"train_loss", "train_d_loss", "train_adversarial"} <= set(logs[name].columns)
-        last = load_checkpoint(out / name / "last.pt")
-        assert set(last["optimizer"]) == {"generator", "discriminator"}
+        log = logs[name]
+        assert len(log) == 2
+        for col in ("train_loss", "train_d_loss", "train_adversarial", "val_psnr"):
+            assert log[col].map(math.isfinite).all(), (name, col)
+        assert set(load_checkpoint(out / name / "last.pt")["optimizer"]) == {"generator", "discriminator"}
+        with torch.no_grad():
+            sr = load_sr(out / name / "best.pt")(lr)
+        assert psnr(sr, hr).mean() > constant + 3, name
 
 
 def test_nbsrf_forest_predicts_like_sklearn(synthetic_root):
@@ -123,3 +151,19 @@ def test_unknown_model_lists_the_known_ones(synthetic_root, capsys):
 def test_lp_and_srgan_need_recognizers(synthetic_root, tmp_path):
     with pytest.raises(CSRIPError, match="--recognizers"):
         train_competitor("lp", synthetic_root, "tiny", tmp_path / "lp", train=FEW, device="cpu")
+
+
+def test_table1_puts_paper_numbers_gains_and_identity_columns_beside_ours():
+    from csrip_lib.ablation import EXPERIMENTS, table
+
+    assert EXPERIMENTS["table1"] == ["NBSRF", "SRCNN", "VDSR", "lp", "SRGAN", "URDGN", "C-SRIP"]
+    rows = [{"model": m, "image": f"{i}.jpg", "identity": str(i), "psnr": p + i, "ssim": s,
+             "id_cosine": 0.5, "id_rank1": 1.0, "id_auc": 0.9}
+            for m, p, s in (("bicubic", 24.0, 0.70), ("SRCNN", 25.0, 0.72), ("C-SRIP", 26.0, 0.75)) for i in range(2)]
+    t = table(pd.DataFrame(rows), paper="table1")
+    assert t.loc["SRCNN", "measured_psnr"] == pytest.approx(25.5)
+    assert t.loc["SRCNN", "paper_psnr"] == pytest.approx(24.812)
+    assert t.loc["SRCNN", "measured_dpsnr"] == pytest.approx(1.0)
+    assert t.loc["C-SRIP", "paper_dssim"] == pytest.approx(0.8171 - 0.7060)
+    assert t.loc["C-SRIP", "rank1"] == 1.0 and "auc" in t
+    assert pd.isna(t.loc["VDSR", "measured_psnr"]) and t.loc["VDSR", "paper_psnr"] == pytest.approx(25.415)

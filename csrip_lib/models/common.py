@@ -5,7 +5,9 @@ the clipping layer (straight-through in training), so every model's output is in
 
 Quick sizes start at bicubic (`global_skip`, a zero output conv) exactly as C-SRIP's `quick` preset
 does (sr.py "Global skip"): a network trained for two CPU minutes from scratch is far below bicubic,
-and the table would then compare training budgets, not models. Paper sizes follow the original papers.
+and the table would then compare training budgets, not models. Quick sizes also cost about what
+C-SRIP's quick cascade costs per output pixel (4-8k multiply-adds), so 100 steps of batch 16 take a
+few CPU minutes for each. Paper sizes follow the original papers.
 """
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ class SRCNNConfig:
 
     @classmethod
     def preset(cls, name: str) -> "SRCNNConfig":
-        return cls(32, 16, global_skip=True) if name in ("tiny", "quick") else cls()
+        return cls(16, 8, global_skip=True) if name in ("tiny", "quick") else cls()
 
 
 class SRCNN(nn.Module):

@@ -32,7 +32,7 @@ class SRResNetConfig:
 
     @classmethod
     def preset(cls, name: str) -> "SRResNetConfig":
-        return cls(32, 4, global_skip=True) if name in ("tiny", "quick") else cls()
+        return cls(16, 4, global_skip=True) if name in ("tiny", "quick") else cls()
 
 
 @dataclass
@@ -44,7 +44,7 @@ class SRGANConfig(SRResNetConfig):
     @classmethod
     def preset(cls, name: str) -> "SRGANConfig":
         if name in ("tiny", "quick"):
-            return cls(32, 4, global_skip=True, d_channels=(16, 16, 32, 32, 64, 64))
+            return cls(16, 4, global_skip=True, d_channels=(8, 8, 16, 16, 32, 32))
         return cls()
 
 

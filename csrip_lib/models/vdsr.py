@@ -5,7 +5,7 @@ CVPR 2016; paper ref. [6]), a Table 1 competitor (Sec. 4.2).
 and a global residual: the network predicts HR - bicubic. MSE loss with gradient clipping
 (`TrainConfig.grad_clip`, set by csrip_lib.competitors). Where ours differs: Adam with the shared
 schedule and norm clipping instead of SGD at lr 0.1 with adjustable value clipping, RGB instead of Y,
-the clipping layer on the output, and 8 x 16 channels in the quick size.
+the clipping layer on the output, and 10 x 8 channels in the quick size.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class VDSRConfig:
 
     @classmethod
     def preset(cls, name: str) -> "VDSRConfig":
-        return cls(8, 16) if name in ("tiny", "quick") else cls()
+        return cls(10, 8) if name in ("tiny", "quick") else cls()
 
 
 class VDSR(nn.Module):
