@@ -38,6 +38,8 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, get_preset, runs_dir, to_dict
 from .errors import CSRIPError
+from .models.common import bicubic_up
+from .models.nbsrf import NBSRF, block_features, block_targets
 from .models.registry import COMPETITORS, build_sr, check_name, checkpoint_config, model_config, stored_model
 from .train import OwnStep, fit, pick_device, seed_everything
 from .train_sr import MONITOR, Convergence, add_schedule_arguments, pyramid, schedule_from_args, sr_datasets
@@ -165,10 +167,7 @@ def fit_forest(cfg, hr: torch.Tensor, val_loader: DataLoader, out: Path, config:
 
     Deterministic (seeded block sampling and forest): a killed fit restarts from scratch and ends with
     the same forest; a finished one is reused with `resume`."""
-    from sklearn.ensemble import RandomForestRegressor
-
-    from .models.nbsrf import NBSRF, block_features, block_targets
-    from .models.common import bicubic_up
+    from sklearn.ensemble import RandomForestRegressor  # only here: fitting is the one use of sklearn
 
     _prepare_out(out, resume, force)
     last = out / "last.pt"

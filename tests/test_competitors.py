@@ -167,3 +167,24 @@ def test_table1_puts_paper_numbers_gains_and_identity_columns_beside_ours():
     assert t.loc["C-SRIP", "paper_dssim"] == pytest.approx(0.8171 - 0.7060)
     assert t.loc["C-SRIP", "rank1"] == 1.0 and "auc" in t
     assert pd.isna(t.loc["VDSR", "measured_psnr"]) and t.loc["VDSR", "paper_psnr"] == pytest.approx(25.415)
+
+
+def test_figures_6_to_8_take_every_model(hr_faces):
+    """Figs. 6/7 (gallery, zoomed details) and Fig. 8 (CSD) draw a column / curve per competitor."""
+    import matplotlib.pyplot as plt
+
+    from csrip_lib import figures
+    from csrip_lib.models.registry import build_sr, model_config
+
+    models = {name: build_sr(name, model_config(name, "quick")) for name in COMPETITORS}
+    hr = hr_faces[:2].float()
+    fig6 = figures.fig06_qualitative(models, hr, device="cpu")
+    titles = [ax.get_title() for ax in fig6.axes[:len(models) + 3]]
+    assert titles == ["LR input", "Bicubic", *COMPETITORS, "Target"]
+    fig7 = figures.fig07_details(models, hr, device="cpu")
+    assert len(fig7.axes) == 2 * len(hr) * (len(models) + 3)  # every face and its zoomed detail
+    results = pd.DataFrame([{"model": m, "image": str(i), "psnr": 20.0 + i, "ssim": 0.5 + i / 10}
+                            for m in ["bicubic", *COMPETITORS] for i in range(3)])
+    fig8 = figures.fig08_csd(results)
+    assert [t.get_text() for t in fig8.axes[1].get_legend().get_texts()] == ["bicubic", *COMPETITORS]
+    plt.close("all")
