@@ -1,6 +1,6 @@
 """`csrip ablation`: the paper's ablation study (Sec. 4.3, Table 2) and SSIM-vs-MSE experiment (A.3, Tables 3-4).
 
-    csrip ablation --data DIR --preset P --recognizers runs/X --out runs/ablation [--experiment table2|table34]
+    csrip ablation --data DIR --preset P --recognizers runs/X --out runs/ablation [--experiment table1|table2|table34]
 
 Every model is one `train_sr` configuration (one code path, see `CSRIPLoss`):
 
@@ -10,11 +10,14 @@ Every model is one `train_sr` configuration (one code path, see `CSRIPLoss`):
     C+SSIM+M   CascadedSR                                            SSIM, 48/96/192 px
     C-SRIP     CascadedSR                                            SSIM, 48/96/192 px + alpha x identity
 
-table2 trains all five and scores them (and bicubic) on the test split (identities never seen in
+table1 (Sec. 4.2) trains the six competitors (csrip_lib.competitors: NBSRF, SRCNN, VDSR, lp, SRGAN,
+URDGN) and C-SRIP on the same data and scores them with bicubic; without --recognizers it uses the
+priors of runs/<preset>/recognizers (lp and SRGAN use their features, C-SRIP their identity loss),
+trained there first if missing. table2 trains all five and scores them (and bicubic) on the test split (identities never seen in
 training); table34 trains Baseline and B+SSIM and scores them on their training images (Table 3) and
 on the test split (Table 4). Scores follow csrip_lib.metrics (8-bit RGB PSNR / SSIM per image, averaged).
 Runs go to <out>/<model>/ (a finished run is reused, an unfinished one resumed; --force retrains);
-tables to <out>/table2.csv, or table3_train.csv and table4_test.csv, with per-image scores next to them.
+tables to <out>/table1.csv (paper numbers and gains over bicubic beside ours), <out>/table2.csv, or table3_train.csv and table4_test.csv, with per-image scores next to them.
 """
 from __future__ import annotations
 
@@ -40,7 +43,10 @@ VARIANTS: dict[str, tuple[str, LossConfig]] = {
     "C+SSIM+M": ("cascaded", LossConfig("ssim", multiscale=True, alpha=0.0)),
     "C-SRIP": ("cascaded", LossConfig("ssim", multiscale=True, alpha=0.001)),
 }
-EXPERIMENTS = {"table2": list(VARIANTS), "table34": ["Baseline", "B+SSIM"]}
+COMPETITOR_NAMES = {"NBSRF": "nbsrf", "SRCNN": "srcnn", "VDSR": "vdsr", "lp": "lp", "SRGAN": "srgan",
+                    "URDGN": "urdgn"}  # Table 1 column -> csrip_lib.models.registry name
+EXPERIMENTS = {"table1": [*COMPETITOR_NAMES, "C-SRIP"], "table2": list(VARIANTS),
+               "table34": ["Baseline", "B+SSIM"]}
 
 
 def run_dir(out: Path, name: str) -> Path:
@@ -55,6 +61,16 @@ def train_variants(names: list[str], data, preset: str, out: Path, recognizers=N
     alpha = get_preset(preset).loss.alpha if alpha is None else alpha
     best = {}
     for name in names:
+        if name in COMPETITOR_NAMES:
+            from .competitors import schedule, train_competitor
+
+            print(f"--- table 1: {name}")
+            d = run_dir(out, name)
+            train_competitor(COMPETITOR_NAMES[name], data, preset, d, recognizers=recognizers,
+                             train=schedule(COMPETITOR_NAMES[name], preset, train), resume=not force,
+                             force=force, device=device, progress=progress)
+            best[name] = d / "best.pt"
+            continue
         arch, loss = VARIANTS[name]
         if loss.alpha > 0:
             loss = replace(loss, alpha=alpha)
@@ -66,13 +82,21 @@ def train_variants(names: list[str], data, preset: str, out: Path, recognizers=N
     return best
 
 
+def trained(out: str | Path, experiment: str = "table1") -> bool:
+    """True when every model of `experiment` has a finished run in `out` (then `run_ablation` only scores)."""
+    from .checkpoint import load_checkpoint
+
+    lasts = [run_dir(Path(out), name) / "last.pt" for name in EXPERIMENTS[experiment]]
+    return all(p.is_file() and load_checkpoint(p, kind="sr")["state"]["finished"] for p in lasts)
+
+
 def score(checkpoints: dict[str, Path], data, split_or_dataset, device=None, max_images: int | None = None,
           progress: bool = True) -> pd.DataFrame:
     """Per-image PSNR/SSIM of bicubic and every checkpoint (csrip_lib.evaluate.evaluate_models)."""
     from .evaluate import evaluate_models
     from .models.sr import load_sr
 
-    models = {name: load_sr(path) for name, path in checkpoints.items()}
+    models = {name: load_sr(path, model=COMPETITOR_NAMES.get(name, "csrip")) for name, path in checkpoints.items()}
     if isinstance(split_or_dataset, str):
         return evaluate_models(models, data, split_or_dataset, device=device, max_images=max_images,
                                progress=progress)
@@ -80,14 +104,22 @@ def score(checkpoints: dict[str, Path], data, split_or_dataset, device=None, max
 
 
 def table(per_image: pd.DataFrame, paper: str | None = None) -> pd.DataFrame:
-    """Mean PSNR/SSIM per model (rows in training order), next to the paper's Table 2 when asked."""
-    from .evaluate import compare_to_paper, summarize_results
+    """Mean PSNR/SSIM per model (rows in training order), next to the paper's Table 1/2 when asked.
+
+    Table 1 also gets each model's gain over bicubic, measured and in the paper, and every further
+    per-model column of `summarize_results` (e.g. identity metrics) for the models we ran."""
+    from .evaluate import compare_to_paper, gain_over_bicubic, summarize_results
 
     summary = summarize_results(per_image)
     if paper is None:
         return summary[["images", "psnr_mean", "ssim_mean"]].rename(columns={"psnr_mean": "psnr",
                                                                             "ssim_mean": "ssim"})
-    return compare_to_paper(summary, paper)
+    out = compare_to_paper(summary, paper)
+    if paper != "table1":
+        return out
+    extra = [c for c in summary.columns if c != "images" and not c.startswith(("psnr_", "ssim_"))]
+    gains = gain_over_bicubic(summary)[["paper_dpsnr", "measured_dpsnr", "paper_dssim", "measured_dssim"]]
+    return out.join(gains).join(summary[extra])
 
 
 def run_ablation(data=None, preset: str = DEFAULT_PRESET, out: str | Path | None = None, recognizers=None,
@@ -100,18 +132,23 @@ def run_ablation(data=None, preset: str = DEFAULT_PRESET, out: str | Path | None
     if experiment not in EXPERIMENTS:
         raise CSRIPError(f"unknown experiment {experiment!r}; expected one of {sorted(EXPERIMENTS)}")
     alpha = get_preset(preset).loss.alpha if alpha is None else alpha
+    out = check_dir(Path(out) if out is not None else runs_dir() / preset / "ablation")
+    root = resolve_data(data)
+    if experiment == "table1" and recognizers is None:
+        from .train_recognizers import ensure_recognizers
+
+        recognizers = runs_dir() / preset / "recognizers"  # notebook 03's, shared with train-sr
+        ensure_recognizers(root, preset, recognizers, device=device, progress=progress)
     if "C-SRIP" in EXPERIMENTS[experiment] and alpha > 0 and recognizers is None:
         raise CSRIPError("the C-SRIP model of Table 2 needs the identity priors: pass --recognizers runs/X "
                          "(from `csrip train-recognizers`), or --alpha 0 to train it without them")
-    out = check_dir(Path(out) if out is not None else runs_dir() / preset / "ablation")
-    root = resolve_data(data)
     ckpts = train_variants(EXPERIMENTS[experiment], root, preset, out, recognizers, alpha, train, force,
                            device, progress)
     tables: dict[str, pd.DataFrame] = {}
     test = score(ckpts, root, "test", device, max_images, progress)
-    if experiment == "table2":
-        test.to_csv(out / "table2_per_image.csv", index=False)
-        tables["table2"] = table(test, paper="table2")
+    if experiment in ("table1", "table2"):
+        test.to_csv(out / f"{experiment}_per_image.csv", index=False)
+        tables[experiment] = table(test, paper=experiment)
     else:
         train_ds = training_folder(root, preset)
         if max_images is not None and len(train_ds) > max_images:
@@ -133,10 +170,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: $CSRIP_DATA, data/lfw-deepfunneled, else synthetic faces)")
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=["paper", "small", "tiny", "quick"])
     parser.add_argument("--recognizers", default=None, help="run folder of `csrip train-recognizers` "
-                        "(needed for C-SRIP in table2 unless --alpha 0)")
+                        "(needed for C-SRIP in table2 unless --alpha 0; table1 uses runs/<preset>/recognizers, trained if missing)")
     parser.add_argument("--out", default=None, help="folder for the runs and tables (default: runs/<preset>/ablation)")
     parser.add_argument("--experiment", choices=sorted(EXPERIMENTS), default="table2",
-                        help="table2: five-model ablation (Sec. 4.3); table34: MSE vs SSIM on Baseline (A.3)")
+                        help="table1: the six competitors and C-SRIP (Sec. 4.2); table2: five-model ablation "
+                        "(Sec. 4.3); table34: MSE vs SSIM on Baseline (A.3)")
     parser.add_argument("--alpha", type=nonnegative_float, default=None, help="C-SRIP's identity weight (default 0.001)")
     parser.add_argument("--max-images", type=positive_int, default=None, help="score at most this many images per table")
     parser.add_argument("--device", default=None)

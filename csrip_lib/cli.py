@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("csrip_lib.notebook_runner", "execute the notebooks in quick mode into build/"),
     "train-recognizers": ("csrip_lib.train_recognizers", "train the three SqueezeNet identity priors"),
     "train-sr": ("csrip_lib.train_sr", "train the cascaded SR network with Eq. 4"),
+    "train-competitor": ("csrip_lib.competitors", "train a Table 1 competitor (SRCNN, VDSR, lp, SRGAN, URDGN, NBSRF)"),
     "ablation": ("csrip_lib.ablation", "run the Table 2 ablation / Tables 3-4 experiment"),
     "evaluate": ("csrip_lib.evaluate", "PSNR/SSIM/identity metrics per image, with bicubic"),
     "hallucinate": ("csrip_lib.hallucinate", "8x face hallucination of any photo(s)"),

@@ -42,6 +42,21 @@ from .errors import CSRIPError
 from .outputs import check_runs
 
 StepFn = Callable[[torch.nn.Module, Any, torch.device], dict[str, torch.Tensor]]
+
+
+class OwnStep:
+    """A step that owns its optimizers (GANs: one for the generator, one for the discriminator).
+
+    `fit` calls `optimizers(model, cfg)` once, schedules, checkpoints and resumes every optimizer it
+    returns, and then calls the step as usual; the step does its own zero_grad/backward/step and returns
+    detached terms for the log ("loss" is the one checked for NaN). Subclass and implement both.
+    """
+
+    def optimizers(self, model: torch.nn.Module, cfg: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def __call__(self, model: torch.nn.Module, batch: Any, device: torch.device) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
 EvalFn = Callable[[torch.nn.Module, DataLoader, torch.device], dict[str, float]]
 
 
@@ -137,9 +152,12 @@ def fit(model: torch.nn.Module, step_fn: StepFn, eval_fn: EvalFn | None, train_l
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
-                                 lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.lr_milestones), cfg.lr_gamma)
+    own = isinstance(step_fn, OwnStep)
+    optimizers = step_fn.optimizers(model, cfg) if own else {"model": torch.optim.Adam(
+        [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)}
+    optimizer = next(iter(optimizers.values()))
+    schedulers = {k: torch.optim.lr_scheduler.MultiStepLR(o, list(cfg.lr_milestones), cfg.lr_gamma)
+                  for k, o in optimizers.items()}
     better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
     s = {"epoch": 0, "batch": 0, "step": 0, "best": None, "bad_epochs": 0, "history": [],
          "sums": {}, "seconds": 0.0, "finished": None}  # everything that defines "where we are"
@@ -149,8 +167,9 @@ def fit(model: torch.nn.Module, step_fn: StepFn, eval_fn: EvalFn | None, train_l
             raise CSRIPError(f"{last_path} was trained with a different configuration; resume it with "
                              "the same preset/options, or use force=True (--force) / another out_dir")
         model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
+        for k in optimizers:  # one optimizer is saved flat (the layout of runs before OwnStep)
+            optimizers[k].load_state_dict(ckpt["optimizer"][k] if own else ckpt["optimizer"])
+            schedulers[k].load_state_dict(ckpt["scheduler"][k] if own else ckpt["scheduler"])
         s = ckpt["state"]
         if rank == 0:
             print(f"resuming {out_dir} at epoch {s['epoch'] + 1}, batch {s['batch']} (step {s['step']})")
@@ -170,7 +189,9 @@ def fit(model: torch.nn.Module, step_fn: StepFn, eval_fn: EvalFn | None, train_l
 
     def save_last() -> None:
         s["rng"] = _rng_state(train_loader)
-        save(last_path, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), state=s)
+        opt = {k: o.state_dict() for k, o in optimizers.items()}
+        sch = {k: o.state_dict() for k, o in schedulers.items()}
+        save(last_path, optimizer=opt if own else opt["model"], scheduler=sch if own else sch["model"], state=s)
 
     steps_per_epoch = min(len(train_loader), cfg.steps_per_epoch or len(train_loader))
     while s["finished"] is None:
@@ -190,18 +211,20 @@ def fit(model: torch.nn.Module, step_fn: StepFn, eval_fn: EvalFn | None, train_l
             with autocast():
                 terms = step_fn(net, next(batches), device)
             loss = terms["loss"]
-            finite = torch.isfinite(loss.detach()).float()
+            finite = torch.isfinite(torch.stack([v.detach().float() for v in terms.values()])).all().float()
             if dist.is_initialized():
                 dist.all_reduce(finite, op=dist.ReduceOp.MIN)
             if not finite.item():
-                raise CSRIPError(f"the training loss became {loss.item()} at step {s['step'] + 1}; "
-                                 f"{last_path} keeps the last good state. Lower the learning rate or "
-                                 "check the data, then resume or start over with --force")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
+                raise CSRIPError(f"the training loss became {loss.item()} at step {s['step'] + 1} "
+                                 f"({ {k: float(v) for k, v in terms.items()} }); {last_path} keeps the last "
+                                 "good state. Lower the learning rate or check the data, then resume or "
+                                 "start over with --force")
+            if not own:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
             for k, v in terms.items():
                 s["sums"][k] = s["sums"].get(k, 0.0) + float(v.detach())
             s["batch"] += 1
@@ -232,7 +255,8 @@ def fit(model: torch.nn.Module, step_fn: StepFn, eval_fn: EvalFn | None, train_l
             save(best_path, metrics=row, epoch=row["epoch"])
         else:
             s["bad_epochs"] += 1
-        scheduler.step()
+        for sch in schedulers.values():
+            sch.step()
         s["epoch"], s["batch"], s["sums"] = s["epoch"] + 1, 0, {}
         if s["step"] == cfg.max_steps:
             s["finished"] = "max_steps"

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from csrip_lib.checkpoint import load_checkpoint
 from csrip_lib.config import TrainConfig
 from csrip_lib.errors import CSRIPError
-from csrip_lib.train import fit, pick_device, seed_everything
+from csrip_lib.train import OwnStep, fit, pick_device, seed_everything
 
 
 class Killed(Exception):
@@ -153,3 +153,44 @@ def test_pick_device_and_seed_everything():
     a = torch.rand(3)
     seed_everything(5)
     assert torch.equal(a, torch.rand(3))
+
+
+class TwoPartStep(OwnStep):
+    """A step owning two optimizers (as a GAN's): part "a" and part "b" of the model, each its own Adam."""
+
+    def __init__(self, kill_at: list[int] | None = None):
+        self.kill_at = kill_at
+
+    def optimizers(self, model, cfg):
+        self.opt = {"a": torch.optim.Adam(model[0].parameters(), lr=cfg.lr),
+                    "b": torch.optim.Adam(model[4].parameters(), lr=cfg.lr / 2)}
+        return self.opt
+
+    def __call__(self, model, batch, device):
+        terms = step_fn(model, batch, device, self.kill_at)
+        for opt in self.opt.values():
+            opt.zero_grad()
+        terms["loss"].backward()
+        for opt in self.opt.values():
+            opt.step()
+        return {k: v.detach() for k, v in terms.items()}
+
+
+def test_a_step_owning_two_optimizers_is_scheduled_checkpointed_and_resumed_exactly(tmp_path):
+    def own_run(out, resume=False, kill_at=None):
+        train, val = make_loaders()
+        model = make_model()
+        log = fit(model, TwoPartStep(kill_at), eval_fn, train, val, CFG, out, kind="toy", config={"arch": "toy"},
+                  monitor="acc", resume=resume, device="cpu", save_every_s=0)
+        return model, log
+
+    full, full_log = own_run(tmp_path / "full")
+    last = load_checkpoint(tmp_path / "full" / "last.pt")
+    assert set(last["optimizer"]) == set(last["scheduler"]) == {"a", "b"}
+    assert [g["lr"] for g in last["optimizer"]["b"]["param_groups"]] == [pytest.approx(1e-2 / 2 / 3)]
+    with pytest.raises(Killed):
+        own_run(tmp_path / "killed", kill_at=[9])
+    resumed, resumed_log = own_run(tmp_path / "killed", resume=True)
+    for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+    pd.testing.assert_frame_equal(full_log[["step", "train_loss", "acc"]], resumed_log[["step", "train_loss", "acc"]])

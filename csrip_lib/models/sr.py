@@ -44,9 +44,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..checkpoint import load_checkpoint, load_weights
-from ..config import HR_SIZE, LR_SIZE, SRConfig, from_dict, get_preset
-from ..errors import CSRIPError
+from ..config import HR_SIZE, LR_SIZE, SRConfig, get_preset
 
 
 def _conv(cin: int, cout: int, k: int, bias: bool = True) -> nn.Conv2d:
@@ -264,17 +262,12 @@ def build_model(cfg: SRConfig) -> CascadedSR | BaselineSR:
     return archs[cfg.arch](cfg)
 
 
-def load_sr(path: str | Path, map_location: str | torch.device = "cpu") -> CascadedSR | BaselineSR:
-    """An SR model in eval mode from a checkpoint of kind "sr" (config["sr"] + weights)."""
-    ckpt = load_checkpoint(path, kind="sr", map_location=map_location)
-    cfg = ckpt.get("config", {}).get("sr")
-    if not isinstance(cfg, dict):
-        raise CSRIPError(f"{path}: the checkpoint's config has no 'sr' section; was it written by csrip train-sr?")
-    try:
-        model = build_model(from_dict(SRConfig, cfg))
-    except (TypeError, ValueError) as e:  # unknown fields or values: another version's or an edited config
-        raise CSRIPError(f"{path}: the checkpoint's 'sr' config does not describe a csrip model ({e})") from None
-    return load_weights(model, ckpt, path).to(map_location).eval()
+def load_sr(path: str | Path, map_location: str | torch.device = "cpu", model: str | None = None) -> nn.Module:
+    """An SR model in eval mode from a checkpoint of kind "sr": C-SRIP or any Table 1 competitor
+    (`model`, if given, must name the stored one); see models/registry.py."""
+    from .registry import load_sr as load_any
+
+    return load_any(path, map_location, model)
 
 
 def shape_table(model: nn.Module, all_scales: bool = True) -> pd.DataFrame:

@@ -1,0 +1,83 @@
+"""One place that maps an SR model's name to its class and config: C-SRIP and the Table 1 competitors.
+
+Every SR checkpoint has kind "sr". Its config names the model in "model" (absent in C-SRIP runs, which
+store their SRConfig under "sr") and holds that model's config dataclass under the same key, so
+`load_sr` rebuilds any of them; `csrip evaluate`, `hallucinate` and `figures` all load through it.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..checkpoint import load_checkpoint, load_weights
+from ..config import SRConfig, from_dict, get_preset
+from ..errors import CSRIPError
+from .lp import LP, LPConfig
+from .nbsrf import NBSRF, NBSRFConfig
+from .srcnn import SRCNN, SRCNNConfig
+from .srgan import SRGAN, SRGANConfig
+from .urdgn import URDGN, URDGNConfig
+from .vdsr import VDSR, VDSRConfig
+
+# name -> (model class, config class); "csrip" is C-SRIP's cascade (or the ablation Baseline).
+COMPETITORS: dict[str, tuple[type[nn.Module], type]] = {
+    "nbsrf": (NBSRF, NBSRFConfig), "srcnn": (SRCNN, SRCNNConfig), "vdsr": (VDSR, VDSRConfig),
+    "lp": (LP, LPConfig), "srgan": (SRGAN, SRGANConfig), "urdgn": (URDGN, URDGNConfig)}
+MODEL_NAMES = ("csrip", *COMPETITORS)
+
+
+def check_name(name: str) -> str:
+    """`name` lower-cased if it is a known SR model, else CSRIPError listing the known ones."""
+    key = name.lower().replace("-", "")
+    if key not in MODEL_NAMES:
+        raise CSRIPError(f"unknown SR model {name!r}; known models: {', '.join(MODEL_NAMES)}")
+    return key
+
+
+def model_config(name: str, preset: str) -> Any:
+    """The config of model `name` at a preset's size (competitors: quick/tiny -> quick size, else paper)."""
+    name = check_name(name)
+    return get_preset(preset).sr if name == "csrip" else COMPETITORS[name][1].preset(preset)
+
+
+def build_sr(name: str, cfg: Any) -> nn.Module:
+    """Model `name` from its config (a dataclass or the dict a checkpoint stores)."""
+    name = check_name(name)
+    if name == "csrip":
+        from .sr import build_model
+        return build_model(cfg if isinstance(cfg, SRConfig) else from_dict(SRConfig, cfg))
+    cls, cfg_cls = COMPETITORS[name]
+    return cls(cfg if isinstance(cfg, cfg_cls) else from_dict(cfg_cls, cfg))
+
+
+def checkpoint_config(name: str, cfg: Any) -> dict[str, Any]:
+    """The part of a checkpoint's config that `load_sr` rebuilds the model from."""
+    name = check_name(name)
+    return {"sr": asdict(cfg)} if name == "csrip" else {"model": name, name: asdict(cfg)}
+
+
+def stored_model(config: dict[str, Any]) -> str:
+    """Which model a checkpoint config describes ("csrip" when it has no "model" entry)."""
+    return config.get("model") or "csrip"
+
+
+def load_sr(path: str | Path, map_location: str | torch.device = "cpu", model: str | None = None) -> nn.Module:
+    """Any SR model in eval mode from a checkpoint of kind "sr"; `model` (if given) must match."""
+    ckpt = load_checkpoint(path, kind="sr", map_location=map_location)
+    config = ckpt.get("config") or {}
+    name = stored_model(config)
+    if model is not None and check_name(model) != name:
+        raise CSRIPError(f"{path} holds a {name!r} model, not {check_name(model)!r}")
+    cfg = config.get("sr" if name == "csrip" else name)
+    if not isinstance(cfg, dict) or name not in MODEL_NAMES:
+        raise CSRIPError(f"{path}: the checkpoint's config has no {name!r} model section; "
+                         "was it written by csrip train-sr or csrip train-competitor?")
+    try:
+        net = build_sr(name, cfg)
+    except (TypeError, ValueError) as e:  # unknown fields or values: another version's or an edited config
+        raise CSRIPError(f"{path}: the checkpoint's {name!r} config does not describe a csrip model ({e})") from None
+    return load_weights(net, ckpt, path).to(map_location).eval()
