@@ -32,8 +32,8 @@ from .config import HR_SIZE, RESIDUAL_SIGMAS, SCALES, Preset, get_preset, runs_d
 from .data import FaceFolder, load_cached, per_identity_split, resolve_data
 from .degradation import degrade, residual
 from .errors import CSRIPError
-from .outputs import check_runs
 from .models.recognizer import SqueezeNetRecognizer
+from .outputs import check_runs
 from .train import EvalFn, fit, pick_device, seed_everything
 
 # Rank-1 recognition rates the paper reports on CASIA-WebFace (Sec. 4.1): scale -> (train, val).
@@ -140,7 +140,8 @@ def train_recognizers(data: str | Path | None = None, preset: str | Preset = "qu
                       out: str | Path | None = None, scales: tuple[int, ...] = SCALES, *,
                       resume: bool = False, force: bool = False, device: str | None = None,
                       min_images: int | None = None, max_identities: int | None = None,
-                      epochs: int | None = None, progress: bool = True, strict_resume: bool = False) -> pd.DataFrame:
+                      epochs: int | None = None, progress: bool = True,
+                      strict_resume: bool = False) -> pd.DataFrame:
     """Train one recognizer per scale into out/rec<scale>/ and return the accuracy table (Sec. 4.1).
 
     `out` defaults to runs_dir()/<preset>/recognizers. `min_images`, `max_identities` and `epochs`
