@@ -49,10 +49,9 @@ from .config import HR_SIZE, project_root
 from .errors import CSRIPError, describe_os_error
 from .synthetic import make_synthetic_faces
 
-__all__ = ["FaceFolder", "IndexedFaces", "FaceDataWarning", "ImageTooSmall", "load_hr", "decode_rgb", "hr_crop",
-           "load_cached", "per_identity_split", "identity_split", "identities_digest", "resolve_data",
-           "make_synthetic_faces",
-           "list_faces", "check_headers"]
+__all__ = ["FaceFolder", "IndexedFaces", "FaceDataWarning", "ImageTooSmall", "load_hr", "decode_rgb",
+           "hr_crop", "load_cached", "per_identity_split", "identity_split", "identities_digest", "resolve_data",
+           "make_synthetic_faces", "list_faces", "identity_folders", "check_headers"]
 
 LFW_SIZE = 250  # LFW and CASIA-WebFace image size; its centre HR_SIZE crop is the HR face
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",

@@ -34,9 +34,9 @@ from tqdm.auto import tqdm
 
 from .argtypes import nonnegative_float, nonnegative_int, positive_int
 from .config import RESIDUAL_SIGMAS
+from .data import FaceDataWarning, IndexedFaces
 from .degradation import make_pyramid, residual, upsample_bicubic
 from .errors import CSRIPError
-from .data import FaceDataWarning, IndexedFaces
 from .outputs import check_dir
 
 SRFn = Callable[[torch.Tensor], torch.Tensor]  # LR N x 3 x 24 x 24 -> SR N x 3 x 192 x 192, [0, 1]

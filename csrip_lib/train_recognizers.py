@@ -34,8 +34,8 @@ from .config import (DEFAULT_PRESET, HR_SIZE, RESIDUAL_SIGMAS, SCALES, Preset, T
 from .data import FaceFolder, identities_digest, load_cached, per_identity_split, resolve_data
 from .degradation import degrade, residual
 from .errors import CSRIPError
-from .outputs import check_runs
 from .models.recognizer import SqueezeNetRecognizer
+from .outputs import check_runs
 from .train import EvalFn, add_schedule_arguments, fit, pick_device, schedule_from_args, seed_everything
 
 # Rank-1 recognition rates the paper reports on CASIA-WebFace (Sec. 4.1): scale -> (train, val).

@@ -221,7 +221,8 @@ def test_load_cached_drops_bad_files_with_one_warning(messy_root):
     with pytest.warns(FaceDataWarning) as record:
         images, labels = load_cached(ds, progress=False)
     cached = [str(w.message) for w in record if issubclass(w.category, FaceDataWarning)]
-    assert len(cached) == 1 and "skipped 3 file(s)" in cached[0]
+    assert len(cached) == 2 and "skipped 2 file(s) that could not be decoded" in cached[0]
+    assert "skipped 1 file(s) that are too small" in cached[1] and "small.png (100x100 px)" in cached[1]
     keep = [k for k, (p, _) in enumerate(ds.items) if p.name not in {"corrupt.jpg", "truncated.jpg", "small.png"}]
     assert images.shape == (len(keep), 3, 192, 192) and images.dtype == torch.uint8
     assert labels.dtype == torch.int64 and labels.tolist() == [ds.labels[k] for k in keep]

@@ -429,7 +429,9 @@ BAD_ARGUMENTS = [
 @pytest.mark.parametrize("command, args", BAD_ARGUMENTS, ids=[f"{c} {' '.join(a)}" for c, a in BAD_ARGUMENTS])
 def test_bad_arguments_exit_2_with_one_line(command, args, capsys):
     code, err = cli([command, *args], capsys)
-    assert_one_line_error(code, err, f"csrip {command}: error:")
+    assert_one_line_error(code, err, f"csrip {command}: error: ")
+    named = [a for a in args if a.startswith("--") and a not in ("--out", "--checkpoint")][-1:] or ["required"]
+    assert named[0] in err  # argparse names the option (or the missing one): refused before any work
 
 
 def test_every_command_is_in_the_sweep():
