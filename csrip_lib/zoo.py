@@ -36,8 +36,8 @@ MANIFEST = "manifest.json"
 DEFAULT_SR = "csrip-quick"
 KINDS = {"sr": "one SR checkpoint (csrip train-sr)",
          "recognizers": "a folder of three recognizers (csrip train-recognizers)"}
-# What an exported checkpoint keeps of a training checkpoint (besides format/version/kind).
-EXPORTED_KEYS = ("model", "config", "train_config", "metrics", "epoch", "identities")
+# What an exported checkpoint drops of a training checkpoint (train.py's resume state).
+TRAINING_ONLY_KEYS = ("optimizer", "scheduler", "state")
 
 
 def _root(root: str | Path | None) -> Path:
@@ -126,7 +126,7 @@ def export_checkpoint(src: str | Path, dst: str | Path, kind: str, name: str | N
     `name` becomes config["name"], the model's name in `csrip evaluate` tables and figures.
     """
     ckpt = load_checkpoint(src, kind=kind)
-    state = {k: ckpt[k] for k in EXPORTED_KEYS if k in ckpt}
+    state = {k: v for k, v in ckpt.items() if k not in (*TRAINING_ONLY_KEYS, "format", "version", "kind")}
     state["model"] = {k.removeprefix("module.").removeprefix("_orig_mod."): v.detach().cpu().clone()
                       for k, v in state["model"].items()}
     if name is not None:
