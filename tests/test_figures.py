@@ -11,7 +11,7 @@ import torch
 
 matplotlib.use("Agg")
 
-from csrip_lib import figures  # noqa: E402
+from csrip_lib import figures, zoo  # noqa: E402
 from csrip_lib.checkpoint import save_checkpoint  # noqa: E402
 from csrip_lib.cli import main  # noqa: E402
 from csrip_lib.config import get_preset, to_dict  # noqa: E402
@@ -82,8 +82,10 @@ def test_csd_and_failure_figures(faces, model, fig_dir):
 
 
 @pytest.mark.slow
-def test_csrip_figures_command(faces, model, fig_dir, tmp_path, capsys):
-    assert main(["figures", "--data", str(faces), "--examples", "2"]) == 0
+def test_csrip_figures_command(faces, model, fig_dir, tmp_path, capsys, monkeypatch):
+    with monkeypatch.context() as m:  # no shipped model and no --checkpoint: model figures are skipped
+        m.setattr(zoo, "CHECKPOINTS_DIR", tmp_path / "no-checkpoints")
+        assert main(["figures", "--data", str(faces), "--examples", "2"]) == 0
     assert "skipping Figs. 6-10, 12, 13" in capsys.readouterr().out
     assert sorted(p.name for p in fig_dir.iterdir()) == [
         "fig02_architecture.png", "fig03_residuals.png", "fig04_training_data.png", "fig05_error_maps.png"]
@@ -98,3 +100,7 @@ def test_csrip_figures_command(faces, model, fig_dir, tmp_path, capsys):
         "fig02_architecture.png", "fig03_residuals.png", "fig04_training_data.png", "fig05_error_maps.png",
         "fig06_qualitative.png", "fig07_details.png", "fig08_csd.png", "fig10_failures.png",
         "fig12_intermediate.png", "fig13_sharpening.png"}
+    (fig_dir / "fig06_qualitative.png").unlink()
+    assert main(["figures", "--data", str(faces), "--examples", "2", "--only", "fig06"]) == 0  # the default
+    assert f"using the shipped SR model '{zoo.DEFAULT_SR}'" in capsys.readouterr().out
+    assert (fig_dir / "fig06_qualitative.png").is_file()

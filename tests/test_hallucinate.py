@@ -151,7 +151,7 @@ def test_no_detect_uses_the_centre_square_or_native_lr(checkpoint, astronaut, tm
 
 
 @pytest.mark.parametrize("case", ["missing input", "output is a file", "not a checkpoint",
-                                  "recognizer checkpoint", "bad min-face", "bad device"])
+                                  "recognizer checkpoint", "unknown name", "bad min-face", "bad device"])
 def test_bad_arguments_exit_2(case, checkpoint, photos, tmp_path, capsys):
     image, out, ckpt, extra = photos / "astronaut.png", tmp_path / "out", checkpoint, []
     if case == "missing input":
@@ -163,6 +163,8 @@ def test_bad_arguments_exit_2(case, checkpoint, photos, tmp_path, capsys):
         ckpt.write_text("garbage")
     elif case == "recognizer checkpoint":
         ckpt = save_checkpoint({"model": {}, "config": {}}, tmp_path / "rec.pt", kind="recognizer")
+    elif case == "unknown name":
+        ckpt = "csrip-huge"
     elif case == "bad min-face":
         extra = ["--min-face", "0"]
     elif case == "bad device":
@@ -177,9 +179,9 @@ def test_bad_arguments_exit_2(case, checkpoint, photos, tmp_path, capsys):
     assert not (out / "astronaut_face1_sr.png").exists()
 
 
-def test_missing_checkpoint_option_is_a_usage_error(photos, tmp_path):
-    with pytest.raises(SystemExit) as e:
-        hallucinate(photos, "-o", tmp_path / "out")
+def test_missing_output_option_is_a_usage_error(photos, checkpoint):
+    with pytest.raises(SystemExit) as e:  # (no --checkpoint is fine: tests/test_zoo.py)
+        hallucinate(photos, "--checkpoint", checkpoint)
     assert e.value.code == 2
 
 

@@ -1,0 +1,149 @@
+"""The shipped models in checkpoints/ (csrip_lib.zoo): they load safely, match their checksums, beat
+bicubic on held-out faces, and `csrip hallucinate` uses the default one when no checkpoint is given.
+
+Held-out faces: the identity-disjoint test split of $CSRIP_DATA (real LFW) when it is set, else the
+session's synthetic faces (conftest.face_root); a fixed subset of N_EVAL images keeps this fast.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from skimage import data as skdata
+from torchvision.io import decode_image, write_png
+
+from csrip_lib import zoo
+from csrip_lib.checkpoint import save_checkpoint
+from csrip_lib.cli import main
+from csrip_lib.config import to_dict
+from csrip_lib.errors import CSRIPError
+from csrip_lib.evaluate import evaluate_models, summarize_results
+from csrip_lib.models import CascadedSR
+from csrip_lib.models.recognizer import load_recognizers
+from csrip_lib.models.sr import load_sr
+
+N_EVAL = 36  # held-out faces per model
+SHIPPED = zoo.available()
+SR_MODELS = zoo.available("sr")
+
+
+def _pt_files(name: str) -> list[Path]:
+    return [zoo.CHECKPOINTS_DIR / rel for rel in zoo.manifest()[name]["files"] if rel.endswith(".pt")]
+
+
+def test_the_default_sr_model_is_shipped():
+    assert zoo.DEFAULT_SR in SR_MODELS, f"checkpoints/manifest.json lacks {zoo.DEFAULT_SR}: {SHIPPED}"
+    total = sum(p.stat().st_size for p in zoo.CHECKPOINTS_DIR.rglob("*") if p.is_file())
+    assert total <= 25e6, f"checkpoints/ holds {total / 1e6:.1f} MB, over the 25 MB budget"
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_matches_its_checksum_and_loads_with_weights_only(name):
+    entry = zoo.manifest()[name]
+    path = zoo.resolve(name, kind=entry["kind"])  # checks every file's SHA-256
+    for f in _pt_files(name):
+        ckpt = torch.load(f, map_location="cpu", weights_only=True)
+        assert ckpt["format"] == "csrip" and ckpt["config"]
+        assert not {"optimizer", "scheduler", "state"} & ckpt.keys(), "shipped files are inference-only"
+    if entry["kind"] == "sr":
+        assert isinstance(load_sr(path), CascadedSR)
+    else:
+        assert sorted(load_recognizers(path)) == [48, 96, 192]
+
+
+def test_model_card_records_the_manifest_checksums():
+    """MODEL_CARD.md names every shipped file with the SHA-256 the registry checks."""
+    card = (zoo.CHECKPOINTS_DIR / "MODEL_CARD.md").read_text()
+    recorded = dict(re.findall(r"`([\w./-]+)`[^`\n]*`([0-9a-f]{64})`", card))
+    expected = {rel: digest for e in zoo.manifest().values() for rel, digest in e["files"].items()
+                if rel.endswith(".pt")}
+    assert recorded == expected
+    for name in SHIPPED:
+        assert f"## {name}" in card, f"MODEL_CARD.md has no section for {name}"
+
+
+@pytest.mark.parametrize("name", SR_MODELS)
+def test_shipped_sr_model_beats_bicubic_on_held_out_faces(name, face_root):
+    model = load_sr(zoo.resolve(name))
+    df = evaluate_models({name: model}, face_root, "test", max_images=N_EVAL, progress=False)
+    s = summarize_results(df)
+    assert s.loc[name, "psnr_mean"] > s.loc["bicubic", "psnr_mean"], s
+    assert s.loc[name, "ssim_mean"] > s.loc["bicubic", "ssim_mean"], s
+    per_image = df.pivot(index="image", columns="model", values="psnr")
+    assert (per_image[name] > per_image["bicubic"]).mean() >= 0.8, "should win on most faces"
+
+
+def test_unknown_name_lists_the_available_ones():
+    with pytest.raises(CSRIPError, match="unknown model 'no-such-model'") as e:
+        zoo.resolve("no-such-model")
+    assert all(n in str(e.value) for n in SR_MODELS)
+    with pytest.raises(CSRIPError, match="checkpoint not found: runs/nothing/best.pt"):
+        zoo.resolve("runs/nothing/best.pt")
+
+
+def test_wrong_kind_is_refused():
+    with pytest.raises(CSRIPError, match="expected recognizers"):
+        zoo.resolve(zoo.DEFAULT_SR, kind="recognizers")
+
+
+def test_a_path_is_returned_as_is(tmp_path):
+    f = tmp_path / "best.pt"
+    f.write_bytes(b"")
+    assert zoo.resolve(f) == f and zoo.resolve(str(f)) == f
+
+
+def test_corrupted_copy_fails_with_a_checksum_error(tmp_path):
+    root = tmp_path / "checkpoints"
+    shutil.copytree(zoo.CHECKPOINTS_DIR, root)
+    f = root / zoo.manifest(root)[zoo.DEFAULT_SR]["path"]
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    f.write_bytes(bytes(data))
+    with pytest.raises(CSRIPError, match="checksum mismatch"):
+        zoo.resolve(zoo.DEFAULT_SR, root=root)
+    assert zoo.resolve("csrip-quick", root=zoo.CHECKPOINTS_DIR).is_file()  # the original is fine
+
+
+def test_export_keeps_weights_and_configs_only(tmp_path):
+    """A training checkpoint (optimizer, RNG state as numpy objects) -> a weights_only-loadable file
+    recorded in a manifest, which `resolve` then finds by name."""
+    import numpy as np
+    torch.manual_seed(0)
+    model = CascadedSR.from_preset("tiny")
+    src = save_checkpoint({"model": model.state_dict(), "config": {"sr": to_dict(model.cfg)},
+                           "optimizer": torch.optim.Adam(model.parameters()).state_dict(),
+                           "state": {"rng": np.random.get_state()}, "identities": ["a", "b"]},
+                          tmp_path / "run" / "best.pt", kind="sr")
+    with pytest.raises(Exception):
+        torch.load(src, weights_only=True)  # the training checkpoint is not weights-only safe
+    entry = zoo.export(src, "my-model", "sr", "a test", root=tmp_path / "zoo")
+    path = zoo.resolve("my-model", root=tmp_path / "zoo")
+    assert entry["files"] == {"my-model.pt": zoo.sha256(path)}
+    ckpt = torch.load(path, weights_only=True)
+    assert set(ckpt) == {"format", "version", "kind", "model", "config", "identities"}
+    assert ckpt["config"]["name"] == "my-model"
+    lr = torch.rand(1, 3, 24, 24)
+    torch.testing.assert_close(load_sr(path)(lr), model.eval()(lr))
+    assert zoo.available(root=tmp_path / "zoo") == ["my-model"]
+
+
+def test_hallucinate_without_a_checkpoint_uses_the_default(tmp_path, capsys):
+    photo = tmp_path / "astronaut.png"
+    write_png(torch.from_numpy(skdata.astronaut()).permute(2, 0, 1).contiguous(), str(photo))
+    assert main(["hallucinate", str(photo), "-o", str(tmp_path / "out")]) == 0
+    assert f"using the shipped SR model '{zoo.DEFAULT_SR}'" in capsys.readouterr().out
+    sr = decode_image(str(tmp_path / "out" / "astronaut_face1_sr.png"))
+    lr = decode_image(str(tmp_path / "out" / "astronaut_face1_lr-simulated.png"))
+    assert tuple(lr.shape) == (3, 24, 24) and tuple(sr.shape) == (3, 192, 192)  # 8x
+    assert sr.float().std() > 10  # a face, not a flat image
+
+
+def test_evaluate_accepts_a_shipped_name(face_root, tmp_path, capsys):
+    out = tmp_path / "results.csv"
+    assert main(["evaluate", "--checkpoint", zoo.DEFAULT_SR, "--data", str(face_root), "--out", str(out),
+                 "--max-images", "4", "--workers", "0"]) == 0
+    import pandas as pd
+    assert set(pd.read_csv(out)["model"]) == {"bicubic", zoo.DEFAULT_SR}
