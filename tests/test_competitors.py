@@ -158,7 +158,8 @@ def test_table1_puts_paper_numbers_gains_and_identity_columns_beside_ours():
 
     assert EXPERIMENTS["table1"] == ["NBSRF", "SRCNN", "VDSR", "lp", "SRGAN", "URDGN", "C-SRIP"]
     rows = [{"model": m, "image": f"{i}.jpg", "identity": str(i), "psnr": p + i, "ssim": s,
-             "id_cosine": 0.5, "id_rank1": 1.0, "id_auc": 0.9}
+             "id_dist": 0.5, "id_match": True, "id_rank1": 1.0, "id_auc": 0.9, "id_tar": float("nan"),
+             "id_failed": False}
             for m, p, s in (("bicubic", 24.0, 0.70), ("SRCNN", 25.0, 0.72), ("C-SRIP", 26.0, 0.75)) for i in range(2)]
     t = table(pd.DataFrame(rows), paper="table1")
     assert t.loc["SRCNN", "measured_psnr"] == pytest.approx(25.5)
