@@ -23,10 +23,10 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from tqdm.auto import tqdm
 
 from .data import LFW_DIR, check_headers, list_faces
 from .errors import CSRIPError
+from .progress import tqdm
 
 LFW_URL = "https://umass-vis-lfw.github.io/lfw-deepfunneled.zip"
 LFW_IMAGES, LFW_IDENTITIES = 13_233, 5_749

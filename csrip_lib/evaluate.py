@@ -29,11 +29,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm.auto import tqdm
 
 from .config import RESIDUAL_SIGMAS
 from .degradation import make_pyramid, residual, upsample_bicubic
 from .errors import CSRIPError
+from .progress import tqdm
 
 SRFn = Callable[[torch.Tensor], torch.Tensor]  # LR N x 3 x 24 x 24 -> SR N x 3 x 192 x 192, [0, 1]
 

@@ -39,13 +39,13 @@ import torch
 import torch.nn.functional as F
 from torchvision.io import write_png
 from torchvision.transforms.v2 import functional as TF
-from tqdm.auto import tqdm
 
 from .config import HR_SIZE, LR_SIZE
 from .data import IMAGE_EXTENSIONS, LFW_SIZE, decode_rgb, looks_like_image
 from .degradation import degrade, upsample_bicubic
 from .errors import CSRIPError
 from .inference import Upscaler, resolve_device
+from .progress import tqdm
 
 # Framing of the training data, measured with `measure_framing` on 200 random LFW deep-funneled images
 # of the development set (a face was found in all 200; 2026-11-27): the cascade's box side is 0.590 of

@@ -30,11 +30,11 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .config import HR_SIZE, LR_SIZE
 from .degradation import degrade
 from .errors import CSRIPError
+from .progress import tqdm
 
 RANGE_TOLERANCE = 1e-3  # allowed excursion of LR inputs outside [0, 1] (interpolation overshoot)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

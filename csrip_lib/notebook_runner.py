@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
-from tqdm.auto import tqdm
 
 from .config import figures_dir, project_root
 from .errors import CSRIPError
+from .progress import tqdm
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 CELL_TIMEOUT_S = 1200  # one cell; quick mode needs a small fraction of it
@@ -68,7 +68,7 @@ def run_notebook(path: str | Path, out_dir: str | Path | None = None,
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / path.name
     nb = inject_parameters(nbformat.read(path, as_version=4), parameters or {})
-    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
+    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, coalesce_streams=True,
                             resources={"metadata": {"path": str(Path(cwd) if cwd else path.parent)}})
     try:
         client.execute()
