@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test lab data figures bench clean
+.PHONY: venv demo test chromium lab data figures bench clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -16,13 +16,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e ".[notebooks,test]"
+	$(PY) -c "from csrip_lib.widgets import install_lab_settings as i; print('JupyterLab settings:', i())"
 	@touch $(STAMP)
 
 demo: venv  ## data (or the synthetic fallback), then every notebook in quick mode -> build/, figures/
 	$(PY) -m csrip_lib demo
 
-test: venv  ## the whole test suite, notebooks included (quick mode)
+test: venv chromium  ## the whole test suite, notebooks and the browser test included (quick mode)
 	$(PY) -m pytest -q
+
+chromium:  ## best effort: Debian's chromium for tests/test_browser.py (which skips, saying why, without it)
+	@[ -x /usr/bin/chromium ] || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+	  echo "chromium could not be installed: tests/test_browser.py will be skipped"
 
 lab: venv
 	$(VENV)/bin/jupyter lab notebooks/
