@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test chromium lab data figures bench clean
+.PHONY: venv demo demo-quick test chromium lab data figures bench clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -19,8 +19,11 @@ $(STAMP): pyproject.toml
 	$(PY) -c "from csrip_lib.widgets import install_lab_settings as i; print('JupyterLab settings:', i())"
 	@touch $(STAMP)
 
-demo: venv  ## data (or the synthetic fallback), then every notebook in quick mode -> build/, figures/
+demo: venv  ## data (or the synthetic fallback), then every notebook with the shipped models -> build/, figures/
 	$(PY) -m csrip_lib demo
+
+demo-quick: venv  ## the same tour, training tiny models on the CPU instead of loading checkpoints/
+	$(PY) -m csrip_lib demo --preset quick
 
 test: venv chromium  ## the whole test suite, notebooks and the browser test included (quick mode)
 	$(PY) -m pytest -q

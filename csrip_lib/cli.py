@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("csrip_lib.evaluate", "PSNR/SSIM/identity metrics per image, with bicubic"),
     "hallucinate": ("csrip_lib.hallucinate", "8x face hallucination of any photo(s)"),
     "figures": ("csrip_lib.figures", "regenerate the paper's figures into figures/"),
+    "export": ("csrip_lib.zoo", "export a trained run as a shipped model into checkpoints/"),
 }
 
 

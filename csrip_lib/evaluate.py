@@ -86,12 +86,14 @@ def model_name(path: str | Path, ckpt: Mapping[str, Any] | None = None) -> str:
 
 
 def load_models(checkpoints: list[str | Path], map_location: str | torch.device = "cpu") -> dict[str, torch.nn.Module]:
-    """SR models from checkpoints, keyed by `model_name` (made unique with the parent folder)."""
+    """SR models from checkpoints (paths or shipped names), keyed by `model_name` (made unique with
+    the parent folder)."""
     from .checkpoint import load_checkpoint
     from .models.sr import load_sr
+    from .zoo import resolve
 
     models: dict[str, torch.nn.Module] = {}
-    for path in checkpoints:
+    for path in map(resolve, checkpoints):  # shipped names -> checkpoints/<name>.pt
         ckpt = load_checkpoint(path, kind="sr", map_location="cpu")  # validates: CSRIPError if not ours
         name = model_name(path, ckpt)
         if name in models or name in ("bicubic", "hr"):
@@ -430,7 +432,8 @@ def summary_path(results: str | Path) -> Path:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", nargs="*", default=[], metavar="CKPT",
-                   help="SR checkpoints (best.pt of `csrip train-sr`); bicubic is always included")
+                   help="SR checkpoints (best.pt of `csrip train-sr`) or shipped names (e.g. csrip-quick); "
+                        "bicubic is always included")
     p.add_argument("--data", default=None, help="face folder <root>/<identity>/<image> "
                    "(default: $CSRIP_DATA, data/lfw-deepfunneled, else synthetic faces)")
     p.add_argument("--out", required=True, help="per-image results CSV (a *_summary.csv is written next to it)")

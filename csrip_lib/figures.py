@@ -432,8 +432,8 @@ def fig_alpha_balance(terms: dict, alpha: float, alphas=None) -> plt.Figure:
 # ------------------------------------------------------------------------------ `csrip figures`
 def add_arguments(p) -> None:
     p.add_argument("--checkpoint", nargs="*", default=[], metavar="CKPT",
-                   help="SR checkpoints; the first is the main (C-SRIP) model, all appear in Figs. 6/7, "
-                        "two or more also give the ablation Fig. 9. Without one, model figures are skipped")
+                   help="SR checkpoints or shipped names; the first is the main (C-SRIP) model, all appear "
+                        "in Figs. 6/7, two or more also give the ablation Fig. 9 (default: the shipped csrip-quick)")
     p.add_argument("--data", default=None, help="face folder (default: $CSRIP_DATA, data/lfw-deepfunneled, "
                    "else synthetic faces); examples come from its identity-disjoint test split")
     p.add_argument("--results", default=None, metavar="CSV",
@@ -455,6 +455,7 @@ def run(args) -> int:
     from .data import resolve_data
     from .evaluate import evaluate_models, image_attributes, load_models, sample_images
     from .models.sr import CascadedSR, shape_table
+    from .zoo import DEFAULT_SR, available, resolve
 
     root = resolve_data(args.data)
     hr, _ = sample_images(root, "test", n=args.examples, seed=args.seed)
@@ -466,7 +467,8 @@ def run(args) -> int:
         plt.close(fig)
         print(f"wrote {figures_dir() / name}")
 
-    models = load_models(args.checkpoint, map_location="cpu")
+    shipped = [resolve(None)] if DEFAULT_SR in available("sr") else []  # the default model, if shipped
+    models = load_models(args.checkpoint or shipped, map_location="cpu")
     main_name, main = next(iter(models.items()), (None, None))
     if want("fig02"):  # the architecture of the main model (or of the paper preset)
         if main is not None:

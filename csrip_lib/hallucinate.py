@@ -1,5 +1,6 @@
 """`csrip hallucinate`: 8x face hallucination for any photo (the paper's use case, Sec. 1 and Fig. 1).
 
+    csrip hallucinate photo.jpg -o out/ --panel        # the shipped default model (csrip_lib.zoo)
     csrip hallucinate --checkpoint runs/sr/best.pt photo.jpg -o out/ --panel
 
 For every face in a photo:
@@ -350,8 +351,9 @@ def _detections(image: torch.Tensor, results: list[dict[str, Any]]) -> torch.Ten
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", metavar="IMAGE_OR_DIR", type=Path,
                    help="a photo or a folder of photos (searched recursively)")
-    p.add_argument("--checkpoint", required=True, type=Path,
-                   help="SR checkpoint written by `csrip train-sr` (e.g. runs/sr/best.pt)")
+    p.add_argument("--checkpoint", default=None, metavar="NAME_OR_PATH",
+                   help="SR checkpoint written by `csrip train-sr` (e.g. runs/sr/best.pt) or a shipped "
+                        "name (checkpoints/manifest.json); default: the shipped csrip-quick")
     p.add_argument("-o", "--out", required=True, type=Path, help="output folder (created if missing)")
     p.add_argument("--no-detect", action="store_true",
                    help="treat each image as a cropped face: centre square (250x250 LFW images: the "
@@ -389,8 +391,10 @@ def _output_names(files: list[Path], inp: Path) -> list[str]:
     return ["_".join(p.relative_to(inp).with_suffix("").parts) if inp.is_dir() else p.stem for p in files]
 
 
-def _load_upscaler(checkpoint: Path, device: str) -> Upscaler:
+def _load_upscaler(checkpoint: str | Path | None, device: str) -> Upscaler:
     from .models.sr import load_sr
+    from .zoo import resolve
+    checkpoint = resolve(checkpoint, kind="sr")
     dev = resolve_device(device)
     try:
         model = load_sr(checkpoint, map_location=dev)

@@ -1,5 +1,9 @@
 """Run the tutorial notebooks headless: `csrip demo` (= `make demo`) and the notebook tests.
 
+`csrip demo` runs the pretrained tour by default (PRESET = "pretrained": notebooks 03, 05 and 06 load
+the shipped models of checkpoints/ instead of training, see csrip_lib.zoo); `csrip demo --preset
+quick` runs the tour that trains tiny models on the CPU while you watch.
+
 Notebooks execute with nbclient in a fresh `python3` kernel, with cwd = the notebook's folder
 (as in Jupyter). Parameters are injected papermill-style: a cell tagged "injected-parameters" is
 inserted after the cell tagged "parameters", so the notebook's own defaults stay visible and the
@@ -88,8 +92,9 @@ def _pngs(folder: Path) -> dict[Path, int]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="face folder (default: $CSRIP_DATA, data/lfw-deepfunneled, "
                         "else a generated synthetic set)")
-    parser.add_argument("--preset", default="quick", choices=["quick", "tiny", "small", "paper"],
-                        help="PRESET injected into every notebook (default: quick, a few minutes on a CPU)")
+    parser.add_argument("--preset", default="pretrained", choices=["pretrained", "quick", "tiny", "small", "paper"],
+                        help="PRESET injected into every notebook (default: pretrained, the shipped models of "
+                             "checkpoints/; quick: train tiny models, a few minutes on a CPU)")
     parser.add_argument("--only", metavar="TEXT", help="run only notebooks whose name contains TEXT")
     parser.add_argument("--out", default=None, help="folder for the executed copies (default: build/)")
     parser.add_argument("--timeout", type=int, default=CELL_TIMEOUT_S, help="seconds per cell")

@@ -332,7 +332,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="paper", choices=["paper", "small", "tiny", "quick"],
                         help="model size and schedule (default: paper, Sec. 3.4)")
     parser.add_argument("--recognizers", default=None, help="run folder of `csrip train-recognizers` "
-                        "(rec48/, rec96/, rec192/); needed unless --alpha 0")
+                        "(rec48/, rec96/, rec192/) or a shipped name (recognizers-quick); needed unless --alpha 0")
     parser.add_argument("--alpha", type=float, default=None, help="weight of the identity terms "
                         "(default: the preset's, 0.001 as in Sec. 3.4; 0 = no identity prior)")
     parser.add_argument("--loss", choices=["ssim", "mse"], default="ssim", help="reconstruction loss (Eq. 2 or MSE)")
@@ -347,9 +347,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .zoo import resolve
+
     p = get_preset(args.preset)
     loss = replace(p.loss, reconstruction=args.loss, multiscale=not args.single_scale,
                    alpha=p.loss.alpha if args.alpha is None else args.alpha)
-    train_sr(args.data, args.preset, args.out, recognizers=args.recognizers, loss=loss, arch=args.arch,
+    recognizers = None if args.recognizers is None else resolve(args.recognizers, kind="recognizers")
+    train_sr(args.data, args.preset, args.out, recognizers=recognizers, loss=loss, arch=args.arch,
              train=schedule_from_args(args, p.train_sr), resume=args.resume, force=args.force, device=args.device)
     return 0
