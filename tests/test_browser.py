@@ -114,9 +114,13 @@ def lab(tmp_path_factory, face_root):
         log.close()
 
 
-def _open(page, base: str, token: str, name: str) -> None:
-    page.goto(f"{base}/lab/tree/{name}?token={token}")
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook"  # the notebook on screen
+
+
+def _open(page, base: str, token: str, name: str, workspace: str) -> None:
+    """Open `name` alone, in a workspace of its own (JupyterLab would restore other open tabs)."""
+    page.goto(f"{base}/lab/workspaces/{workspace}/tree/{name}?reset&token={token}")
+    page.wait_for_selector(f"{NOTEBOOK} .jp-Cell", timeout=120_000)
     page.wait_for_function("() => /\\| Idle/.test(document.querySelector('#jp-main-statusbar')?.innerText ?? '')",
                            timeout=120_000, polling=500)  # the kernel is up
 
@@ -129,7 +133,8 @@ def _menu(page, menu: str, item: str) -> None:
 def _run_all(page) -> None:
     _menu(page, "Run", "Run All Cells")
     page.wait_for_function("""() => {
-        const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')];
+        const nb = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook');
+        const prompts = [...nb.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')];
         return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
     }""", timeout=RUN_TIMEOUT_S * 1000, polling=1000)
 
@@ -142,7 +147,7 @@ def _figure_src(box) -> str:
 
 def _move_sliders(page) -> int:
     """Press ArrowRight on every slider; each must move one step and redraw its figure."""
-    sliders = page.locator(".widget-slider")
+    sliders = page.locator(f"{NOTEBOOK} .widget-slider")
     for i in range(sliders.count()):
         slider = sliders.nth(i)
         box = slider.locator("xpath=ancestor::div[contains(@class, 'widget-vbox')][1]")
@@ -175,7 +180,7 @@ def test_notebooks_in_jupyterlab(lab):
         try:
             for name in names:
                 page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-                _open(page, base, token, name)
+                _open(page, base, token, name, f"{Path(name).stem}-run")
                 _run_all(page)
                 moved = _move_sliders(page)
                 assert moved or name.startswith("05"), f"{name}: no slider found"
@@ -194,10 +199,13 @@ def test_notebooks_in_jupyterlab(lab):
                 for session in _api(base, token, "/api/sessions"):  # a fresh kernel on reopening
                     _api(base, token, f"/api/sessions/{session['id']}", "DELETE")
                 page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-                _open(page, base, token, name)
+                _open(page, base, token, name, f"{Path(name).stem}-reopened")
                 page.wait_for_timeout(3000)  # the widget manager restores the saved state
-                text = page.locator(".jp-Notebook").inner_text()
-                shown = page.locator(".jp-Notebook .jp-OutputArea-output img").count()
+                explorers = page.locator(f"{NOTEBOOK} .widget-vbox")
+                if explorers.count():
+                    explorers.first.scroll_into_view_if_needed()
+                text = page.locator(NOTEBOOK).inner_text()
+                shown = page.locator(f"{NOTEBOOK} .jp-OutputArea-output img").count()
                 page.screenshot(path=SHOTS / f"{Path(name).stem}_reopened.png", full_page=True)
                 assert "Error displaying widget" not in text, f"{name}: dead widget after reopening"
                 assert shown >= figures, f"{name}: {shown} figures shown after reopening, {figures} saved"
