@@ -33,7 +33,8 @@ chromium:  ## best effort: Debian's chromium for tests/test_browser.py (which sk
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 	  echo "chromium could not be installed: tests/test_browser.py will be skipped"
 
-lab: venv
+lab: venv  ## JupyterLab on the notebooks (saving widget state, so figures survive a reopen)
+	@$(PY) -c "from csrip_lib.widgets import install_lab_settings as i; i()"
 	$(VENV)/bin/jupyter lab notebooks/
 
 data: venv  ## download and verify LFW deep-funneled into data/
