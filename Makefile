@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo demo-quick test lab data figures bench clean
+.PHONY: venv demo demo-quick test chromium lab data figures bench clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e ".[notebooks,test,judge]"
+	$(PY) -c "from csrip_lib.widgets import install_lab_settings as i; print('JupyterLab settings:', i())"
 	@touch $(STAMP)
 
 demo: venv  ## data (or the synthetic fallback), then every notebook with the shipped models -> build/, figures/
@@ -24,10 +25,16 @@ demo: venv  ## data (or the synthetic fallback), then every notebook with the sh
 demo-quick: venv  ## the same tour, training tiny models on the CPU instead of loading checkpoints/
 	$(PY) -m csrip_lib demo --preset quick
 
-test: venv  ## the whole test suite, notebooks included (quick mode)
+test: venv chromium  ## the whole test suite, notebooks and the browser test included (quick mode)
 	$(PY) -m pytest -q
 
-lab: venv
+chromium:  ## best effort: Debian's chromium for tests/test_browser.py (which skips, saying why, without it)
+	@[ -x /usr/bin/chromium ] || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+	  echo "chromium could not be installed: tests/test_browser.py will be skipped"
+
+lab: venv  ## JupyterLab on the notebooks (saving widget state, so figures survive a reopen)
+	@$(PY) -c "from csrip_lib.widgets import install_lab_settings as i; i()"
 	$(VENV)/bin/jupyter lab notebooks/
 
 data: venv  ## download and verify LFW deep-funneled into data/

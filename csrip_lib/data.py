@@ -42,11 +42,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Subset
-from tqdm.auto import tqdm
 
 from .argtypes import nonnegative_int
 from .config import HR_SIZE, project_root
 from .errors import CSRIPError, describe_os_error
+from .progress import tqdm
 from .synthetic import make_synthetic_faces
 
 __all__ = ["FaceFolder", "IndexedFaces", "FaceDataWarning", "ImageTooSmall", "load_hr", "decode_rgb",
@@ -479,8 +479,13 @@ def load_cached(dataset: FaceFolder, progress: bool = True,
 
 # ----------------------------------------------------------------------------- where data comes from
 
-def _announce(msg: str, verbose: bool) -> None:
-    if verbose:
+_ANNOUNCED: set[Path] = set()  # folders already announced by this process (a notebook kernel, a command)
+
+
+def _announce(msg: str, path: Path, verbose: bool) -> None:
+    """Print where the faces come from, once per folder and process (not in every notebook cell)."""
+    if verbose and path not in _ANNOUNCED:
+        _ANNOUNCED.add(path)
         print(msg, flush=True)
 
 
@@ -497,19 +502,18 @@ def resolve_data(data: str | Path | None = None, verbose: bool = True) -> Path:
             if not path.is_dir():
                 raise CSRIPError(f"data folder {path} (from {source}) does not exist; expected "
                                  "<root>/<identity>/<image>, e.g. data/lfw-deepfunneled after `make data`")
-            _announce(f"data: {path} (from {source})", verbose)
+            _announce(f"data: {path} (from {source})", path, verbose)
             return path
     lfw = project_root() / "data" / LFW_DIR
     if lfw.is_dir():
-        _announce(f"data: {lfw} (LFW deep-funneled, from `make data`)", verbose)
+        _announce(f"data: {lfw} (LFW deep-funneled, from `make data`)", lfw, verbose)
         return lfw
     path = make_synthetic_faces(project_root() / "data" / SYNTHETIC_DIR)
-    if verbose:
-        bar = "!" * 78
-        print(f"{bar}\n!! NO FACE DATA FOUND: using the SYNTHETIC face set {path}\n"
+    bar = "!" * 78
+    _announce(f"{bar}\n!! NO FACE DATA FOUND: using the SYNTHETIC face set {path}\n"
               "!! Results on it are for testing the code only and are NOT comparable to the paper.\n"
               "!! Get real faces with `make data` (LFW), or set CSRIP_DATA=/path/to/<identity>/<image>.\n"
-              f"{bar}", flush=True)
+              f"{bar}", path, verbose)
     return path
 
 

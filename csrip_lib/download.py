@@ -26,11 +26,11 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from tqdm.auto import tqdm
 
 from .data import LFW_DIR, check_headers, list_faces
 from .errors import CSRIPError
 from .outputs import check_dir
+from .progress import tqdm
 
 LFW_URL = "https://umass-vis-lfw.github.io/lfw-deepfunneled.zip"
 LFW_IMAGES, LFW_IDENTITIES = 13_233, 5_749

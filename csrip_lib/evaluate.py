@@ -30,7 +30,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm.auto import tqdm
 
 from .argtypes import nonnegative_float, nonnegative_int, positive_int
 from .config import RESIDUAL_SIGMAS
@@ -38,6 +37,7 @@ from .data import FaceDataWarning, IndexedFaces
 from .degradation import make_pyramid, residual, upsample_bicubic
 from .errors import CSRIPError
 from .outputs import check_dir
+from .progress import tqdm
 
 SRFn = Callable[[torch.Tensor], torch.Tensor]  # LR N x 3 x 24 x 24 -> SR N x 3 x 192 x 192, [0, 1]
 

@@ -30,7 +30,7 @@ def to_image(x: torch.Tensor):
 # ---------------------------------------------------------------- degradation and residual figures (Figs. 3, 4)
 def _show(ax, x: torch.Tensor, title: str) -> None:
     ax.imshow(to_image(x), interpolation="nearest")
-    ax.set_title(title, fontsize=8)
+    ax.set_title(title, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -58,7 +58,7 @@ def fig03_residuals(hr: torch.Tensor, sigma: float | None = None,
 
     sigmas = {**RESIDUAL_SIGMAS, **(residual_sigmas or {})}
     p = make_pyramid(hr, sigma)
-    fig, axes = plt.subplots(3, 5, figsize=(13, 8.2), gridspec_kw={"width_ratios": [1, 1, 1, 1, 1.6]})
+    fig, axes = plt.subplots(3, 5, figsize=(10, 7), gridspec_kw={"width_ratios": [1, 1, 1, 1, 1.7]})
     for row, level in enumerate(COARSER):
         size, s = SIZES[level], sigmas[SIZES[level]]
         x, below = p[level], COARSER[level]
@@ -67,21 +67,22 @@ def fig03_residuals(hr: torch.Tensor, sigma: float | None = None,
         _show(axes[row, 0], upsample_bicubic(p[below][index:index + 1], 2)[0],
               f"bicubic 2x of {SIZES[below]} px")
         _show(axes[row, 1], x[index], f"target {size} px")
-        _show_detail(axes[row, 2], detail[index], "detail the module adds")
+        _show_detail(axes[row, 2], detail[index], "module detail")
         _show_detail(axes[row, 3], res[index], f"residual Δx, σ={s:.2f}\ncorr {r:.2f}")
         ax = axes[row, 4]
         for label, img in [("image", x - x.mean((-2, -1), keepdim=True)), ("module detail", detail),
-                           (f"residual (σ={s:.2f})", res)]:
+                           ("residual Δx (σ of its row)", res)]:
             f, power = radial_power_spectrum(img)
             ax.semilogy(f[1:] * size, power[1:], label=label)
-        ax.axvline(SIZES[below] / 2, color="k", ls="--", lw=0.8, label=f"Nyquist of {SIZES[below]} px")
-        ax.set_xlabel("cycles per face", fontsize=8)
-        ax.set_ylabel("power", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.legend(fontsize=7)
+        ax.axvline(SIZES[below] / 2, color="k", ls="--", lw=0.8, label="Nyquist limit of the level below")
+        ax.set_xlabel("cycles per face", fontsize=9)
+        ax.set_ylabel("power", fontsize=9)
+        ax.tick_params(labelsize=9)
     fig.suptitle("Fig. 3: what each SR module adds (detail) and what its recognizer sees (residual)",
                  fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.legend(*axes[0, 4].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=9,
+               frameon=False)
     if save:
         save_figure(fig, name)
     return fig
@@ -112,15 +113,15 @@ def fig04_training_data(hr: torch.Tensor, sigma: float | None = None,
         columns.append(("bicubic 8x", sr, False))
         scores = [f"{a:.2f} dB / {b:.3f}" for a, b in zip(psnr(sr, hr), ssim_eval(sr, hr))]
     if residuals:
-        columns += [(f"Δx {SIZES[k]} px, σ={sigmas[SIZES[k]]:.2f}",
+        columns += [(f"Δx {SIZES[k]} px\nσ={sigmas[SIZES[k]]:.2f}",
                      residual(p[k], sigmas[SIZES[k]]), True) for k in ("x2", "x4", "hr")]
     n = len(hr)
-    fig, axes = plt.subplots(n, len(columns), figsize=(1.9 * len(columns), 2.1 * n), squeeze=False)
+    fig, axes = plt.subplots(n, len(columns), figsize=(1.45 * len(columns), 1.7 * n), squeeze=False)
     for i in range(n):
         for ax, (title, x, is_detail) in zip(axes[i], columns):
             (_show_detail if is_detail else _show)(ax, x[i], title if i == 0 else "")
         if bicubic:
-            axes[i, 4].set_xlabel(scores[i], fontsize=8)
+            axes[i, 4].set_xlabel(scores[i], fontsize=9)
     fig.tight_layout()
     if save:
         save_figure(fig, name)
@@ -146,7 +147,7 @@ def fig05_error_maps(hr: torch.Tensor, sizes: tuple[int, ...] = (24, 48, 96), in
     from .metrics import MARGIN, concentration_curve, error_maps, loss_gradients, mass_fraction, psnr, ssim_eval
 
     hr = hr.detach().float().cpu()
-    fig, axes = plt.subplots(len(sizes), 4, figsize=(14, 3.4 * len(sizes)), squeeze=False,
+    fig, axes = plt.subplots(len(sizes), 4, figsize=(10, 2.9 * len(sizes)), squeeze=False,
                              gridspec_kw={"width_ratios": [1, 1.15, 1.15, 1.2]})
     for row, size in enumerate(sizes):
         factor = hr.shape[-1] // size
@@ -166,7 +167,7 @@ def fig05_error_maps(hr: torch.Tensor, sizes: tuple[int, ...] = (24, 48, 96), in
                            interpolation="nearest")
             share = 100 * mass_fraction(m[index:index + 1]).item()
             ax.set_title(f"{title}\n90 % of it on {share:.0f} % of the pixels", fontsize=9)
-            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=7)
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=9)
         for ax in axes[row, :3]:
             ax.set_xticks([])
             ax.set_yticks([])
@@ -178,13 +179,13 @@ def fig05_error_maps(hr: torch.Tensor, sizes: tuple[int, ...] = (24, 48, 96), in
             ax.plot(100 * f, 100 * c, style, color=color, label=label)
         ax.plot([0, 100], [0, 100], color="0.6", lw=0.8, label="uniform")
         ax.axhline(90, color="0.8", lw=0.6)
-        ax.set_xlabel("% of pixels (largest first)", fontsize=8)
-        ax.set_ylabel("% of the total", fontsize=8)
+        ax.set_xlabel("% of pixels (largest first)", fontsize=9)
+        ax.set_ylabel("% of the total", fontsize=9)
         ax.set_title(f"concentration over {len(hr)} face(s)", fontsize=9)
-        ax.tick_params(labelsize=7)
+        ax.tick_params(labelsize=9)
         ax.grid(alpha=0.3)
         if row == 0:
-            ax.legend(fontsize=7, loc="lower right")
+            ax.legend(fontsize=9, loc="lower right")
     fig.suptitle("Fig. 5: squared error (MSE loss) is sparse, 1 - SSIM (Eq. 3) covers the whole face",
                  fontsize=11)
     fig.tight_layout()
@@ -208,7 +209,9 @@ def image_grid(columns: dict[str, torch.Tensor], scores: bool = True, cell: floa
     `notes` (one per row) go under the first column."""
     names = list(columns)
     n = len(next(iter(columns.values())))
-    fig, axes = plt.subplots(n, len(names), figsize=(cell * len(names), (cell + 0.25) * n), squeeze=False)
+    note_lines = max((t.count("\n") + 1 for t in notes), default=0) if notes else 0
+    fig, axes = plt.subplots(n, len(names), figsize=(cell * len(names), (cell + 0.3 + 0.16 * note_lines) * n),
+                             squeeze=False)
     target = columns[names[-1]]
     for r in range(n):
         for c, name in enumerate(names):
@@ -219,9 +222,9 @@ def image_grid(columns: dict[str, torch.Tensor], scores: bool = True, cell: floa
             if r == 0:
                 ax.set_title(name, fontsize=9)
             if scores and 0 < c < len(names) - 1 and columns[name].shape == target.shape:
-                ax.set_xlabel(_scores_label(columns[name][r], target[r]), fontsize=7)
+                ax.set_xlabel(_scores_label(columns[name][r], target[r]), fontsize=9)
         if notes:
-            axes[r, 0].set_xlabel(notes[r], fontsize=6)
+            axes[r, 0].set_xlabel(notes[r], fontsize=9)
     fig.tight_layout()
     if title:  # above the axes, after the layout: saved with bbox_inches="tight"
         fig.suptitle(title, fontsize=10, y=1.0, va="bottom")
@@ -277,7 +280,7 @@ def fig08_csd(results, models: list[str] | None = None, save: bool = False) -> p
         ax.set_xlabel(unit)
         ax.set_ylabel("fraction of images with score >= x")
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=8)
+    axes[1].legend(fontsize=9)
     fig.suptitle("Cumulative score distribution (Fig. 8)", fontsize=10)
     fig.tight_layout()
     if save:
@@ -301,11 +304,11 @@ def fig10_failures(results, model_name: str, model, root, attributes=None, k: in
 
     worst = worst_images(results, model_name, k)
     hr = torch.stack([load_hr(_Path(root) / p) for p in worst["image"]]).float() / 255
-    notes = [f"{p.split('/')[0][:22]}" for p in worst["image"]]
-    if attributes is not None:
+    notes = [f"{p.split('/')[0][:20]}" for p in worst["image"]]
+    if attributes is not None:  # spelled out; `evaluate.image_attributes` defines them
         attrs = attributes.set_index("image").loc[worst["image"]]
-        notes = [f"{n}\nhf {a.hf_energy:.3f}  atyp {a.atypicality:.3f}  asym {a.asymmetry:.3f}"
-                 for n, a in zip(notes, attrs.itertuples())]
+        notes = [f"{n}\nhigh-freq. energy {a.hf_energy:.3f}\natypicality {a.atypicality:.3f}\n"
+                 f"asymmetry {a.asymmetry:.3f}" for n, a in zip(notes, attrs.itertuples())]
     fig = image_grid(super_resolve({model_name: model}, hr, device=device), notes=notes, cell=2.0,
                      title=f"Worst {k} test images by SSIM for {model_name} (Fig. 10)")
     if save:
@@ -327,12 +330,12 @@ def fig12_intermediate(model, hr: torch.Tensor, save: bool = False) -> plt.Figur
     cols = {"LR input": lr, "Bicubic 48": upsample_bicubic(lr, 2), "C-SRIP 48": x48, "GT 48": pyr["x2"],
             "Bicubic 96": upsample_bicubic(lr, 4), "C-SRIP 96": x96, "GT 96": pyr["x4"]}
     cols = {k: v.float().clamp(0, 1).cpu() for k, v in cols.items()}
-    fig = image_grid(cols, scores=False)
+    fig = image_grid(cols, scores=False, cell=1.4)
     for r in range(len(hr)):
         for c, (name, gt) in enumerate([("Bicubic 48", "GT 48"), ("C-SRIP 48", "GT 48"),
                                         ("Bicubic 96", "GT 96"), ("C-SRIP 96", "GT 96")]):
             col = list(cols).index(name)
-            fig.axes[r * len(cols) + col].set_xlabel(_scores_label(cols[name][r], cols[gt][r]), fontsize=7)
+            fig.axes[r * len(cols) + col].set_xlabel(_scores_label(cols[name][r], cols[gt][r]), fontsize=9)
     fig.suptitle("Intermediate scales: 2x and 4x outputs of the cascade (Fig. 12)", fontsize=10, y=1.0,
                  va="bottom")
     if save:
@@ -365,7 +368,7 @@ def fig02_architecture(table, title: str = "", save: bool = False) -> plt.Figure
     ch = [s[0] for s in rows["output (C, H, W)"]]
     px = [s[1] for s in rows["output (C, H, W)"]]
     colors = ["tab:orange" if n.startswith("heads") else "tab:blue" for n in rows["layer"]]
-    fig, (a, b) = plt.subplots(2, 1, figsize=(max(7.0, 0.32 * len(rows)), 5.2), sharex=True)
+    fig, (a, b) = plt.subplots(2, 1, figsize=(min(10.0, max(7.0, 0.32 * len(rows))), 6), sharex=True)
     x = range(len(rows))
     a.bar(x, ch, color=colors)
     a.set_yscale("log", base=2)
@@ -378,7 +381,7 @@ def fig02_architecture(table, title: str = "", save: bool = False) -> plt.Figure
         if t == "PixelShuffle":
             for ax in (a, b):
                 ax.axvline(i, color="grey", ls="--", lw=0.8)
-    b.set_xticks(list(x), [f"{n} ({t})" for n, t in zip(rows["layer"], rows["type"])], rotation=90, fontsize=6)
+    b.set_xticks(list(x), [f"{n} ({t})" for n, t in zip(rows["layer"], rows["type"])], rotation=90, fontsize=9)
     total = int(table["parameters"].sum())
     fig.suptitle(title or f"Cascaded SR network: {total:,} parameters (blue: main path, orange: 2x/4x "
                  "branches, dashed: pixel shuffle)", fontsize=10)
@@ -402,28 +405,28 @@ def fig_alpha_balance(terms: dict, alpha: float, alphas=None) -> plt.Figure:
     ce = {k: v for k, v in terms.items() if k.startswith("ce")}
     g_rec = sum(g for _, g in rec.values())
     g_ce = sum(g for _, g in ce.values()) if ce else torch.zeros_like(g_rec)
-    fig, (a, b, c) = plt.subplots(1, 3, figsize=(12, 3.4))
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(10, 3.4))
     scales = [int("".join(filter(str.isdigit, k))) for k in rec]
     x = np.arange(len(scales))
     a.bar(x - 0.2, [v for v, _ in rec.values()], 0.4, label="reconstruction")
-    a.bar(x + 0.2, [alpha * ce.get(f"ce{s}", (0.0, None))[0] for s in scales], 0.4, label="alpha x identity CE")
+    a.bar(x + 0.2, [alpha * ce.get(f"ce{s}", (0.0, None))[0] for s in scales], 0.4, label="α x identity CE")
     a.set_xticks(x, [f"{s} px" for s in scales])
     a.set_title("loss terms", fontsize=9)
-    a.legend(fontsize=7)
+    a.legend(fontsize=9)
     norms = [g_rec.norm().item(), alpha * g_ce.norm().item(), (g_rec + alpha * g_ce).norm().item()]
-    b.bar(["reconstruction", "alpha x identity", "total"], norms, color=["tab:blue", "tab:orange", "tab:grey"])
+    b.bar(["recon-\nstruction", "α x\nidentity", "total"], norms, color=["tab:blue", "tab:orange", "tab:grey"])
     cos = torch.nn.functional.cosine_similarity(g_rec, g_ce, dim=0).item() if ce else float("nan")
     b.set_title(f"gradient norms (cos between the two: {cos:+.2f})", fontsize=9)
-    b.tick_params(labelsize=7)
+    b.tick_params(labelsize=9)
     alphas = np.logspace(-5, 0, 60) if alphas is None else np.asarray(alphas)
     nr, nc = g_rec.norm().item(), g_ce.norm().item()
     c.semilogx(alphas, alphas * nc / (nr + alphas * nc + 1e-30), color="tab:orange")
-    c.axvline(alpha, color="k", lw=1, label=f"alpha = {alpha:.2g}")
+    c.axvline(alpha, color="k", lw=1, label=f"α = {alpha:.2g}")
     c.axvline(1e-3, color="grey", ls="--", lw=1, label="paper: 0.001")
     c.set_ylim(0, 1)
-    c.set_xlabel("alpha")
+    c.set_xlabel("α")
     c.set_title("identity share of the gradient", fontsize=9)
-    c.legend(fontsize=7)
+    c.legend(fontsize=9)
     fig.tight_layout()
     return fig
 

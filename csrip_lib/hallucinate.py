@@ -40,7 +40,6 @@ import torch
 import torch.nn.functional as F
 from torchvision.io import write_png
 from torchvision.transforms.v2 import functional as TF
-from tqdm.auto import tqdm
 
 from .argtypes import positive_int
 from .config import HR_SIZE, LR_SIZE
@@ -49,6 +48,7 @@ from .degradation import degrade, upsample_bicubic
 from .errors import CSRIPError
 from .outputs import check_dir
 from .inference import Upscaler, resolve_device
+from .progress import tqdm
 
 # Framing of the training data, measured with `measure_framing` on 200 random LFW deep-funneled images
 # of the development set (a face was found in all 200; 2026-11-27): the cascade's box side is 0.590 of

@@ -30,12 +30,12 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .config import HR_SIZE, LR_SIZE
 from .degradation import degrade
 from .errors import CSRIPError
 from .models.sr import check_lr
+from .progress import tqdm
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

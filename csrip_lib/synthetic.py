@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
-from tqdm.auto import tqdm
 
 from .errors import CSRIPError
+from .progress import tqdm
 
 SIZE = 250
 VERSION = 1

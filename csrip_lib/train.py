@@ -4,7 +4,7 @@ The caller says *what* one step and one evaluation are; `fit` does the rest:
     step_fn(model, batch, device) -> {"loss": Tensor, <other terms>: Tensor}   (terms are logged)
     eval_fn(model, loader, device) -> {<metric>: float}                         (`monitor` picks one)
 Adam + MultiStepLR (stepped per epoch), bf16 autocast and channels_last on CUDA, early stopping on
-`monitor`, tqdm progress, out_dir/log.csv (one row per epoch), atomic checkpoints:
+`monitor`, one tqdm bar per run, out_dir/log.csv (one row per epoch), atomic checkpoints:
     out_dir/last.pt  everything needed to continue: model, optimizer, scheduler, epoch, batch in epoch,
                      best metric, patience counter, history, RNG states (torch/numpy/python/cuda and
                      the loader's generator) at the start of the epoch and now. Written every epoch,
@@ -33,13 +33,13 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm.auto import tqdm
 
 from .argtypes import positive_int
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, to_dict
 from .errors import CSRIPError
 from .outputs import check_runs
+from .progress import tqdm
 
 StepFn = Callable[[torch.nn.Module, Any, torch.device], dict[str, torch.Tensor]]
 
@@ -194,6 +194,9 @@ def fit(model: torch.nn.Module, step_fn: StepFn, eval_fn: EvalFn | None, train_l
         save(last_path, optimizer=opt if own else opt["model"], scheduler=sch if own else sch["model"], state=s)
 
     steps_per_epoch = min(len(train_loader), cfg.steps_per_epoch or len(train_loader))
+    total = min(cfg.epochs * steps_per_epoch, cfg.max_steps or cfg.epochs * steps_per_epoch)
+    # one bar per run; each epoch's results go into its postfix (the full rows are in log.csv)
+    bar = tqdm(total=total, initial=s["step"], desc=out_dir.name, unit="step", disable=rank != 0)
     while s["finished"] is None:
         _set_rng_state(s["epoch_rng"], train_loader)  # replays this epoch's batch order exactly
         if isinstance(train_loader.sampler, DistributedSampler):
@@ -205,8 +208,6 @@ def fit(model: torch.nn.Module, step_fn: StepFn, eval_fn: EvalFn | None, train_l
             _set_rng_state(s["rng"], train_loader)
         net.train()
         t0, saved_at = time.time(), time.time()
-        bar = tqdm(total=steps_per_epoch, initial=s["batch"], desc=f"epoch {s['epoch'] + 1}/{cfg.epochs}",
-                   leave=False, disable=rank != 0)
         while s["batch"] < steps_per_epoch and s["step"] != cfg.max_steps:
             with autocast():
                 terms = step_fn(net, next(batches), device)
@@ -230,12 +231,11 @@ def fit(model: torch.nn.Module, step_fn: StepFn, eval_fn: EvalFn | None, train_l
             s["batch"] += 1
             s["step"] += 1
             bar.update()
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.set_postfix_str(f"epoch {s['epoch'] + 1}/{cfg.epochs} loss {loss.item():.4f}", refresh=False)
             if time.time() - saved_at > save_every_s and s["batch"] < steps_per_epoch:
                 s["seconds"] += time.time() - t0
                 t0 = saved_at = time.time()
                 save_last()
-        bar.close()
 
         # End of an epoch (or of training, at max_steps): evaluate, log, keep the best, maybe stop.
         n = max(s["batch"], 1)
@@ -264,14 +264,13 @@ def fit(model: torch.nn.Module, step_fn: StepFn, eval_fn: EvalFn | None, train_l
             s["finished"] = "epochs"
         elif cfg.patience and s["bad_epochs"] >= cfg.patience:
             s["finished"] = f"no {monitor} improvement for {cfg.patience} epochs"
-        if rank == 0:
-            tqdm.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                for k, v in row.items()))
+        bar.set_postfix_str(f"epoch {row['epoch']}/{cfg.epochs} {monitor} {row[monitor]:.4g}")
         s["epoch_rng"] = _rng_state(train_loader)
         save_last()
         if rank == 0:
             pd.DataFrame(s["history"]).to_csv(out_dir / "log.csv.tmp", index=False)
             shutil.move(out_dir / "log.csv.tmp", out_dir / "log.csv")
+    bar.close()
     if rank == 0:
         print(f"{out_dir}: finished ({s['finished']}); best {monitor} = {s['best']:.4g}")
     return pd.DataFrame(s["history"])

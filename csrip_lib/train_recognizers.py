@@ -178,7 +178,7 @@ def train_recognizers(data: str | Path | None = None, preset: str | Preset = DEF
     dataset, images, labels, train_idx, val_idx = load_identities(data, p, progress)
     ids = dataset.identities
     print(f"recognizers: {len(ids):,} identities, {len(train_idx):,} training / {len(val_idx):,} "
-          f"validation images ({dataset.root}); device {device}; output {out}")
+          f"validation images; device {device}\n  output: {out}")
     cfg = p.train_recognizer
     pin = device.type == "cuda"
     train_set = TensorDataset(images[train_idx], labels[train_idx])
@@ -220,7 +220,6 @@ def train_recognizers(data: str | Path | None = None, preset: str | Preset = DEF
             kept = pd.read_csv(old)
             table = pd.concat([kept[~kept["scale"].isin(scales)], table]).sort_values("scale", ignore_index=True)
         table.to_csv(old, index=False)
-    print(table.round(4).to_string(index=False))
     return table
 
 
@@ -294,4 +293,5 @@ def run(args: argparse.Namespace) -> int:
     table = train_recognizers(args.data, args.preset, args.out, tuple(args.scales), resume=args.resume,
                               force=args.force, device=args.device, min_images=args.min_images,
                               max_identities=args.max_identities, train=train, strict_resume=True)
+    print(table.round(4).to_string(index=False))
     return 0 if len(table) else 1

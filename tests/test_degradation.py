@@ -291,3 +291,35 @@ def test_sliders_draw_on_construction_and_redraw_on_change(monkeypatch, hr_faces
     assert len(shown) == 1 and any("σ=1.00" in t for t in shown[0])
     box.children[1].value = 1.5
     assert len(shown) == 2 and any("σ=1.50" in t for t in shown[1])
+
+    # start values on the step grid (one arrow press = one step), aligned labels, redraw state cleared
+    assert [s.value for s in box.children[:3]] == [0.35, 1.5, 2.35]
+    assert {s.style.description_width for s in box.children[:3]} == {widgets.LABEL_WIDTH}
+    assert all(s.continuous_update for s in box.children[:3]) and box.children[3].value == ""
+
+
+def test_explorer_leaves_a_static_figure_and_lab_saves_widget_state(tmp_path, hr_faces):
+    """A saved notebook keeps the figure as image/png next to the widget view, and `make venv`
+    makes JupyterLab store widget state (else a reopened notebook says "model not found")."""
+    import json
+
+    import matplotlib
+    matplotlib.use("Agg")
+    from csrip_lib import widgets
+
+    box = widgets.sigma_explorer(hr_faces[:1].float(), sigma=1.0)
+    bundle = box._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["image/png"] == box.children[-1].outputs[0]["data"]["image/png"]
+    box.children[0].value = 0.5  # the fallback follows the slider
+    assert box._repr_mimebundle_()["image/png"] == box.children[-1].outputs[0]["data"]["image/png"]
+    assert bundle["image/png"] != box._repr_mimebundle_()["image/png"]
+
+    path = tmp_path / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"@jupyterlab/apputils-extension:themes": {"theme": "JupyterLab Dark"}}))
+    assert widgets.install_lab_settings(tmp_path) == path
+    settings = json.loads(path.read_text())
+    assert settings["@jupyter-widgets/jupyterlab-manager:plugin"] == {"saveState": True}
+    assert settings["@jupyterlab/apputils-extension:themes"] == {"theme": "JupyterLab Dark"}  # kept
+    assert widgets.on_grid(1 / 3, 0.1, 0.05) == 0.35 and widgets.on_grid(7 / 3, 0.1, 0.05) == 2.35

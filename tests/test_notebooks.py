@@ -95,3 +95,21 @@ def test_runner_reports_the_failing_cell(tmp_path):
         run_notebook(src, tmp_path / "build", timeout=120)
     executed = nbformat.read(tmp_path / "build" / "02_t.ipynb", as_version=4)
     assert executed.cells[-1].outputs[0]["ename"] == "ValueError"  # traceback kept for reading
+
+
+def test_progress_bars_are_plain_text_in_a_kernel(monkeypatch):
+    """Inside Jupyter the bars are text on stdout with a fixed width: a saved notebook keeps their
+    last line, where tqdm.auto's widget bar would be a dead "model not found" widget."""
+    import io
+
+    from csrip_lib import progress
+
+    kernel_stream = type("OutStream", (io.StringIO,), {"__module__": "ipykernel.iostream"})()
+    monkeypatch.setattr("sys.stdout", kernel_stream)
+    assert progress.in_kernel()
+    bar = progress.tqdm(range(3), desc="train")
+    list(bar)
+    bar.close()
+    assert bar.ncols == progress.NOTEBOOK_COLUMNS and "train: 100%" in kernel_stream.getvalue()
+    monkeypatch.setattr("sys.stdout", io.StringIO())
+    assert not progress.in_kernel()
