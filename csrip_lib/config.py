@@ -148,8 +148,8 @@ def _quick() -> Preset:
         p, name="quick",
         train_recognizer=replace(p.train_recognizer, epochs=3, steps_per_epoch=15, batch_size=16),
         train_sr=replace(p.train_sr, epochs=4, steps_per_epoch=25),
-        # 116 LFW development identities with >= 10 images, 16 at most of each (1,645 images): enough
-        # images per class for a CPU-trained recognizer to beat chance and the majority baseline.
+        # 116 LFW development identities with >= 10 images, 16 at most of each (1,645 images), so that no
+        # one person dominates; a CPU run of minutes still leaves the recognizers at chance (README).
         min_images_per_identity=10, max_images_per_identity=16, max_val_images=96,
     )
 
