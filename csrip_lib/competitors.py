@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, get_preset, runs_dir, to_dict
 from .errors import CSRIPError
+from .outputs import check_runs
 from .models.common import bicubic_up
 from .models.nbsrf import NBSRF, block_features, block_targets
 from .models.registry import COMPETITORS, build_sr, check_name, checkpoint_config, model_config, stored_model
@@ -212,8 +213,11 @@ def train_competitor(name: str, data: str | Path | None = None, preset: str = "q
                      out: str | Path | None = None, *, recognizers: str | Path | dict | None = None,
                      train: TrainConfig | None = None, resume: bool = False, force: bool = False,
                      device: str | torch.device | None = None, sigma: float | None = None,
-                     progress: bool = True) -> pd.DataFrame:
-    """Train (fit, for nbsrf) Table 1 competitor `name` at `preset`'s size; returns the per-epoch log."""
+                     progress: bool = True, strict_resume: bool = False) -> pd.DataFrame:
+    """Train (fit, for nbsrf) Table 1 competitor `name` at `preset`'s size; returns the per-epoch log.
+
+    The run folder is checked before any data is read (`outputs.check_runs`; `strict_resume`, the
+    --resume flag, makes "nothing to resume" an error)."""
     from .data import resolve_data
 
     name = check_name(name)
@@ -222,6 +226,7 @@ def train_competitor(name: str, data: str | Path | None = None, preset: str = "q
                          f"{', '.join(COMPETITORS)}")
     cfg, tcfg = model_config(name, preset), schedule(name, preset, train)
     out = Path(out) if out is not None else runs_dir() / preset / name
+    check_runs([out], resume=resume, force=force, strict_resume=strict_resume)
     _check_run(out, name, resume)
     dev = pick_device(device)
     root = resolve_data(data)
@@ -268,5 +273,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     train = schedule_from_args(args, get_preset(args.preset).train_sr)
     train_competitor(args.model, args.data, args.preset, args.out, recognizers=args.recognizers, train=train,
-                     resume=args.resume, force=args.force, device=args.device)
+                     resume=args.resume, force=args.force, device=args.device, strict_resume=True)
     return 0

@@ -166,7 +166,8 @@ def train_recognizers(data: str | Path | None = None, preset: str | Preset = DEF
     `csrip train-sr` with that preset (their identity digests differ). Existing runs are continued with
     `resume` or replaced with `force`; every requested scale's run folder is checked before anything is
     trained (`outputs.check_runs`; `strict_resume`, the --resume flag, makes "nothing to resume" an
-    error). out/accuracy.csv keeps the rows of scales not trained in this call.
+    error). out/accuracy.csv keeps the rows of scales not trained in this call; the returned table
+    has this call's rows.
     """
     p = _preset(preset, min_images, max_identities, train)
     out = Path(out) if out is not None else runs_dir() / p.name / "recognizers"
@@ -214,12 +215,12 @@ def train_recognizers(data: str | Path | None = None, preset: str | Preset = DEF
                      "paper_train": PAPER_ACCURACY[size][0], "paper_val": PAPER_ACCURACY[size][1],
                      "best_epoch": best["epoch"], "epochs": len(log), "minutes": (time.time() - t0) / 60})
     table = pd.DataFrame(rows)
-    if out.exists():  # rows of scales trained by an earlier call (--scales) are kept
-        old = out / "accuracy.csv"
-        if old.is_file():
-            kept = pd.read_csv(old)
-            table = pd.concat([kept[~kept["scale"].isin(scales)], table]).sort_values("scale", ignore_index=True)
-        table.to_csv(old, index=False)
+    if out.exists():  # rows of scales trained by an earlier call (--scales) are kept in the file
+        path, merged = out / "accuracy.csv", table
+        if path.is_file():
+            kept = pd.read_csv(path)
+            merged = pd.concat([kept[~kept["scale"].isin(scales)], table]).sort_values("scale", ignore_index=True)
+        merged.to_csv(path, index=False)
     return table
 
 

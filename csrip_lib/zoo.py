@@ -30,6 +30,7 @@ from typing import Any
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import SCALES
 from .errors import CSRIPError
+from .outputs import check_dir
 
 CHECKPOINTS_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 MANIFEST = "manifest.json"
@@ -135,18 +136,21 @@ def export_checkpoint(src: str | Path, dst: str | Path, kind: str, name: str | N
 
 
 def export(src: str | Path, name: str, kind: str = "sr", description: str = "",
-           root: str | Path | None = None) -> dict[str, Any]:
+           root: str | Path | None = None, force: bool = False) -> dict[str, Any]:
     """Export a training run as shipped model `name` into checkpoints/ and record it in the manifest.
 
     kind "sr": src is a checkpoint (runs/Y/best.pt) -> checkpoints/<name>.pt.
     kind "recognizers": src is a `csrip train-recognizers` folder -> checkpoints/<name>/rec{48,96,192}/best.pt
-    (and its accuracy.csv, if any). Returns the manifest entry.
+    (and its accuracy.csv, if any). Returns the manifest entry. An existing shipped `name` is replaced
+    only with `force`.
     """
     if kind not in KINDS:
         raise CSRIPError(f"unknown kind {kind!r}; expected one of {sorted(KINDS)}")
-    root, src = _root(root), Path(src)
+    root, src = check_dir(_root(root), "checkpoints folder"), Path(src)
     if not src.exists():
         raise CSRIPError(f"{src} not found (expected {KINDS[kind]})")
+    if name in available(root=root) and not force:
+        raise CSRIPError(f"{root} already ships {name!r}; pass --force to replace it")
     if kind == "sr":
         rel = f"{name}.pt"
         files = [export_checkpoint(src, root / rel, "sr", name)]
@@ -175,10 +179,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kind", choices=sorted(KINDS), default="sr", help="what src holds (default: sr)")
     p.add_argument("--description", default="", help="one line for the manifest")
     p.add_argument("--dest", type=Path, default=None, help=f"checkpoints folder (default: {CHECKPOINTS_DIR})")
+    p.add_argument("--force", action="store_true", help="replace a shipped model of the same name")
 
 
 def run(args: argparse.Namespace) -> int:
-    entry = export(args.src, args.name, args.kind, args.description, args.dest)
+    entry = export(args.src, args.name, args.kind, args.description, args.dest, force=args.force)
     root = _root(args.dest)
     for rel, digest in entry["files"].items():
         print(f"{root / rel}  {(root / rel).stat().st_size / 1e6:.2f} MB  sha256 {digest}")

@@ -368,7 +368,10 @@ def output_cases(tmp: Path, faces: Path) -> dict[str, list[str]]:
             "hallucinate": ["hallucinate", str(faces), "--checkpoint", str(tmp / "x.pt"), "-o", "OUT"],
             "data": ["data", "--dest", "OUT"],
             "demo": ["demo", "--data", str(faces), "--out", "OUT"],
-            "figures": ["figures", "--data", str(faces)]}
+            "figures": ["figures", "--data", str(faces)],
+            "train-competitor": ["train-competitor", "--model", "srcnn", "--data", str(faces), "--preset", "tiny",
+                                 "--out", "OUT"],
+            "export": ["export", str(tmp / "x.pt"), "--name", "x", "--dest", "OUT"]}
 
 
 @pytest.mark.parametrize("where", ["a file", "under a file", "read-only"])
@@ -421,7 +424,9 @@ BAD_ARGUMENTS = [
     ("evaluate", ["--out", "r.csv", "--sigma", "nan"]), ("evaluate", ["--out", "r.csv", "--sigma", "-1"]),
     ("evaluate", []),
     ("hallucinate", ["x.jpg", "--checkpoint", "c.pt", "-o", "o", "--min-face", "0"]),
-    ("hallucinate", ["x.jpg", "-o", "o"]),
+    ("hallucinate", ["x.jpg"]),
+    ("train-competitor", ["--model", "srcnn", "--epochs", "0"]), ("train-competitor", ["--model", "espcn"]),
+    ("export", ["x.pt"]), ("export", ["x.pt", "--name", "x", "--kind", "weights"]),
     ("figures", ["--examples", "0"]), ("figures", ["--max-images", "-5"]), ("figures", ["--seed", "1.5"]),
 ]
 

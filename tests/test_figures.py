@@ -77,7 +77,7 @@ def test_csd_and_failure_figures(faces, model, fig_dir):
     fig10 = figures.fig10_failures(results, "tiny", model, faces, attrs, k=3, save=True)
     assert len(fig10.axes) == 3 * 4
     worst = results[results.model == "tiny"].nsmallest(1, "ssim")["image"].item()
-    assert Path(worst).parent.name[:22] in fig10.axes[0].get_xlabel() and "hf" in fig10.axes[0].get_xlabel()
+    assert Path(worst).parent.name[:22] in fig10.axes[0].get_xlabel() and "high-freq." in fig10.axes[0].get_xlabel()
     assert {p.name for p in fig_dir.iterdir()} == {"fig08_csd.png", "fig10_failures.png"}
 
 
