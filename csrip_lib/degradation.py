@@ -57,7 +57,7 @@ def kernel_size(sigma: float, truncate: float = TRUNCATE) -> int:
 def gaussian_blur(x: torch.Tensor, sigma: float, truncate: float = TRUNCATE) -> torch.Tensor:
     """Gaussian blur `g_sigma * x` (torchvision, reflect padding); sigma 0 returns x."""
     _check_images(x)
-    sigma = DegradationConfig(sigma, truncate).sigma  # checked: finite, >= 0
+    sigma = DegradationConfig(sigma, truncate).sigma  # the one check of a blur: finite, >= 0 (also residuals)
     if sigma == 0:
         return x
     k = kernel_size(sigma, truncate)
