@@ -36,7 +36,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import DegradationConfig, TrainConfig, get_preset, runs_dir, to_dict
+from .config import DegradationConfig, TrainConfig, get_preset, runs_dir, to_dict, with_legacy_degradation
 from .data import resolve_data
 from .degradation import DEFAULT
 from .errors import CSRIPError
@@ -241,6 +241,9 @@ def train_competitor(name: str, data: str | Path | None = None, preset: str = "q
               "data": str(root),
               "recognizers": str(recognizers) if name in NEEDS_RECOGNIZER and recognizers is not None else None}
     extra = {"identities": train_ds.identities}
+    last = load_checkpoint(out / "last.pt", kind=KIND) if resume and (out / "last.pt").exists() else None
+    if last is not None:
+        config = with_legacy_degradation(config, last["config"])
     if name == "nbsrf":
         return fit_forest(cfg, hr, val_loader, out, config, seed=tcfg.seed, degradation=degradation, resume=resume,
                           force=force, device=dev, extra=extra)
@@ -251,8 +254,7 @@ def train_competitor(name: str, data: str | Path | None = None, preset: str = "q
     sampler = DistributedSampler(train_set, num_replicas=1, rank=0, shuffle=True, seed=tcfg.seed, drop_last=True)
     train_loader = DataLoader(train_set, batch_size=tcfg.batch_size, sampler=sampler, drop_last=True,
                               num_workers=tcfg.num_workers, pin_memory=dev.type == "cuda")
-    history = load_checkpoint(out / "last.pt", kind=KIND)["state"]["history"] \
-        if resume and (out / "last.pt").exists() else []
+    history = last["state"]["history"] if last is not None else []
     return fit(model, step, Convergence(degradation, history), train_loader, val_loader, tcfg, out, kind=KIND,
                config=config, monitor=MONITOR, mode="max", resume=resume, force=force, device=dev, extra=extra)
 

@@ -243,6 +243,16 @@ def degradation_of(config: dict[str, Any]) -> DegradationConfig:
     return DegradationConfig() if sigma is None else DegradationConfig(sigma=sigma)
 
 
+def with_legacy_degradation(config: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
+    """`config` in the form a run started before checkpoints saved "degradation" recorded it (no entry,
+    or a loose "sigma"), when both describe the same degradation, so that such a run still resumes
+    (`train.fit` refuses to resume under another config); else `config` unchanged."""
+    if "degradation" in saved or degradation_of(saved) != degradation_of(config):
+        return config
+    legacy = {k: v for k, v in config.items() if k != "degradation"}
+    return {**legacy, "sigma": saved["sigma"]} if "sigma" in saved else legacy
+
+
 def project_root() -> Path:
     """The repository root: the first parent of the working directory holding csrip's pyproject."""
     here = Path.cwd().resolve()

@@ -47,7 +47,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from .argtypes import nonnegative_float
 from .checkpoint import load_checkpoint
 from .config import (DEFAULT_PRESET, DegradationConfig, LossConfig, Preset, TrainConfig, get_preset, runs_dir,
-                     to_dict)
+                     to_dict, with_legacy_degradation)
 from .data import FaceFolder, identities_digest, load_cached, resolve_data
 from .degradation import DEFAULT, for_models, make_pyramid
 from .errors import CSRIPError
@@ -287,13 +287,14 @@ def train_sr(data: str | Path | None = None, preset: str = DEFAULT_PRESET, out: 
             total, terms = loss_fn(net(pyr["lr"], all_scales=loss.multiscale), pyr, y.to(device))
             return {"loss": total, **terms}
 
-        history = []
-        if resume and (out / "last.pt").exists():
-            history = load_checkpoint(out / "last.pt", kind=KIND)["state"]["history"]
         config = {"preset": preset, "sr": to_dict(sr_cfg), "loss": to_dict(loss), "train": to_dict(tcfg),
                   "degradation": to_dict(degradation), "data": str(root), "identities": data_config(p, train_ds.identities),
                   "recognizers": None if loss.alpha == 0 else str(recognizers),
                   "init": None if init is None else str(init)}
+        history = []
+        if resume and (out / "last.pt").exists():
+            last = load_checkpoint(out / "last.pt", kind=KIND)
+            history, config = last["state"]["history"], with_legacy_degradation(config, last["config"])
         return fit(model, step, Convergence(degradation, history), train_loader, val_loader, tcfg, out, kind=KIND,
                    config=config, monitor=MONITOR, mode="max", resume=resume, force=force, device=dev,
                    extra={"identities": train_ds.identities})

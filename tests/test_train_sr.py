@@ -359,3 +359,16 @@ def test_a_model_trained_with_sigma_05_is_evaluated_with_05_unless_overridden(fa
     assert cli_main([*args, "--out", str(tmp_path / "b.csv"), "--sigma", "1.0"]) == 0
     warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
     assert len(warned) == 1 and "trained with DegradationConfig(sigma=0.5" in warned[0]
+
+
+def test_a_run_started_before_checkpoints_saved_the_degradation_still_resumes(faces, tmp_path):
+    first = run(faces, tmp_path, loss=LossConfig(alpha=0))
+    for name in ("last.pt", "best.pt"):  # as written before: a loose "sigma" (None: the default)
+        ckpt = load_checkpoint(tmp_path / name, kind="sr")
+        ckpt["config"] = {**{k: v for k, v in ckpt["config"].items() if k != "degradation"}, "sigma": None}
+        save_checkpoint(ckpt, tmp_path / name, "sr")
+    assert load_sr(tmp_path / "best.pt").degradation == DegradationConfig()
+    with pytest.raises(CSRIPError, match="different configuration"):  # another degradation: not this run
+        run(faces, tmp_path, loss=LossConfig(alpha=0), resume=True, degradation=DegradationConfig(sigma=0.5))
+    log = run(faces, tmp_path, loss=LossConfig(alpha=0), resume=True)  # finished: reused as it is
+    pd.testing.assert_frame_equal(log, first, check_dtype=False)
