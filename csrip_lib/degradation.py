@@ -108,7 +108,8 @@ def for_models(models: Mapping[str, Any], override: DegradationConfig | None = N
     `override` wins, with a warning for each model trained under another degradation. Models trained
     under different degradations cannot share one LR input: a CSRIPError unless `override` is given.
     """
-    trained = {name: getattr(getattr(m, "model", m), "degradation", None) for name, m in models.items()}
+    trained = {name: getattr(m, "degradation", None) or getattr(getattr(m, "model", None), "degradation", None)
+               for name, m in models.items()}
     trained = {name: d for name, d in trained.items() if d is not None}
     if override is not None:
         for name, d in trained.items():
