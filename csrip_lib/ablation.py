@@ -1,6 +1,7 @@
 """`csrip ablation`: the paper's ablation study (Sec. 4.3, Table 2) and SSIM-vs-MSE experiment (A.3, Tables 3-4).
 
     csrip ablation --data DIR --preset P --recognizers runs/X --out runs/ablation [--experiment table1|table2|table34]
+                   [--test-data LFW_DIR]
 
 Every model is one `train_sr` configuration (one code path, see `CSRIPLoss`):
 
@@ -16,6 +17,9 @@ priors of runs/<preset>/recognizers (lp and SRGAN use their features, C-SRIP the
 trained there first if missing. table2 trains all five and scores them (and bicubic) on the test split (identities never seen in
 training); table34 trains Baseline and B+SSIM and scores them on their training images (Table 3) and
 on the test split (Table 4). Scores follow csrip_lib.metrics (8-bit RGB PSNR / SSIM per image, averaged).
+Test images come from the test split of --data, or with --test-data from every image of another face
+folder: the paper trains on CASIA-WebFace and tests on LFW (Sec. 4.1), two datasets with no identity
+in common, so `--data CASIA --test-data LFW` runs Tables 1-2 as the paper ran them.
 Runs go to <out>/<model>/ (a finished run is reused, an unfinished one resumed; --force retrains);
 tables to <out>/table1.csv (paper numbers and gains over bicubic beside ours), <out>/table2.csv, or table3_train.csv and table4_test.csv, with per-image scores next to them.
 """
@@ -26,13 +30,20 @@ from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
+from torch.utils.data import Subset
 
 from .argtypes import nonnegative_float, positive_int
+from .checkpoint import load_checkpoint
+from .competitors import schedule, train_competitor
 from .config import DEFAULT_PRESET, LossConfig, TrainConfig, get_preset, runs_dir
+from .data import resolve_data
 from .errors import CSRIPError
+from .evaluate import compare_to_paper, evaluate_models, gain_over_bicubic, summarize_results
+from .losses import check_identity_prior
+from .models.sr import load_sr
 from .outputs import check_dir
 from .train import add_schedule_arguments, schedule_from_args
-from .train_recognizers import training_folder
+from .train_recognizers import ensure_recognizers, training_folder
 from .train_sr import train_sr
 
 # name -> (architecture, loss without alpha); C-SRIP's alpha comes from the preset / --alpha.
@@ -62,8 +73,6 @@ def train_variants(names: list[str], data, preset: str, out: Path, recognizers=N
     best = {}
     for name in names:
         if name in COMPETITOR_NAMES:
-            from .competitors import schedule, train_competitor
-
             print(f"--- table 1: {name}")
             d = run_dir(out, name)
             train_competitor(COMPETITOR_NAMES[name], data, preset, d, recognizers=recognizers,
@@ -84,8 +93,6 @@ def train_variants(names: list[str], data, preset: str, out: Path, recognizers=N
 
 def trained(out: str | Path, experiment: str = "table1") -> bool:
     """True when every model of `experiment` has a finished run in `out` (then `run_ablation` only scores)."""
-    from .checkpoint import load_checkpoint
-
     lasts = [run_dir(Path(out), name) / "last.pt" for name in EXPERIMENTS[experiment]]
     return all(p.is_file() and load_checkpoint(p, kind="sr")["state"]["finished"] for p in lasts)
 
@@ -93,9 +100,6 @@ def trained(out: str | Path, experiment: str = "table1") -> bool:
 def score(checkpoints: dict[str, Path], data, split_or_dataset, device=None, max_images: int | None = None,
           progress: bool = True) -> pd.DataFrame:
     """Per-image PSNR/SSIM of bicubic and every checkpoint (csrip_lib.evaluate.evaluate_models)."""
-    from .evaluate import evaluate_models
-    from .models.sr import load_sr
-
     models = {name: load_sr(path, model=COMPETITOR_NAMES.get(name, "csrip")) for name, path in checkpoints.items()}
     if isinstance(split_or_dataset, str):
         return evaluate_models(models, data, split_or_dataset, device=device, max_images=max_images,
@@ -108,8 +112,6 @@ def table(per_image: pd.DataFrame, paper: str | None = None) -> pd.DataFrame:
 
     Table 1 also gets each model's gain over bicubic, measured and in the paper, and every further
     per-model column of `summarize_results` (e.g. identity metrics) for the models we ran."""
-    from .evaluate import compare_to_paper, gain_over_bicubic, summarize_results
-
     summary = summarize_results(per_image)
     if paper is None:
         return summary[["images", "psnr_mean", "ssim_mean"]].rename(columns={"psnr_mean": "psnr",
@@ -125,34 +127,35 @@ def table(per_image: pd.DataFrame, paper: str | None = None) -> pd.DataFrame:
 def run_ablation(data=None, preset: str = DEFAULT_PRESET, out: str | Path | None = None, recognizers=None,
                  experiment: str = "table2", alpha: float | None = None, train: TrainConfig | None = None,
                  force: bool = False, device=None, max_images: int | None = None,
-                 progress: bool = True) -> dict[str, pd.DataFrame]:
-    """Run one experiment; returns its tables ({"table2": ...} or {"table3": ..., "table4": ...})."""
-    from .data import resolve_data
+                 progress: bool = True, test_data=None) -> dict[str, pd.DataFrame]:
+    """Run one experiment; returns its tables ({"table2": ...} or {"table3": ..., "table4": ...}).
 
+    Test scores come from the "test" split of `data`, or from every image of `test_data` (another
+    face folder, e.g. LFW for models trained on CASIA-WebFace, Sec. 4.1)."""
     if experiment not in EXPERIMENTS:
         raise CSRIPError(f"unknown experiment {experiment!r}; expected one of {sorted(EXPERIMENTS)}")
     alpha = get_preset(preset).loss.alpha if alpha is None else alpha
     out = check_dir(Path(out) if out is not None else runs_dir() / preset / "ablation")
     root = resolve_data(data)
+    test_root, test_split = (root, "test") if test_data is None else (resolve_data(test_data), "all")
+    if test_data is not None and test_root.resolve() == root.resolve():
+        raise CSRIPError(f"--test-data {test_root} is the training folder; omit --test-data to score its "
+                         "identity-disjoint test split")
     if experiment == "table1" and recognizers is None:
-        from .train_recognizers import ensure_recognizers
-
         recognizers = runs_dir() / preset / "recognizers"  # notebook 03's, shared with train-sr
         ensure_recognizers(root, preset, recognizers, device=device, progress=progress)
-    if "C-SRIP" in EXPERIMENTS[experiment] and alpha > 0 and recognizers is None:
-        raise CSRIPError("the C-SRIP model of Table 2 needs the identity priors: pass --recognizers runs/X "
-                         "(from `csrip train-recognizers`), or --alpha 0 to train it without them")
+    if "C-SRIP" in EXPERIMENTS[experiment]:
+        check_identity_prior(alpha, recognizers)  # before any training
     ckpts = train_variants(EXPERIMENTS[experiment], root, preset, out, recognizers, alpha, train, force,
                            device, progress)
     tables: dict[str, pd.DataFrame] = {}
-    test = score(ckpts, root, "test", device, max_images, progress)
+    test = score(ckpts, test_root, test_split, device, max_images, progress)
     if experiment in ("table1", "table2"):
         test.to_csv(out / f"{experiment}_per_image.csv", index=False)
         tables[experiment] = table(test, paper=experiment)
     else:
         train_ds = training_folder(root, preset)
         if max_images is not None and len(train_ds) > max_images:
-            from torch.utils.data import Subset
             train_ds = Subset(train_ds, range(max_images))
         train_scores = score(ckpts, root, train_ds, device, progress=progress)
         train_scores.to_csv(out / "table3_train_per_image.csv", index=False)
@@ -161,7 +164,8 @@ def run_ablation(data=None, preset: str = DEFAULT_PRESET, out: str | Path | None
     for name, t in tables.items():
         t.to_csv(out / f"{name}.csv")
         with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 160):
-            print(f"\n{name} ({root.name}, preset {preset}):\n{t.to_string()}")
+            print(f"\n{name} ({root.name if name.startswith('table3') else test_root.name}, preset {preset}):"
+                  f"\n{t.to_string()}")
     return tables
 
 
@@ -176,6 +180,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="table1: the six competitors and C-SRIP (Sec. 4.2); table2: five-model ablation "
                         "(Sec. 4.3); table34: MSE vs SSIM on Baseline (A.3)")
     parser.add_argument("--alpha", type=nonnegative_float, default=None, help="C-SRIP's identity weight (default 0.001)")
+    parser.add_argument("--test-data", default=None, help="score every image of this face folder instead of the "
+                        "test split of --data (the paper: train on CASIA-WebFace, test on LFW)")
     parser.add_argument("--max-images", type=positive_int, default=None, help="score at most this many images per table")
     parser.add_argument("--device", default=None)
     parser.add_argument("--force", action="store_true", help="retrain models whose runs exist")
@@ -185,5 +191,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     train = schedule_from_args(args, get_preset(args.preset).train_sr)
     run_ablation(args.data, args.preset, args.out, args.recognizers, args.experiment, args.alpha, train,
-                 args.force, args.device, args.max_images)
+                 args.force, args.device, args.max_images, test_data=args.test_data)
     return 0

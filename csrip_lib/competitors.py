@@ -36,11 +36,15 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import TrainConfig, get_preset, runs_dir, to_dict
+from .config import DegradationConfig, TrainConfig, get_preset, runs_dir, to_dict, with_legacy_degradation
+from .data import resolve_data
+from .degradation import DEFAULT
 from .errors import CSRIPError
 from .outputs import check_runs
 from .models.common import bicubic_up
+from .models.lp import PerceptualLoss
 from .models.nbsrf import NBSRF, block_features, block_targets
+from .models.recognizer import load_recognizers
 from .models.registry import COMPETITORS, build_sr, check_name, checkpoint_config, model_config, stored_model
 from .train import OwnStep, fit, pick_device, seed_everything
 from .train_sr import MONITOR, Convergence, add_schedule_arguments, pyramid, schedule_from_args, sr_datasets
@@ -58,11 +62,11 @@ def pixel_loss(sr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, dict[s
 class SRStep:
     """One supervised step: degrade, super-resolve, score with `content` (fit does the optimizer step)."""
 
-    def __init__(self, content: ContentFn, sigma: float | None = None):
-        self.content, self.sigma = content, sigma
+    def __init__(self, content: ContentFn, degradation: DegradationConfig = DEFAULT):
+        self.content, self.degradation = content, degradation
 
     def __call__(self, net: nn.Module, batch: Any, device: torch.device) -> dict[str, torch.Tensor]:
-        pyr = pyramid(batch[0], device, self.sigma)
+        pyr = pyramid(batch[0], device, self.degradation)
         total, terms = self.content(net(pyr["lr"]), pyr["hr"])
         return {"loss": total, **terms}
 
@@ -72,8 +76,9 @@ class GANStep(OwnStep):
     update on content + adv_weight x BCE(D(SR), real). Real labels 0.9 (one-sided label smoothing,
     Salimans et al. 2016) keep the small quick-size discriminator from saturating."""
 
-    def __init__(self, content: ContentFn, adv_weight: float, sigma: float | None = None, grad_clip: float | None = None):
-        self.content, self.adv_weight, self.sigma, self.grad_clip = content, adv_weight, sigma, grad_clip
+    def __init__(self, content: ContentFn, adv_weight: float, degradation: DegradationConfig = DEFAULT,
+                 grad_clip: float | None = None):
+        self.content, self.adv_weight, self.degradation, self.grad_clip = content, adv_weight, degradation, grad_clip
         self.opt: dict[str, torch.optim.Optimizer] = {}
 
     def optimizers(self, model: nn.Module, cfg: TrainConfig) -> dict[str, torch.optim.Optimizer]:
@@ -92,7 +97,7 @@ class GANStep(OwnStep):
     def __call__(self, net: nn.Module, batch: Any, device: torch.device) -> dict[str, torch.Tensor]:
         model = getattr(net, "module", net)
         g, d = model.generator, model.discriminator
-        pyr = pyramid(batch[0], device, self.sigma)
+        pyr = pyramid(batch[0], device, self.degradation)
         hr = pyr["hr"]
         sr = g(pyr["lr"])
         real, fake = d(hr), d(sr.detach())
@@ -111,9 +116,6 @@ class GANStep(OwnStep):
 
 
 def _perceptual(recognizers: str | Path | dict | None, pixel_weight: float, name: str) -> ContentFn:
-    from .models.lp import PerceptualLoss
-    from .models.recognizer import load_recognizers
-
     if recognizers is None:
         raise CSRIPError(f"{name} is trained with a feature loss on the 192 px recognizer: pass --recognizers "
                          "runs/X (from `csrip train-recognizers`)")
@@ -121,14 +123,15 @@ def _perceptual(recognizers: str | Path | dict | None, pixel_weight: float, name
     return PerceptualLoss(rec, pixel_weight)
 
 
-def make_step(name: str, cfg: Any, recognizers, sigma: float | None, device: torch.device, train: TrainConfig):
+def make_step(name: str, cfg: Any, recognizers, degradation: DegradationConfig, device: torch.device,
+              train: TrainConfig):
     """The training step of model `name` (see the module docstring)."""
     content: ContentFn = pixel_loss
     if name in NEEDS_RECOGNIZER:
         content = _perceptual(recognizers, cfg.pixel_weight, name).to(device)
     if name in ("srgan", "urdgn"):
-        return GANStep(content, cfg.adv_weight, sigma, train.grad_clip)
-    return SRStep(content, sigma)
+        return GANStep(content, cfg.adv_weight, degradation, train.grad_clip)
+    return SRStep(content, degradation)
 
 
 def schedule(name: str, preset: str, train: TrainConfig | None = None) -> TrainConfig:
@@ -162,13 +165,13 @@ def _prepare_out(out: Path, resume: bool, force: bool) -> None:
 
 
 def fit_forest(cfg, hr: torch.Tensor, val_loader: DataLoader, out: Path, config: dict[str, Any], *,
-               seed: int = 0, sigma: float | None = None, resume: bool = False, force: bool = False,
+               seed: int = 0, degradation: DegradationConfig = DEFAULT, resume: bool = False, force: bool = False,
                device: torch.device = torch.device("cpu"), extra: dict[str, Any] | None = None) -> pd.DataFrame:
     """Fit NBSRF's forest on blocks of the training faces and write best.pt/last.pt/log.csv like `fit`.
 
     Deterministic (seeded block sampling and forest): a killed fit restarts from scratch and ends with
     the same forest; a finished one is reused with `resume`."""
-    from sklearn.ensemble import RandomForestRegressor  # only here: fitting is the one use of sklearn
+    from sklearn.ensemble import RandomForestRegressor  # lazy: scikit-learn's import is slow, and only this fits
 
     _prepare_out(out, resume, force)
     last = out / "last.pt"
@@ -185,7 +188,7 @@ def fit_forest(cfg, hr: torch.Tensor, val_loader: DataLoader, out: Path, config:
     per_image = max(1, -(-cfg.patches // len(hr)))  # blocks sampled per training face
     xs, ys = [], []
     for chunk in hr.split(64):
-        pyr = pyramid(chunk, torch.device("cpu"), sigma)
+        pyr = pyramid(chunk, torch.device("cpu"), degradation)
         up = bicubic_up(pyr["lr"])
         x, y = block_features(up, cfg), block_targets(up, pyr["hr"])
         blocks = x.shape[0] // len(chunk)
@@ -198,7 +201,7 @@ def fit_forest(cfg, hr: torch.Tensor, val_loader: DataLoader, out: Path, config:
                                    max_features=cfg.max_features, random_state=seed, n_jobs=1).fit(x, y)
     model = NBSRF(replace(cfg)).load_forest(forest).to(device).eval()
     config = {**config, "nbsrf": to_dict(model.cfg)}
-    row = {"epoch": 1, "step": 0, **Convergence(sigma)(model, val_loader, device)}
+    row = {"epoch": 1, "step": 0, **Convergence(degradation)(model, val_loader, device)}
     row["seconds"] = round(time.time() - t0, 2)
     state = {"model": model.state_dict(), "config": config, **(extra or {}), "metrics": row, "epoch": 1}
     save_checkpoint(state, out / "best.pt", KIND)
@@ -212,19 +215,19 @@ def fit_forest(cfg, hr: torch.Tensor, val_loader: DataLoader, out: Path, config:
 def train_competitor(name: str, data: str | Path | None = None, preset: str = "quick",
                      out: str | Path | None = None, *, recognizers: str | Path | dict | None = None,
                      train: TrainConfig | None = None, resume: bool = False, force: bool = False,
-                     device: str | torch.device | None = None, sigma: float | None = None,
+                     device: str | torch.device | None = None, degradation: DegradationConfig | None = None,
                      progress: bool = True, strict_resume: bool = False) -> pd.DataFrame:
     """Train (fit, for nbsrf) Table 1 competitor `name` at `preset`'s size; returns the per-epoch log.
 
-    The run folder is checked before any data is read (`outputs.check_runs`; `strict_resume`, the
-    --resume flag, makes "nothing to resume" an error)."""
-    from .data import resolve_data
-
+    `degradation` defaults to the preset's (saved in the checkpoints, as by `train_sr`). The run folder
+    is checked before any data is read (`outputs.check_runs`; `strict_resume`, the --resume flag, makes
+    "nothing to resume" an error)."""
     name = check_name(name)
     if name == "csrip":
         raise CSRIPError("C-SRIP is trained by `csrip train-sr`; train-competitor trains "
                          f"{', '.join(COMPETITORS)}")
     cfg, tcfg = model_config(name, preset), schedule(name, preset, train)
+    degradation = degradation or get_preset(preset).degradation
     out = Path(out) if out is not None else runs_dir() / preset / name
     check_runs([out], resume=resume, force=force, strict_resume=strict_resume)
     _check_run(out, name, resume)
@@ -234,22 +237,25 @@ def train_competitor(name: str, data: str | Path | None = None, preset: str = "q
     if len(hr) < tcfg.batch_size:
         raise CSRIPError(f"{root}: {len(hr)} training images, fewer than one batch ({tcfg.batch_size})")
     val_loader = DataLoader(TensorDataset(val_hr, val_labels), batch_size=max(tcfg.batch_size, 32))
-    config = {"preset": preset, **checkpoint_config(name, cfg), "sigma": sigma, "data": str(root),
+    config = {"preset": preset, **checkpoint_config(name, cfg), "degradation": to_dict(degradation),
+              "data": str(root),
               "recognizers": str(recognizers) if name in NEEDS_RECOGNIZER and recognizers is not None else None}
     extra = {"identities": train_ds.identities}
+    last = load_checkpoint(out / "last.pt", kind=KIND) if resume and (out / "last.pt").exists() else None
+    if last is not None:
+        config = with_legacy_degradation(config, last["config"])
     if name == "nbsrf":
-        return fit_forest(cfg, hr, val_loader, out, config, seed=tcfg.seed, sigma=sigma, resume=resume,
+        return fit_forest(cfg, hr, val_loader, out, config, seed=tcfg.seed, degradation=degradation, resume=resume,
                           force=force, device=dev, extra=extra)
-    step = make_step(name, cfg, recognizers, sigma, dev, tcfg)
+    step = make_step(name, cfg, recognizers, degradation, dev, tcfg)
     torch.manual_seed(tcfg.seed)
     model = build_sr(name, cfg)
     train_set = TensorDataset(hr, labels)
     sampler = DistributedSampler(train_set, num_replicas=1, rank=0, shuffle=True, seed=tcfg.seed, drop_last=True)
     train_loader = DataLoader(train_set, batch_size=tcfg.batch_size, sampler=sampler, drop_last=True,
                               num_workers=tcfg.num_workers, pin_memory=dev.type == "cuda")
-    history = load_checkpoint(out / "last.pt", kind=KIND)["state"]["history"] \
-        if resume and (out / "last.pt").exists() else []
-    return fit(model, step, Convergence(sigma, history), train_loader, val_loader, tcfg, out, kind=KIND,
+    history = last["state"]["history"] if last is not None else []
+    return fit(model, step, Convergence(degradation, history), train_loader, val_loader, tcfg, out, kind=KIND,
                config=config, monitor=MONITOR, mode="max", resume=resume, force=force, device=dev, extra=extra)
 
 

@@ -13,15 +13,22 @@ into what the paper shows: Table 1/2 summaries (`summarize_results`, `compare_to
 cumulative score distribution of Fig. 8 (`csd_curve`), image attributes that explain the failures
 of Fig. 10 (`image_attributes`, `attribute_correlations`) and the sharpening of A.2 (`sharpen`).
 
-Command line: `csrip evaluate --checkpoint CKPT [CKPT ...] --data DIR --out results.csv`.
+Degradation. Every model is scored on LR inputs degraded as it was trained (`model.degradation`, saved
+in its checkpoint; older checkpoints: the default DegradationConfig()), and bicubic (and the HR row) on
+the same LR inputs. `--sigma` (`degradation=`) overrides it, with a warning for each model trained
+otherwise. Models trained under different degradations are refused together (`degradation.for_models`):
+one table would score them on different inputs, or some of them on inputs they were not trained for.
+
+Command line: `csrip evaluate --checkpoint CKPT [CKPT ...] --data DIR --out results.csv [--sigma S]`.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import re
+import sys
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +38,20 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from . import judge as judge_mod
 from .argtypes import nonnegative_float, nonnegative_int, positive_int
-from .config import RESIDUAL_SIGMAS
-from .data import FaceDataWarning, IndexedFaces
-from .degradation import make_pyramid, residual, upsample_bicubic
+from .checkpoint import load_checkpoint
+from .config import RESIDUAL_SIGMAS, DegradationConfig, to_dict
+from .data import FaceDataWarning, FaceFolder, IndexedFaces, resolve_data
+from .degradation import for_models, make_pyramid, residual, upsample_bicubic
 from .errors import CSRIPError
+from .identity import identity_metrics
+from .inference import Upscaler
+from .metrics import psnr, ssim_eval
+from .models.sr import load_sr
 from .outputs import check_dir
 from .progress import tqdm
+from .zoo import resolve
 
 SRFn = Callable[[torch.Tensor], torch.Tensor]  # LR N x 3 x 24 x 24 -> SR N x 3 x 192 x 192, [0, 1]
 
@@ -91,11 +105,7 @@ def model_name(path: str | Path, ckpt: Mapping[str, Any] | None = None) -> str:
 
 def load_models(checkpoints: list[str | Path], map_location: str | torch.device = "cpu") -> dict[str, torch.nn.Module]:
     """SR models from checkpoints (paths or shipped names), keyed by `model_name` (made unique with
-    the parent folder)."""
-    from .checkpoint import load_checkpoint
-    from .models.sr import load_sr
-    from .zoo import resolve
-
+    the parent folder); each carries the degradation it was trained under (`.degradation`)."""
     models: dict[str, torch.nn.Module] = {}
     for path in map(resolve, checkpoints):  # shipped names -> checkpoints/<name>.pt
         ckpt = load_checkpoint(path, kind="sr", map_location="cpu")  # validates: CSRIPError if not ours
@@ -114,8 +124,6 @@ def _autocast(device: torch.device):
 def _prepare(fn: SRFn, device: torch.device, compile: bool | str = "auto") -> SRFn:
     """SR modules go through the project's fast path (`inference.Upscaler`: bf16 autocast,
     channels_last, torch.compile and CUDA graphs on CUDA; fp32 on CPU); plain functions pass through."""
-    from .inference import Upscaler
-
     return Upscaler(fn, device=device, compile=compile) if isinstance(fn, torch.nn.Module) else fn
 
 
@@ -131,8 +139,6 @@ def _dataset(data: Any, split: str, max_images: int | None = None) -> Dataset:
     """A FaceFolder from a path (or None: resolve_data's order), or a given dataset unchanged."""
     if isinstance(data, Dataset):
         return data
-    from .data import FaceFolder, resolve_data
-
     if max_images is not None and max_images < 1:
         raise ValueError(f"max_images must be >= 1 (or None for all), got {max_images}")
     root = resolve_data(data)
@@ -210,15 +216,16 @@ def sample_images(data: Any = None, split: str = "test", n: int = 6, seed: int =
 
 
 @torch.no_grad()
-def super_resolve(models: Mapping[str, SRFn], hr: torch.Tensor, sigma: float | None = None,
+def super_resolve(models: Mapping[str, SRFn], hr: torch.Tensor, degradation: DegradationConfig | None = None,
                   device: str | torch.device | None = None) -> dict[str, torch.Tensor]:
     """Columns of a qualitative figure (Figs. 6, 7, 9): the 24 px input upscaled by nearest
-    neighbour ("LR input"), "Bicubic", every model, and the "Target" HR image (CPU tensors)."""
+    neighbour ("LR input"), "Bicubic", every model, and the "Target" HR image (CPU tensors). The LR
+    input is degraded as the models were trained (`degradation.for_models`; `degradation` overrides)."""
     from .train import pick_device
 
     device = pick_device(device)
     hr = hr.to(device)
-    lr = make_pyramid(hr, sigma)["lr"]
+    lr = make_pyramid(hr, for_models(models, degradation))["lr"]
     cols = {"LR input": F.interpolate(lr, scale_factor=8, mode="nearest"), "Bicubic": bicubic(lr)}
     for name, fn in models.items():
         cols[name] = _run(_prepare(fn, device, compile=False), lr, device)  # a few images: no compile
@@ -230,14 +237,15 @@ def super_resolve(models: Mapping[str, SRFn], hr: torch.Tensor, sigma: float | N
 def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "test", *,
                     batch_size: int = 32, device: str | torch.device | None = None,
                     judge: Any = None, include_bicubic: bool = True,
-                    include_hr: bool | None = None, sigma: float | None = None,
+                    include_hr: bool | None = None, degradation: DegradationConfig | None = None,
                     max_images: int | None = None, num_workers: int = 0,
                     progress: bool = True) -> pd.DataFrame:
     """Score every model on every image of `split` of `data` (a face folder path, None for
     `resolve_data`'s default, or a Dataset yielding (uint8 3x192x192, label)).
 
-    Each HR image is degraded to 24 px with `make_pyramid` (paper Sec. 3.3), super-resolved by each
-    model and compared with the HR image (csrip_lib.metrics.psnr / ssim_eval). `max_images` takes a
+    Each HR image is degraded to 24 px with `make_pyramid` (paper Sec. 3.3) under the models' training
+    degradation (`degradation.for_models`; `degradation` overrides it, see the module docstring; it is
+    recorded in `df.attrs["degradation"]`), super-resolved by each model (and bicubic) and compared with the HR image (csrip_lib.metrics.psnr / ssim_eval). `max_images` takes a
     fixed random subset of (mostly whole) identities (see `_identity_subset`). Returns one row per
     (model, image): model, image, identity, psnr, ssim, and with a `judge` (`judge.FaceJudge`) also
     id_dist, id_match, id_rank1 (1/0, empty where excluded), id_failed and per model id_auc, id_tar
@@ -245,10 +253,10 @@ def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "
     descriptors of image files are cached on disk (`judge.EmbeddingCache`). SR modules run through
     `inference.Upscaler` (CUDA: bf16, channels_last, torch.compile, CUDA graphs; CPU: fp32).
     """
-    from .metrics import psnr, ssim_eval
     from .train import pick_device
 
     device = pick_device(device)
+    degradation = for_models(models, degradation)
     ds = _dataset(data, split, max_images)
     fns: dict[str, SRFn] = {"bicubic": bicubic} if include_bicubic else {}
     fns.update({name: _prepare(fn, device) for name, fn in models.items()})
@@ -267,7 +275,7 @@ def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "
             continue
         hr_u8, y = hr_u8[ok], y[ok]
         hr = hr_u8.to(device, non_blocking=True).float() / 255
-        lr = make_pyramid(hr, sigma)["lr"]
+        lr = make_pyramid(hr, degradation)["lr"]
         if hr_embed is not None:
             hr_emb.append(hr_embed(hr_u8, (start + torch.nonzero(ok).flatten()).tolist()))
         labels.append(y)
@@ -293,14 +301,11 @@ def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "
             df["psnr"] = torch.cat(scores[name]["psnr"]).numpy()
             df["ssim"] = torch.cat(scores[name]["ssim"]).numpy()
         if judge is not None:
-            from .identity import identity_metrics
-            from .judge import MATCH_THRESHOLD
-
             gallery = np.concatenate(hr_emb)
             probe = gallery if name == "hr" else np.concatenate(scores[name]["emb"])
             m = identity_metrics(probe, gallery, labels_np)
             df["id_dist"] = m["id_dist"]
-            df["id_match"] = np.where(np.isnan(m["id_dist"]), np.nan, m["id_dist"] < MATCH_THRESHOLD)
+            df["id_match"] = np.where(np.isnan(m["id_dist"]), np.nan, m["id_dist"] < judge_mod.MATCH_THRESHOLD)
             df["id_rank1"] = m["rank1_hit"]
             df["id_failed"] = ~np.isfinite(probe).all(1)
             df["id_auc"], df["id_tar"] = m["auc"], m["tar"]
@@ -309,6 +314,7 @@ def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "
     out = pd.concat(frames, ignore_index=True)
     out.attrs["root"] = str(getattr(getattr(ds, "dataset", ds), "root", ""))
     out.attrs["identity"] = id_info
+    out.attrs["degradation"] = to_dict(degradation)
     return out
 
 
@@ -317,11 +323,9 @@ class _HREmbedder:
     items are image files (FaceFolder), computed otherwise."""
 
     def __init__(self, judge: Any, ds: Dataset):
-        from .judge import EmbeddingCache
-
         self.judge, self.ds = judge, ds
         root = getattr(getattr(ds, "dataset", ds), "root", None)
-        self.cache = EmbeddingCache(root) if root is not None and _item_path(ds, 0) is not None else None
+        self.cache = judge_mod.EmbeddingCache(root) if root is not None and _item_path(ds, 0) is not None else None
 
     def __call__(self, hr_u8: torch.Tensor, indices: list[int]) -> np.ndarray:
         """Descriptors of the HR images `hr_u8`, which are the dataset items `indices`."""
@@ -549,13 +553,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-images", type=positive_int, default=None, help="evaluate a fixed random subset of N images, made of whole identities (the last one cut to fit)")
     p.add_argument("--no-identity", action="store_true",
                    help="skip the identity judge (PSNR/SSIM only; faster)")
-    p.add_argument("--sigma", type=nonnegative_float, default=None, help="degradation blur per 2x step (default 1.0)")
+    p.add_argument("--sigma", type=nonnegative_float, default=None, help="degradation blur per 2x step in pixels "
+                   "(default: the one the models were trained with, saved in their checkpoints; older ones: 1.0)")
     p.add_argument("--device", default=None, help="cuda, cpu, ... (default: best available)")
     p.add_argument("--workers", type=nonnegative_int, default=2, help="data-loading processes")
 
 
+@contextlib.contextmanager
+def one_line_warnings(command: str) -> Iterator[None]:
+    """Warnings of a CLI command as one line each on stderr ("csrip <command>: warning: ..."), each
+    distinct message once (e.g. `--sigma` differing from a model's training degradation)."""
+    seen: set[str] = set()
+
+    def show(message, *_, **__) -> None:
+        if str(message) not in seen:
+            seen.add(str(message))
+            print(f"csrip {command}: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", UserWarning)
+        warnings.showwarning = show
+        yield
+
+
 def run(args: argparse.Namespace) -> int:
-    from . import judge as judge_mod
     from .train import pick_device
 
     out = check_output(args.out, args.force)
@@ -569,9 +590,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: {judge_mod.INSTALL_HINT}; reporting PSNR/SSIM only")
     split = "all" if args.all else "test"
     print(f"evaluating {['bicubic', *models]} on the {split!r} split on {device}")
-    df = evaluate_models(models, args.data, split, batch_size=args.batch_size, device=device,
-                         judge=judge, sigma=args.sigma, max_images=args.max_images,
-                         num_workers=args.workers)
+    with one_line_warnings("evaluate"):  # --sigma other than a model's training degradation
+        df = evaluate_models(models, args.data, split, batch_size=args.batch_size, device=device, judge=judge,
+                             degradation=None if args.sigma is None else DegradationConfig(sigma=args.sigma),
+                             max_images=args.max_images, num_workers=args.workers)
     df.to_csv(out, index=False)
     summary = summarize_results(df)
     summary.to_csv(summary_path(out))
@@ -581,5 +603,6 @@ def run(args: argparse.Namespace) -> int:
         if info["failed"] or info["rank1_excluded"] or "needed" in info["tar_note"]:
             print(f"{name}: judge failed on {info['failed']} face(s); {info['rank1_excluded']} probe(s) "
                   f"without another image of their identity left out of rank-1; TAR: {info['tar_note']}")
+    print(f"degradation: {DegradationConfig(**df.attrs['degradation'])}")
     print(f"wrote {len(df)} rows to {out} and the summary to {summary_path(out)}")
     return 0

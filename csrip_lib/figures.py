@@ -1,18 +1,32 @@
 """The paper's figures, one function per figure (numbering as in the paper).
 
 Each function returns a matplotlib Figure and, with `save=True`, writes figures/figNN_name.png.
-`csrip figures` regenerates all of them from checkpoints without executing notebooks.
+`csrip figures` regenerates all of them from checkpoints without executing notebooks. Faces are
+degraded as the models shown were trained (`degradation.for_models`); `degradation=` / `--sigma`
+override it, with a warning for each model trained otherwise.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 import torch
+from matplotlib.patches import Rectangle
 
-from .argtypes import positive_int
-from .config import figures_dir
+from .analysis import COARSER, SIZES, correlation, module_detail, radial_power_spectrum
+from .argtypes import nonnegative_float, positive_int
+from .config import RESIDUAL_SIGMAS, DegradationConfig, figures_dir, get_preset
+from .data import load_hr, resolve_data
+from .degradation import degrade, for_models, make_pyramid, residual, upsample_bicubic
+from .errors import CSRIPError
+from .evaluate import (csd_curve, evaluate_models, image_attributes, load_models, one_line_warnings,
+                       sample_images, sharpen, super_resolve, worst_images)
+from .metrics import MARGIN, concentration_curve, error_maps, loss_gradients, mass_fraction, psnr, ssim_eval
+from .models.sr import CascadedSR, shape_table
 from .outputs import check_dir
+from .zoo import DEFAULT_SR, available, resolve
 
 
 def save_figure(fig: plt.Figure, name: str, dpi: int = 150) -> Path:
@@ -41,7 +55,7 @@ def _show_detail(ax, d: torch.Tensor, title: str) -> None:
     _show(ax, 0.5 + gain * d, f"{title} (x{gain:.0f})" if title else f"x{gain:.0f}")
 
 
-def fig03_residuals(hr: torch.Tensor, sigma: float | None = None,
+def fig03_residuals(hr: torch.Tensor, degradation: DegradationConfig | None = None,
                     residual_sigmas: dict[int, float] | None = None, index: int = 0,
                     save: bool = False, name: str = "fig03_residuals.png") -> plt.Figure:
     """Fig. 3: each SR module adds fine details (left); recognizers see only such details (right).
@@ -50,14 +64,11 @@ def fig03_residuals(hr: torch.Tensor, sigma: float | None = None,
     upsampling of the level below (what a module starts from), the target, the detail the module
     must add (their difference) and the residual image `x - g_sigma * x` a recognizer sees, with
     its correlation to that detail. The last column: radially averaged power spectra over all of
-    `hr`, in cycles per face, with the Nyquist limit of the level below (dashed).
+    `hr`, in cycles per face, with the Nyquist limit of the level below (dashed). `degradation`: the
+    pyramid's (default DegradationConfig()); `residual_sigmas`: the residual images' blur per size.
     """
-    from .analysis import COARSER, SIZES, correlation, module_detail, radial_power_spectrum
-    from .config import RESIDUAL_SIGMAS
-    from .degradation import make_pyramid, residual, upsample_bicubic
-
     sigmas = {**RESIDUAL_SIGMAS, **(residual_sigmas or {})}
-    p = make_pyramid(hr, sigma)
+    p = make_pyramid(hr, degradation)
     fig, axes = plt.subplots(3, 5, figsize=(10, 7), gridspec_kw={"width_ratios": [1, 1, 1, 1, 1.7]})
     for row, level in enumerate(COARSER):
         size, s = SIZES[level], sigmas[SIZES[level]]
@@ -88,25 +99,20 @@ def fig03_residuals(hr: torch.Tensor, sigma: float | None = None,
     return fig
 
 
-def fig04_training_data(hr: torch.Tensor, sigma: float | None = None,
+def fig04_training_data(hr: torch.Tensor, degradation: DegradationConfig | None = None,
                         residual_sigmas: dict[int, float] | None = None, residuals: bool = True,
                         bicubic: bool = False, save: bool = False,
                         name: str = "fig04_training_data.png") -> plt.Figure:
     """Fig. 4: the quadruplet {lr, x2, x4, hr} of the degradation model (left) and the residual
     images of recognizer training (right), one row per face of `hr` (N x 3 x 192 x 192).
 
-    `sigma` is the degradation blur per 2x step; `bicubic=True` adds the 8x bicubic baseline with
-    its PSNR / SSIM (csrip_lib.metrics); `residuals=False` drops the right half.
+    `degradation` (default DegradationConfig()) makes the pyramid; `bicubic=True` adds the 8x bicubic
+    baseline with its PSNR / SSIM (csrip_lib.metrics); `residuals=False` drops the right half.
     """
-    from .analysis import SIZES
-    from .config import RESIDUAL_SIGMAS
-    from .degradation import DEFAULT_SIGMA, make_pyramid, residual, upsample_bicubic
-    from .metrics import psnr, ssim_eval
-
     sigmas = {**RESIDUAL_SIGMAS, **(residual_sigmas or {})}
-    s = DEFAULT_SIGMA if sigma is None else sigma
-    p = make_pyramid(hr, s)
-    columns = [(f"LR 24 px (σ={s:.2f})", p["lr"], False), ("2x 48 px", p["x2"], False),
+    degradation = degradation or DegradationConfig()
+    p = make_pyramid(hr, degradation)
+    columns = [(f"LR 24 px (σ={degradation.sigma:.2f})", p["lr"], False), ("2x 48 px", p["x2"], False),
                ("4x 96 px", p["x4"], False), ("HR 192 px", p["hr"], False)]
     if bicubic:
         sr = upsample_bicubic(p["lr"], 8)
@@ -130,12 +136,12 @@ def fig04_training_data(hr: torch.Tensor, sigma: float | None = None,
 
 # ---------------------------------------------------------------- SSIM loss vs squared error (Fig. 5)
 def fig05_error_maps(hr: torch.Tensor, sizes: tuple[int, ...] = (24, 48, 96), index: int = 0,
-                     sigma: float | None = None, save: bool = False,
+                     degradation: DegradationConfig | None = None, save: bool = False,
                      name: str = "fig05_error_maps.png") -> plt.Figure:
     """Fig. 5: squared error (the MSE loss) vs 1 - SSIM (Eq. 3) of degraded faces against the truth.
 
     One row per input size in `sizes`: face `index` of `hr` (N x 3 x 192 x 192 in [0, 1]) degraded to
-    that size (`degradation.degrade`, blur `sigma`) and upsampled back with bicubic interpolation;
+    that size (`degradation.degrade` under `degradation`) and upsampled back with bicubic interpolation;
     its squared-error map and its 1 - SSIM map (182 x 182 'valid' windows, mean over channels, each
     shown up to its own 99.5th percentile; the title gives the share of pixels that carries 90 % of
     the map's total, `metrics.mass_fraction`); and, over all faces of `hr`, concentration curves:
@@ -143,9 +149,6 @@ def fig05_error_maps(hr: torch.Tensor, sizes: tuple[int, ...] = (24, 48, 96), in
     gradient magnitudes of both losses (dashed; same 182 x 182 pixels). The diagonal is a perfectly
     uniform signal.
     """
-    from .degradation import degrade, upsample_bicubic
-    from .metrics import MARGIN, concentration_curve, error_maps, loss_gradients, mass_fraction, psnr, ssim_eval
-
     hr = hr.detach().float().cpu()
     fig, axes = plt.subplots(len(sizes), 4, figsize=(10, 2.9 * len(sizes)), squeeze=False,
                              gridspec_kw={"width_ratios": [1, 1.15, 1.15, 1.2]})
@@ -153,7 +156,7 @@ def fig05_error_maps(hr: torch.Tensor, sizes: tuple[int, ...] = (24, 48, 96), in
         factor = hr.shape[-1] // size
         if factor not in (2, 4, 8) or factor * size != hr.shape[-1]:
             raise ValueError(f"sizes must be {hr.shape[-1]} / 2, 4 or 8 (e.g. 24, 48, 96), got {size}")
-        sr = upsample_bicubic(degrade(hr, factor, sigma), factor)
+        sr = upsample_bicubic(degrade(hr, factor, degradation), factor)
         se, dssim = error_maps(sr, hr)
         grads = {k: g[:, MARGIN:-MARGIN, MARGIN:-MARGIN] for k, g in loss_gradients(sr, hr).items()}
         one, target = sr[index:index + 1], hr[index:index + 1]
@@ -196,8 +199,6 @@ def fig05_error_maps(hr: torch.Tensor, sizes: tuple[int, ...] = (24, 48, 96), in
 
 # ---------------------------------------------------------------- evaluation figures (Figs. 6-10, 12, 13)
 def _scores_label(x: torch.Tensor, target: torch.Tensor) -> str:
-    from .metrics import psnr, ssim_eval
-
     x, target = x[None].float(), target[None].float()
     return f"{psnr(x, target).item():.2f} dB / {ssim_eval(x, target).item():.3f}"
 
@@ -232,26 +233,21 @@ def image_grid(columns: dict[str, torch.Tensor], scores: bool = True, cell: floa
 
 
 def fig06_qualitative(models: dict, hr: torch.Tensor, save: bool = False, name: str = "fig06_qualitative.png",
-                      title: str | None = None, device=None) -> plt.Figure:
+                      title: str | None = None, device=None, degradation: DegradationConfig | None = None
+                      ) -> plt.Figure:
     """Fig. 6: LR input (nearest-upscaled) / bicubic / each model / target, PSNR / SSIM per image."""
-    from .evaluate import super_resolve
-
-    fig = image_grid(super_resolve(models, hr, device=device), title=title)
+    fig = image_grid(super_resolve(models, hr, degradation, device=device), title=title)
     if save:
         save_figure(fig, name)
     return fig
 
 
 def fig07_details(models: dict, hr: torch.Tensor, box: tuple[int, int, int] = (56, 48, 96),
-                  save: bool = False, device=None) -> plt.Figure:
+                  save: bool = False, device=None, degradation: DegradationConfig | None = None) -> plt.Figure:
     """Fig. 7: every image of Fig. 6 followed by a row of zoomed crops of the highlighted `box`
     (top, left, size in 192 px coordinates; default: eyes and nose)."""
-    from matplotlib.patches import Rectangle
-
-    from .evaluate import super_resolve
-
     top, left, size = box
-    cols = super_resolve(models, hr, device=device)
+    cols = super_resolve(models, hr, degradation, device=device)
     rows = {}
     for k, v in cols.items():
         zoom = torch.nn.functional.interpolate(v[..., top:top + size, left:left + size],
@@ -270,8 +266,6 @@ def fig07_details(models: dict, hr: torch.Tensor, box: tuple[int, int, int] = (5
 def fig08_csd(results, models: list[str] | None = None, save: bool = False) -> plt.Figure:
     """Fig. 8: cumulative score distributions of PSNR (left) and SSIM (right): the fraction of test
     images scoring at least x. Curves further right are better."""
-    from .evaluate import csd_curve
-
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, metric, unit in zip(axes, ("psnr", "ssim"), ("PSNR [dB]", "SSIM")):
         curve = csd_curve(results, metric, models)
@@ -288,28 +282,24 @@ def fig08_csd(results, models: list[str] | None = None, save: bool = False) -> p
     return fig
 
 
-def fig09_ablation(models: dict, hr: torch.Tensor, save: bool = False, device=None) -> plt.Figure:
+def fig09_ablation(models: dict, hr: torch.Tensor, save: bool = False, device=None,
+                   degradation: DegradationConfig | None = None) -> plt.Figure:
     """Fig. 9: the ablation variants (Baseline, B+SSIM, C+SSIM, C+SSIM+M, C-SRIP) side by side."""
-    return fig06_qualitative(models, hr, save=save, name="fig09_ablation.png", device=device)
+    return fig06_qualitative(models, hr, save=save, name="fig09_ablation.png", device=device, degradation=degradation)
 
 
 def fig10_failures(results, model_name: str, model, root, attributes=None, k: int = 6,
-                   save: bool = False, device=None) -> plt.Figure:
+                   save: bool = False, device=None, degradation: DegradationConfig | None = None) -> plt.Figure:
     """Fig. 10: the `k` test images with the lowest SSIM for `model_name` (LR / bicubic / model /
     target), annotated with the image attributes of `evaluate.image_attributes` (Sec. 4.4)."""
-    from pathlib import Path as _Path
-
-    from .data import load_hr
-    from .evaluate import super_resolve, worst_images
-
     worst = worst_images(results, model_name, k)
-    hr = torch.stack([load_hr(_Path(root) / p) for p in worst["image"]]).float() / 255
+    hr = torch.stack([load_hr(Path(root) / p) for p in worst["image"]]).float() / 255
     notes = [f"{p.split('/')[0][:20]}" for p in worst["image"]]
     if attributes is not None:  # spelled out; `evaluate.image_attributes` defines them
         attrs = attributes.set_index("image").loc[worst["image"]]
         notes = [f"{n}\nhigh-freq. energy {a.hf_energy:.3f}\natypicality {a.atypicality:.3f}\n"
                  f"asymmetry {a.asymmetry:.3f}" for n, a in zip(notes, attrs.itertuples())]
-    fig = image_grid(super_resolve({model_name: model}, hr, device=device), notes=notes, cell=2.0,
+    fig = image_grid(super_resolve({model_name: model}, hr, degradation, device=device), notes=notes, cell=2.0,
                      title=f"Worst {k} test images by SSIM for {model_name} (Fig. 10)")
     if save:
         save_figure(fig, "fig10_failures.png")
@@ -317,14 +307,14 @@ def fig10_failures(results, model_name: str, model, root, attributes=None, k: in
 
 
 @torch.no_grad()
-def fig12_intermediate(model, hr: torch.Tensor, save: bool = False) -> plt.Figure:
+def fig12_intermediate(model, hr: torch.Tensor, save: bool = False,
+                       degradation: DegradationConfig | None = None) -> plt.Figure:
     """Fig. 12 (A.1): the 2x (48 px) and 4x (96 px) outputs of the first two SR modules,
     `model(lr, all_scales=True)`, next to bicubic and the ground truth at the same size."""
-    from .degradation import make_pyramid, upsample_bicubic
-
+    degradation = for_models({"C-SRIP": model}, degradation)
     model = model.eval()
     device = next(model.parameters()).device
-    pyr = make_pyramid(hr.to(device))
+    pyr = make_pyramid(hr.to(device), degradation)
     x48, x96, _ = model(pyr["lr"], all_scales=True)
     lr = pyr["lr"]
     cols = {"LR input": lr, "Bicubic 48": upsample_bicubic(lr, 2), "C-SRIP 48": x48, "GT 48": pyr["x2"],
@@ -343,12 +333,11 @@ def fig12_intermediate(model, hr: torch.Tensor, save: bool = False) -> plt.Figur
     return fig
 
 
-def fig13_sharpening(model, hr: torch.Tensor, save: bool = False, device=None) -> plt.Figure:
+def fig13_sharpening(model, hr: torch.Tensor, save: bool = False, device=None,
+                     degradation: DegradationConfig | None = None) -> plt.Figure:
     """Fig. 13 (A.2): C-SRIP output and the same output sharpened with the 3x3 kernel
     [0,-1,0; -1,5,-1; 0,-1,0] (clipped), next to the LR input and the target."""
-    from .evaluate import sharpen, super_resolve
-
-    cols = super_resolve({"C-SRIP": model}, hr, device=device)
+    cols = super_resolve({"C-SRIP": model}, hr, degradation, device=device)
     cols = {"LR input": cols["LR input"], "C-SRIP": cols["C-SRIP"], "Enhanced": sharpen(cols["C-SRIP"]),
             "Target": cols["Target"]}
     fig = image_grid(cols, title="Sharpening post-process (A.2, Fig. 13)")
@@ -399,8 +388,6 @@ def fig_alpha_balance(terms: dict, alpha: float, alphas=None) -> plt.Figure:
     in alpha, so this is exact for every alpha). Right: the identity share of the gradient over a
     range of alphas, the chosen alpha and the paper's 0.001 marked.
     """
-    import numpy as np
-
     rec = {k: v for k, v in terms.items() if not k.startswith("ce")}
     ce = {k: v for k, v in terms.items() if k.startswith("ce")}
     g_rec = sum(g for _, g in rec.values())
@@ -446,19 +433,18 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0, help="which test faces are shown")
     p.add_argument("--only", nargs="*", default=None, metavar="FIG",
                    help="regenerate only these figures, e.g. --only fig06 fig08")
+    p.add_argument("--sigma", type=nonnegative_float, default=None, help="degradation blur per 2x step in pixels "
+                   "(default: the one the models were trained with, saved in their checkpoints; older ones: 1.0)")
     p.add_argument("--device", default=None)
 
 
 def run(args) -> int:
     """Regenerate every figure the notebooks make, from checkpoints, without running notebooks."""
-    import pandas as pd
+    with one_line_warnings("figures"):
+        return _run(args)
 
-    from .config import get_preset
-    from .data import resolve_data
-    from .evaluate import evaluate_models, image_attributes, load_models, sample_images
-    from .models.sr import CascadedSR, shape_table
-    from .zoo import DEFAULT_SR, available, resolve
 
+def _run(args) -> int:
     check_dir(figures_dir(create=False), "figures folder")
     root = resolve_data(args.data)
     hr, _ = sample_images(root, "test", n=args.examples, seed=args.seed)
@@ -473,6 +459,7 @@ def run(args) -> int:
     shipped = [resolve(None)] if DEFAULT_SR in available("sr") else []  # the default model, if shipped
     models = load_models(args.checkpoint or shipped, map_location="cpu")
     main_name, main = next(iter(models.items()), (None, None))
+    deg = for_models(models, None if args.sigma is None else DegradationConfig(sigma=args.sigma))
     if want("fig02"):  # the architecture of the main model (or of the paper preset)
         if main is not None:
             arch = main
@@ -483,7 +470,7 @@ def run(args) -> int:
     for name, fn in (("fig03_residuals.png", fig03_residuals), ("fig04_training_data.png", fig04_training_data),
                      ("fig05_error_maps.png", fig05_error_maps)):
         if want(name):
-            done(name, fn(hr, save=True))
+            done(name, fn(hr, degradation=deg, save=True))
     if not any(want(f"fig{n:02d}") for n in (6, 7, 8, 9, 10, 12, 13)):
         return 0
     if main is None:
@@ -491,34 +478,34 @@ def run(args) -> int:
               "runs/<preset>/sr/best.pt (from `csrip train-sr`)")
         return 0
     if want("fig06"):
-        done("fig06_qualitative.png", fig06_qualitative(models, hr, save=True, device=args.device))
+        done("fig06_qualitative.png", fig06_qualitative(models, hr, save=True, device=args.device, degradation=deg))
     if want("fig07"):
-        done("fig07_details.png", fig07_details(models, hr[:3], save=True, device=args.device))
+        done("fig07_details.png", fig07_details(models, hr[:3], save=True, device=args.device, degradation=deg))
     if not (want("fig08") or want("fig10")):
         results = None
     elif args.results:
         results = pd.read_csv(args.results)
         missing = set(models) - set(results["model"])
         if missing:
-            from .errors import CSRIPError
             raise CSRIPError(f"{args.results} has no rows for {sorted(missing)}; evaluate those checkpoints first")
     else:
-        results = evaluate_models(models, root, "test", max_images=args.max_images, device=args.device)
+        results = evaluate_models(models, root, "test", max_images=args.max_images, device=args.device,
+                                  degradation=deg)
     if want("fig08"):
         done("fig08_csd.png", fig08_csd(results, save=True))
     if want("fig09") and len(models) > 1:
-        done("fig09_ablation.png", fig09_ablation(models, hr, save=True, device=args.device))
+        done("fig09_ablation.png", fig09_ablation(models, hr, save=True, device=args.device, degradation=deg))
     elif want("fig09"):
         print("skipping Fig. 9 (ablation): pass two or more checkpoints, e.g. the runs of `csrip ablation`")
     if want("fig10"):
         attrs = image_attributes(root, "test", max_images=args.max_images)
         done("fig10_failures.png", fig10_failures(results, main_name, main, root, attrs, save=True,
-                                                  device=args.device))
+                                                  device=args.device, degradation=deg))
     if want("fig12") and isinstance(main, CascadedSR):
-        done("fig12_intermediate.png", fig12_intermediate(main, hr, save=True))
+        done("fig12_intermediate.png", fig12_intermediate(main, hr, save=True, degradation=deg))
     elif want("fig12"):
         print(f"skipping Fig. 12: {main_name} is not a cascade (no 2x/4x outputs)")
     if want("fig13"):
-        done("fig13_sharpening.png", fig13_sharpening(main, hr, save=True, device=args.device))
+        done("fig13_sharpening.png", fig13_sharpening(main, hr, save=True, device=args.device, degradation=deg))
     print(f"{len(written)} figures in {figures_dir()}")
     return 0

@@ -17,7 +17,8 @@ For every face in a photo:
    FACE_BOX_FRACTION of the crop side, centred FACE_BOX_DY box sides above the crop centre (medians
    measured with `measure_framing` on LFW; see the constants).
 3. Bring it to 24 x 24: a crop larger than 24 px is resized to 192 (antialiased) and degraded with the
-   paper's model (Sec. 3.3, `degradation.degrade(x, 8)`): a *simulated* LR face, so the output can be
+   paper's model as the network was trained (Sec. 3.3, `degradation.degrade(x, 8, model.degradation)`;
+   --sigma overrides it, with a warning): a *simulated* LR face, so the output can be
    compared with the crop. A face that is already 24 px or smaller (only with --no-detect) is used as it
    is, padded to 24 (*native* LR).
 4. Run the SR network through the fast path (`inference.Upscaler`) and write
@@ -36,19 +37,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
+from skimage.color import rgb2ycbcr
+from skimage.data import lbp_frontal_face_cascade_filename
+from skimage.feature import Cascade
 from torchvision.io import write_png
 from torchvision.transforms.v2 import functional as TF
+from torchvision.utils import draw_bounding_boxes
 
-from .argtypes import positive_int
-from .config import HR_SIZE, LR_SIZE
+from .argtypes import nonnegative_float, positive_int
+from .config import HR_SIZE, LR_SIZE, DegradationConfig
 from .data import IMAGE_EXTENSIONS, LFW_SIZE, decode_rgb, looks_like_image
-from .degradation import degrade, upsample_bicubic
+from .degradation import DEFAULT, degrade, for_models, upsample_bicubic
 from .errors import CSRIPError
+from .models.sr import load_sr
 from .outputs import check_dir
 from .inference import Upscaler, resolve_device
 from .progress import tqdm
+from .zoo import resolve
 
 # Framing of the training data, measured with `measure_framing` on 200 random LFW deep-funneled images
 # of the development set (a face was found in all 200; 2026-11-27): the cascade's box side is 0.590 of
@@ -71,8 +79,6 @@ CLUTTER_RATIO = 0.5  # faces under half the size and score, or a quarter the siz
 # ---- detection ---------------------------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def _cascade():
-    from skimage.data import lbp_frontal_face_cascade_filename
-    from skimage.feature import Cascade
     return Cascade(lbp_frontal_face_cascade_filename())
 
 
@@ -106,7 +112,6 @@ def _group(raw: np.ndarray, iou: float) -> list[np.ndarray]:
 
 def _skin_fraction(image: np.ndarray, box: np.ndarray) -> float:
     """Fraction of skin-coloured pixels (YCbCr rule of Chai & Ngan 1999) in the central 60 % of box."""
-    from skimage.color import rgb2ycbcr
     x0, y0, x1, y1 = box
     m = 0.2 * (x1 - x0)
     patch = image[int(y0 + m):int(math.ceil(y1 - m)), int(x0 + m):int(math.ceil(x1 - m))]
@@ -239,7 +244,7 @@ def centre_crop_box(image: torch.Tensor) -> tuple[int, int, int]:
     return (w - side) // 2, (h - side) // 2, side
 
 
-def to_lr(crop: torch.Tensor, sigma: float | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def to_lr(crop: torch.Tensor, degradation: DegradationConfig = DEFAULT) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(lr 3 x 24 x 24, hr 3 x 192 x 192 or None) for a float face crop 3 x S x S.
 
     S > 24: simulated LR, the crop resized to 192 (bicubic, antialiased) and degraded as in training
@@ -252,12 +257,15 @@ def to_lr(crop: torch.Tensor, sigma: float | None = None) -> tuple[torch.Tensor,
         return (F.pad(crop[None], pad, mode="replicate")[0] if any(pad) else crop), None
     hr = TF.resize(crop, [HR_SIZE, HR_SIZE], interpolation=TF.InterpolationMode.BICUBIC,
                    antialias=True).clamp(0, 1)
-    return degrade(hr[None], HR_SIZE // LR_SIZE, sigma)[0], hr
+    return degrade(hr[None], HR_SIZE // LR_SIZE, degradation)[0], hr
 
 
 def hallucinate_image(upscaler: Upscaler, image: torch.Tensor, detect: bool = True, min_face: int = 24,
-                      sigma: float | None = None) -> list[dict[str, Any]]:
+                      degradation: DegradationConfig | None = None) -> list[dict[str, Any]]:
     """8x hallucination of every face in a uint8 3 x H x W photo (or of the photo, detect=False).
+
+    Simulated LR faces are degraded as the upscaler's model was trained (`degradation.for_models`);
+    `degradation` overrides it, with a warning if it differs.
 
     One dict per face, left to right, tensors float on the CPU:
       box (x0, y0, x1, y1) detected face box in photo pixels (detect=False: the crop),
@@ -276,7 +284,8 @@ def hallucinate_image(upscaler: Upscaler, image: torch.Tensor, detect: bool = Tr
         faces = [{"box": (x0, y0, x0 + side, y0 + side), "score": None}]
     if not faces:
         return []
-    pairs = [to_lr(crop_square(image, *win), sigma) for win in windows]
+    degradation = for_models({"the SR model": upscaler}, degradation)
+    pairs = [to_lr(crop_square(image, *win), degradation) for win in windows]
     lr = torch.stack([p[0] for p in pairs])
     sr = upscaler(lr).cpu()
     bicubic = upsample_bicubic(lr, HR_SIZE // LR_SIZE)
@@ -292,7 +301,7 @@ def _uint8(x: torch.Tensor) -> torch.Tensor:
 
 def _panel(result: dict[str, Any], title: str, path: Path, gap: int = 8, top: int = 40) -> None:
     """LR (nearest) | bicubic | C-SRIP | input crop, every image at 192 x 192 screen pixels, as a PNG."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy, as in every module that only sometimes plots: CLI speed
     kind = "simulated" if result["simulated"] else "native"
     cols = [(f"LR {LR_SIZE}x{LR_SIZE} ({kind})", F.interpolate(result["lr"][None], scale_factor=8)[0]),
             ("bicubic", result["bicubic"]), ("C-SRIP", result["sr"])]
@@ -341,7 +350,6 @@ def save_results(results: list[dict[str, Any]], image: torch.Tensor, out: Path, 
 
 def _detections(image: torch.Tensor, results: list[dict[str, Any]]) -> torch.Tensor:
     """The photo with each face box (green) and its crop window (yellow), labelled face1, face2, ..."""
-    from torchvision.utils import draw_bounding_boxes
     width = max(2, max(image.shape[-2:]) // 250)
     boxes = torch.tensor([r["box"] for r in results] + [r["crop_box"] for r in results], dtype=torch.float)
     labels = [f"face{k}" for k in range(1, len(results) + 1)] + [""] * len(results)
@@ -367,6 +375,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-face", type=positive_int, default=24, metavar="N",
                    help="smallest face to detect: box side in photo pixels (default 24, the cascade's "
                         f"window; photos over {DETECT_MAX_SIDE} px are searched downscaled, which raises it)")
+    p.add_argument("--sigma", type=nonnegative_float, default=None, help="degradation blur per 2x step of the "
+                   "simulated LR faces (default: the one the model was trained with, saved in its checkpoint)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
 
 
@@ -394,8 +404,6 @@ def _output_names(files: list[Path], inp: Path) -> list[str]:
 
 
 def _load_upscaler(checkpoint: str | Path | None, device: str) -> Upscaler:
-    from .models.sr import load_sr
-    from .zoo import resolve
     checkpoint = resolve(checkpoint, kind="sr")
     dev = resolve_device(device)
     model = load_sr(checkpoint, map_location=dev)  # CSRIPError if unsafe, not ours, or weights do not fit
@@ -411,12 +419,13 @@ def run(args: argparse.Namespace) -> int:
     if not inp.exists():
         raise CSRIPError(f"input not found: {inp} (expected a photo or a folder of photos)")
     with warnings.catch_warnings():
-        warnings.simplefilter("always", UserWarning)
+        warnings.simplefilter("default", UserWarning)  # each distinct warning once (--sigma: not per image)
         warnings.showwarning = _cli_warning
         files = list_images(inp, exclude=out)
         if not files:
             raise CSRIPError(f"no images in {inp} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
         upscaler = _load_upscaler(args.checkpoint, args.device)
+        degradation = None if args.sigma is None else DegradationConfig(sigma=args.sigma)
         out.mkdir(parents=True, exist_ok=True)
         rows = []
         for path, name in tqdm(list(zip(files, _output_names(files, inp))), desc="hallucinating",
@@ -426,14 +435,14 @@ def run(args: argparse.Namespace) -> int:
             except CSRIPError as e:
                 warnings.warn(f"skipping unreadable image: {e}")
                 continue
-            results = hallucinate_image(upscaler, image, detect=not args.no_detect, min_face=args.min_face)
+            results = hallucinate_image(upscaler, image, detect=not args.no_detect, min_face=args.min_face,
+                                        degradation=degradation)
             if not results:
                 warnings.warn(f"no face found in {path}; if it is already a cropped face, use --no-detect")
                 continue
             rows += save_results(results, image, out, name, panel=args.panel, force=args.force)
     written = [r for r in rows if r["sr"]]
     if 0 < len(rows) <= 20:
-        import pandas as pd
         print(pd.DataFrame(rows).fillna("").to_string(index=False))
     print(f"{len(written)} face(s) hallucinated from {len(files)} image(s) into {out}"
           + (f"; {len(rows) - len(written)} skipped (exist; use --force)" if len(rows) > len(written) else ""))

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from .config import RESIDUAL_SIGMAS
 from .degradation import residual
+from .errors import CSRIPError
 
 WINDOW_SIZE = 11  # Gaussian window g of Eq. 3
 WINDOW_SIGMA = 1.5
@@ -144,6 +145,14 @@ class SSIMLoss(nn.Module):
 # The C-SRIP objective (Eq. 4)
 
 
+def check_identity_prior(alpha: float, recognizers) -> None:
+    """The one rule of Eq. 4's identity term: alpha > 0 needs the trained recognizers (Sec. 3.4), so
+    that C-SRIP never trains silently without its prior. `train_sr`, `ablation` and `CSRIPLoss` ask here."""
+    if alpha > 0 and recognizers is None:
+        raise CSRIPError(f"the identity loss (alpha = {alpha:g} > 0) needs trained recognizers: pass "
+                         "--recognizers runs/X (from `csrip train-recognizers`), or --alpha 0 to train without them")
+
+
 class CSRIPLoss(nn.Module):
     """Eq. 4: sum over scales j of [ L_rec(x_hat_j, x_j) + alpha * L_CE(recognizer_j(residual(x_hat_j)), y) ].
 
@@ -151,7 +160,8 @@ class CSRIPLoss(nn.Module):
     loss of Eq. 2 (`reconstruction="ssim"`) or the MSE. The identity term feeds the residual image
     `x_hat - g_sigma * x_hat` of each SR output (sigma of that scale, as in the recognizer's training,
     Sec. 3.3) to the frozen recognizer of that scale; gradients flow through the recognizer into the SR
-    output, its weights never change. It is switched off by `alpha=0` or `recognizers=None`, so the five
+    output, its weights never change. It is switched off by `alpha=0` (alpha > 0 without recognizers is an
+error, `check_identity_prior`), so the five
     Table 2 models are configurations of this one loss:
 
         Baseline   reconstruction="mse",  multiscale=False, alpha=0   (with the BaselineSR network)
@@ -178,12 +188,12 @@ class CSRIPLoss(nn.Module):
             raise ValueError(f"reconstruction must be 'ssim' or 'mse', got {reconstruction!r}")
         if alpha < 0:
             raise ValueError(f"alpha must be >= 0, got {alpha}")
+        check_identity_prior(alpha, recognizers)
         self.reconstruction, self.multiscale, self.alpha = reconstruction, multiscale, float(alpha)
         self.scales = (48, 96, 192) if multiscale else (192,)
         self.rec_loss = SSIMLoss(check_range=False) if reconstruction == "ssim" else nn.MSELoss()
-        use_identity = alpha > 0 and recognizers is not None
         self.recognizers = nn.ModuleDict()
-        if use_identity:
+        if alpha > 0:
             missing = [s for s in self.scales if s not in recognizers]
             if missing:
                 raise ValueError(f"the identity loss at scales {list(self.scales)} needs a recognizer for each; "

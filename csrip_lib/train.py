@@ -34,7 +34,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from .argtypes import positive_int
+from .argtypes import positive_float, positive_int
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, to_dict
 from .errors import CSRIPError
@@ -283,9 +283,11 @@ def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override the preset's (global) batch size")
     parser.add_argument("--steps-per-epoch", type=positive_int, default=None, help="cap on optimizer steps per epoch")
     parser.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many optimizer steps")
+    parser.add_argument("--lr", type=positive_float, default=None, help="override the preset's initial learning "
+                        "rate (the paper's stage-2 value is ambiguous; see config._paper)")
 
 
 def schedule_from_args(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
     """`base` with the schedule flags of `add_schedule_arguments` that were given."""
-    overrides = {k: getattr(args, k) for k in ("epochs", "batch_size", "steps_per_epoch", "max_steps")}
+    overrides = {k: getattr(args, k) for k in ("epochs", "batch_size", "steps_per_epoch", "max_steps", "lr")}
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -29,10 +30,10 @@ from torchvision.transforms import v2
 
 from .argtypes import positive_int
 from .checkpoint import load_checkpoint
-from .config import (DEFAULT_PRESET, HR_SIZE, RESIDUAL_SIGMAS, SCALES, Preset, TrainConfig, get_preset,
-                     runs_dir, to_dict)
+from .config import (DEFAULT_PRESET, HR_SIZE, RESIDUAL_SIGMAS, SCALES, DegradationConfig, Preset, TrainConfig,
+                     get_preset, runs_dir, to_dict, with_legacy_degradation)
 from .data import FaceFolder, identities_digest, load_cached, per_identity_split, resolve_data
-from .degradation import degrade, residual
+from .degradation import DEFAULT, degrade, residual
 from .errors import CSRIPError
 from .models.recognizer import SqueezeNetRecognizer
 from .outputs import check_runs
@@ -44,14 +45,16 @@ EVAL_BATCH = 128
 PRECISE_BN_IMAGES = 128  # training images for the BatchNorm statistics before each evaluation
 
 
-def residual_batch(hr: torch.Tensor, size: int, augment: bool = False) -> torch.Tensor:
+def residual_batch(hr: torch.Tensor, size: int, augment: bool = False,
+                   degradation: DegradationConfig = DEFAULT) -> torch.Tensor:
     """uint8 HR faces N x 3 x 192 x 192 (any device) -> residual images N x 3 x size x size (Fig. 4).
 
-    The face is degraded to `size` exactly as the SR training pyramid is, then (if `augment`) flipped
-    and shifted at that scale (reflect padding of size/16 px), then high-pass filtered.
+    The face is degraded to `size` exactly as the SR training pyramid is (`degradation`, the preset's,
+    saved in the checkpoints), then (if `augment`) flipped and shifted at that scale (reflect padding
+    of size/16 px), then high-pass filtered.
     """
     with torch.autocast(hr.device.type, enabled=False):  # fp32: residuals are small differences
-        x = degrade(hr.float() / 255, HR_SIZE // size)
+        x = degrade(hr.float() / 255, HR_SIZE // size, degradation)
         if augment:
             aug = v2.Compose([v2.RandomHorizontalFlip(),
                               v2.RandomCrop(size, padding=size // 16, padding_mode="reflect")])
@@ -59,23 +62,25 @@ def residual_batch(hr: torch.Tensor, size: int, augment: bool = False) -> torch.
         return residual(x, RESIDUAL_SIGMAS[size])
 
 
-def _step(model: torch.nn.Module, batch, device: torch.device) -> dict[str, torch.Tensor]:
+def _step(model: torch.nn.Module, batch, device: torch.device,
+          degradation: DegradationConfig = DEFAULT) -> dict[str, torch.Tensor]:
     hr, y = (t.to(device, non_blocking=True) for t in batch)
     size = getattr(model, "module", model).image_size  # DistributedDataParallel wraps the model
-    logits = model(residual_batch(hr, size, augment=True))
+    logits = model(residual_batch(hr, size, augment=True, degradation=degradation))
     loss = F.cross_entropy(logits, y)  # Eq. 1
     return {"loss": loss, "acc": (logits.argmax(1) == y).float().mean()}
 
 
 @torch.no_grad()
-def evaluate(model: SqueezeNetRecognizer, loader: DataLoader, device: torch.device) -> dict[str, float]:
+def evaluate(model: SqueezeNetRecognizer, loader: DataLoader, device: torch.device,
+             degradation: DegradationConfig = DEFAULT) -> dict[str, float]:
     """Rank-1 accuracy and mean cross-entropy of `model` over a loader of (uint8 HR, label)."""
     was_training = model.training
     model.eval()
     correct = loss = n = 0.0
     for hr, y in loader:
         hr, y = hr.to(device), y.to(device)
-        logits = model(residual_batch(hr, model.image_size)).float()
+        logits = model(residual_batch(hr, model.image_size, degradation=degradation)).float()
         correct += (logits.argmax(1) == y).sum().item()
         loss += F.cross_entropy(logits, y, reduction="sum").item()
         n += len(y)
@@ -84,7 +89,8 @@ def evaluate(model: SqueezeNetRecognizer, loader: DataLoader, device: torch.devi
 
 
 @torch.no_grad()
-def recalibrate_bn(model: SqueezeNetRecognizer, loader: DataLoader, device: torch.device) -> None:
+def recalibrate_bn(model: SqueezeNetRecognizer, loader: DataLoader, device: torch.device,
+                   degradation: DegradationConfig = DEFAULT) -> None:
     """Precise BatchNorm (Wu & Johnson, "Rethinking BatchNorm", 2021): replace the running statistics
     by exact averages over the residuals of `loader`'s HR faces under the current weights.
 
@@ -98,16 +104,16 @@ def recalibrate_bn(model: SqueezeNetRecognizer, loader: DataLoader, device: torc
     was_training = model.training
     model.train()
     for hr, _ in loader:
-        model(residual_batch(hr.to(device), model.image_size))
+        model(residual_batch(hr.to(device), model.image_size, degradation=degradation))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     model.train(was_training)
 
 
-def _validator(train_loader: DataLoader) -> EvalFn:
+def _validator(train_loader: DataLoader, degradation: DegradationConfig) -> EvalFn:
     def validate(model, loader, device) -> dict[str, float]:
-        recalibrate_bn(model, train_loader, device)
-        return {f"val_{k}": v for k, v in evaluate(model, loader, device).items()}
+        recalibrate_bn(model, train_loader, device, degradation)
+        return {f"val_{k}": v for k, v in evaluate(model, loader, device, degradation).items()}
     return validate
 
 
@@ -197,20 +203,23 @@ def train_recognizers(data: str | Path | None = None, preset: str | Preset = DEF
     rows = []
     for size in scales:
         config = {"preset": p.name, "recognizer": to_dict(p.recognizer), "image_size": size,
-                  "train": to_dict(cfg), "data": data_config(p, ids)}
+                  "train": to_dict(cfg), "data": data_config(p, ids), "degradation": to_dict(p.degradation)}
+        last = out / f"rec{size}" / "last.pt"
+        if resume and last.exists():  # a run started before checkpoints saved the degradation
+            config = with_legacy_degradation(config, load_checkpoint(last, kind="recognizer")["config"])
         seed_everything(cfg.seed)  # each scale starts from the same seeds, trained alone or not
         model = SqueezeNetRecognizer(len(ids), p.recognizer, image_size=size)
         train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, pin_memory=pin,
                                   generator=torch.Generator().manual_seed(cfg.seed),
                                   drop_last=len(train_set) > cfg.batch_size)
         t0 = time.time()
-        log = fit(model, _step, _validator(bn_loader), train_loader, val_loader, cfg, out / f"rec{size}",
-                  kind="recognizer", config=config, monitor="val_acc", mode="max", resume=resume,
+        log = fit(model, partial(_step, degradation=p.degradation), _validator(bn_loader, p.degradation),
+                  train_loader, val_loader, cfg, out / f"rec{size}", kind="recognizer", config=config, monitor="val_acc", mode="max", resume=resume,
                   device=device, force=force, extra={"identities": ids, "image_size": size})
         best = load_checkpoint(out / f"rec{size}" / "best.pt", kind="recognizer", map_location=device)
         model.load_state_dict(best["model"])
         rows.append({"scale": size, "identities": len(ids), "train_images": len(train_idx),
-                     "val_images": len(val_idx), "train_acc": evaluate(model, train_eval, device)["acc"],
+                     "val_images": len(val_idx), "train_acc": evaluate(model, train_eval, device, p.degradation)["acc"],
                      "val_acc": best["metrics"]["val_acc"], "chance": 1 / len(ids), "majority": majority,
                      "paper_train": PAPER_ACCURACY[size][0], "paper_val": PAPER_ACCURACY[size][1],
                      "best_epoch": best["epoch"], "epochs": len(log), "minutes": (time.time() - t0) / 60})

@@ -2,11 +2,13 @@
 
     csrip train-sr --data DIR --preset P --recognizers runs/X --alpha 0.001 --out runs/Y
                    [--resume] [--force] [--loss ssim|mse] [--single-scale] [--arch cascaded|baseline]
+                   [--sigma S] [--lr LR]
 
 Python: `train_sr(data, preset, out, recognizers=..., loss=LossConfig(...))` -> the per-epoch log.
 
 What one step does: a batch of uint8 HR faces goes to the device, is degraded there into the
-quadruplet {24, 48, 96, 192} px (`make_pyramid`, Sec. 3.3, always in float32), the network maps 24 px
+quadruplet {24, 48, 96, 192} px (`make_pyramid` under the preset's `DegradationConfig`, or --sigma; Sec. 3.3;
+always in float32; saved in the checkpoints, so evaluation degrades as training did), the network maps 24 px
 to [48, 96, 192] px and `CSRIPLoss` scores every scale (SSIM/MSE + alpha x identity CE of the frozen
 recognizers). The shared harness `csrip_lib.train.fit` does the rest: Adam, the preset's lr schedule
 (`paper`: batch 8, lr 1e-3/3, x1/3 after epochs 10, 25, 50, 80; Sec. 3.4), bf16 + channels_last on
@@ -39,28 +41,36 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.nn.functional import all_reduce
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from .argtypes import nonnegative_float
-from .config import DEFAULT_PRESET, LossConfig, Preset, TrainConfig, get_preset, runs_dir, to_dict
-from .degradation import check_sigma, make_pyramid
+from .checkpoint import load_checkpoint
+from .config import (DEFAULT_PRESET, DegradationConfig, LossConfig, Preset, TrainConfig, get_preset, runs_dir,
+                     to_dict, with_legacy_degradation)
+from .data import FaceFolder, identities_digest, load_cached, resolve_data
+from .degradation import DEFAULT, for_models, make_pyramid
 from .errors import CSRIPError
 from .outputs import check_runs
-from .losses import CSRIPLoss
+from .losses import CSRIPLoss, check_identity_prior
 from .metrics import psnr, ssim_eval
+from .models.recognizer import load_recognizers
 from .models.sr import CascadedSR, build_model
 from .train import add_schedule_arguments, fit, pick_device, schedule_from_args
+from .train_recognizers import data_config, load_identities
+from .zoo import resolve
 
 KIND = "sr"
 MONITOR = "val_improvements"
 
 
 # ---------------------------------------------------------------------------------------- batches
-def pyramid(hr_u8: torch.Tensor, device: torch.device, sigma: float | None = None) -> dict[str, torch.Tensor]:
+def pyramid(hr_u8: torch.Tensor, device: torch.device, degradation: DegradationConfig = DEFAULT
+            ) -> dict[str, torch.Tensor]:
     """uint8 HR batch -> float {lr, x2, x4, hr} on `device`, computed in float32 even under autocast."""
     hr = hr_u8.to(device, non_blocking=True).float().div_(255)
     with torch.autocast(device.type, enabled=False):
-        pyr = make_pyramid(hr, sigma)
+        pyr = make_pyramid(hr, degradation)
     if device.type == "cuda":
         pyr["lr"] = pyr["lr"].contiguous(memory_format=torch.channels_last)
     return pyr
@@ -70,8 +80,8 @@ class Convergence:
     """eval_fn of the harness: validation SSIM / MSE / PSNR of the 192 px output and the paper's
     combined early-stopping counter (see module docstring). Metrics follow csrip_lib.metrics."""
 
-    def __init__(self, sigma: float | None = None, history: list[dict[str, Any]] = ()):
-        self.sigma, self.best_ssim, self.best_mse, self.count = sigma, -float("inf"), float("inf"), 0
+    def __init__(self, degradation: DegradationConfig = DEFAULT, history: list[dict[str, Any]] = ()):
+        self.degradation, self.best_ssim, self.best_mse, self.count = degradation, -float("inf"), float("inf"), 0
         for row in history:  # a resumed run continues the counter
             self.update(row["val_ssim"], row["val_mse"])
 
@@ -85,7 +95,7 @@ class Convergence:
     def __call__(self, model: nn.Module, loader: DataLoader, device: torch.device) -> dict[str, float]:
         sums = torch.zeros(4, dtype=torch.float64, device=device)  # ssim, mse, psnr, images
         for hr_u8, _ in loader:
-            pyr = pyramid(hr_u8, device, self.sigma)
+            pyr = pyramid(hr_u8, device, self.degradation)
             sr, hr = model(pyr["lr"]).float(), pyr["hr"]
             sums += torch.stack([ssim_eval(sr, hr).sum(), (sr - hr).pow(2).flatten(1).mean(1).double().sum(),
                                  psnr(sr, hr).sum(), torch.tensor(len(sr), device=device, dtype=torch.float64)])
@@ -108,8 +118,6 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_initialized()):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         c, xf = x.shape[1], x.float()
         count = xf.new_full((1,), xf.numel() // c)
         stats = all_reduce(torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), count]))
@@ -156,11 +164,9 @@ def sr_datasets(root: Path, preset: str | Preset, progress: bool = True):
     Train: exactly the images the preset's recognizers are trained on (`train_recognizers.
     load_identities`: the same identities and the same 90% of each identity's images), as in the paper,
     where both stages use the same training set (Sec. 4.1), so the identity loss knows every face it sees.
-    Val: the "val" split (other identities), for early stopping.
+    Val: the "val" split (other identities), for early stopping. The recognizers' validation images
+    (val_idx, the other 10%) are never trained on (tests/test_train_sr.py checks it).
     """
-    from .data import FaceFolder, load_cached
-    from .train_recognizers import load_identities
-
     p = get_preset(preset) if isinstance(preset, str) else preset
     train_ds, images, labels, train_idx, _ = load_identities(root, p, progress=progress)
     val_ds = FaceFolder(root, "val", max_images=p.max_val_images)
@@ -172,8 +178,6 @@ def check_identity_universe(recognizers: dict, identities: list[str], recognizer
                             root: Path) -> None:
     """Fail before training if the recognizers were trained on another identity set than the SR data
     (compares the `identities_sha256` their checkpoints saved with the digest of `identities`)."""
-    from .data import identities_digest
-
     want = identities_digest(identities)
     for size, rec in recognizers.items():
         have = getattr(rec, "identities_sha256", None) or identities_digest(rec.identities)
@@ -191,14 +195,11 @@ def _load_priors(recognizers: str | Path | dict | None, loss: LossConfig, identi
     """The Eq. 4 loss with the recognizers of `recognizers` (a run folder or a loaded dict), checked
     against the training data: they must cover the loss's scales and know exactly its identities."""
     recs = None
+    check_identity_prior(loss.alpha, recognizers)
     if loss.alpha > 0:
-        if recognizers is None:
-            raise CSRIPError("the identity loss (alpha > 0) needs trained recognizers: pass --recognizers "
-                             "runs/X (from `csrip train-recognizers`), or --alpha 0 to train without them")
         if isinstance(recognizers, dict):
             recs = recognizers
         else:
-            from .models.recognizer import load_recognizers
             recs = load_recognizers(recognizers, scales=(48, 96, 192) if loss.multiscale else (192,))
         check_identity_universe(recs, identities, recognizers, preset, root)
     try:
@@ -216,8 +217,6 @@ def _load_priors(recognizers: str | Path | dict | None, loss: LossConfig, identi
 # ------------------------------------------------------------------------------------------ train
 def _load_init(model: nn.Module, path: str | Path, sr_cfg) -> None:
     """Start `model` from the weights of an SR checkpoint of the same architecture."""
-    from .checkpoint import load_checkpoint
-
     ckpt = load_checkpoint(path, kind=KIND)
     if ckpt["config"].get("sr") != to_dict(sr_cfg):
         raise CSRIPError(f"--init {path} holds another SR network ({ckpt['config'].get('sr')}); "
@@ -228,7 +227,8 @@ def _load_init(model: nn.Module, path: str | Path, sr_cfg) -> None:
 def train_sr(data: str | Path | None = None, preset: str = DEFAULT_PRESET, out: str | Path | None = None, *,
              recognizers: str | Path | dict | None = None, loss: LossConfig | None = None,
              arch: str | None = None, train: TrainConfig | None = None, resume: bool = False,
-             force: bool = False, device: str | torch.device | None = None, sigma: float | None = None,
+             force: bool = False, device: str | torch.device | None = None,
+             degradation: DegradationConfig | None = None,
              init: str | Path | None = None, progress: bool = True, strict_resume: bool = False
              ) -> pd.DataFrame:
     """Train the SR network of `preset` with Eq. 4 and return the per-epoch log (also out/log.csv).
@@ -236,21 +236,20 @@ def train_sr(data: str | Path | None = None, preset: str = DEFAULT_PRESET, out: 
     data: face folder (None: `resolve_data`'s order); recognizers: a `csrip train-recognizers` run
     folder (needed when loss.alpha > 0); loss: which Eq. 4 parts (default: the preset's, full C-SRIP);
     arch: "cascaded" (default) or "baseline" (Sec. 4.3; needs loss.multiscale=False); train: overrides
-    the preset's schedule (batch size is global under DDP); sigma: degradation blur per 2x step;
+    the preset's schedule (batch size is global under DDP); degradation: the LR inputs' degradation
+    model (default: the preset's; saved in the checkpoints, Sec. 3.3);
     init: an SR checkpoint of the same network to start from (e.g. a shared C+SSIM+M start for runs
     that differ only in alpha), instead of the seeded initialisation. The run folder is checked before
     any data is read (`outputs.check_runs`); `strict_resume` (the --resume flag) makes "nothing to
     resume" an error instead of a new run.
     """
-    from .data import resolve_data
-
     p = get_preset(preset)
     loss = loss or p.loss
+    degradation = degradation or p.degradation
     sr_cfg = replace(p.sr, arch=arch or p.sr.arch)
     tcfg = train or p.train_sr
     out = Path(out) if out is not None else runs_dir() / preset / "sr"
     check_runs([out], resume=resume, force=force, strict_resume=strict_resume)
-    check_sigma(sigma)
     if sr_cfg.arch == "baseline" and loss.multiscale:
         raise CSRIPError("the Baseline network has no 2x/4x outputs (all upscaling is at the end, Sec. 4.3): "
                          "train it with single-scale supervision (--single-scale / LossConfig(multiscale=False))")
@@ -284,20 +283,19 @@ def train_sr(data: str | Path | None = None, preset: str = DEFAULT_PRESET, out: 
 
         def step(net: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device):
             hr_u8, y = batch
-            pyr = pyramid(hr_u8, device, sigma)
+            pyr = pyramid(hr_u8, device, degradation)
             total, terms = loss_fn(net(pyr["lr"], all_scales=loss.multiscale), pyr, y.to(device))
             return {"loss": total, **terms}
 
-        history = []
-        if resume and (out / "last.pt").exists():
-            from .checkpoint import load_checkpoint
-            history = load_checkpoint(out / "last.pt", kind=KIND)["state"]["history"]
-        from .train_recognizers import data_config
         config = {"preset": preset, "sr": to_dict(sr_cfg), "loss": to_dict(loss), "train": to_dict(tcfg),
-                  "sigma": sigma, "data": str(root), "identities": data_config(p, train_ds.identities),
+                  "degradation": to_dict(degradation), "data": str(root), "identities": data_config(p, train_ds.identities),
                   "recognizers": None if loss.alpha == 0 else str(recognizers),
                   "init": None if init is None else str(init)}
-        return fit(model, step, Convergence(sigma, history), train_loader, val_loader, tcfg, out, kind=KIND,
+        history = []
+        if resume and (out / "last.pt").exists():
+            last = load_checkpoint(out / "last.pt", kind=KIND)
+            history, config = last["state"]["history"], with_legacy_degradation(config, last["config"])
+        return fit(model, step, Convergence(degradation, history), train_loader, val_loader, tcfg, out, kind=KIND,
                    config=config, monitor=MONITOR, mode="max", resume=resume, force=force, device=dev,
                    extra={"identities": train_ds.identities})
     finally:
@@ -307,16 +305,18 @@ def train_sr(data: str | Path | None = None, preset: str = DEFAULT_PRESET, out: 
 
 # --------------------------------------------------------------------------- notebook diagnostics
 def term_gradients(model: nn.Module, loss_fn: CSRIPLoss, hr_u8: torch.Tensor, labels: torch.Tensor,
-                   sigma: float | None = None) -> dict[str, tuple[float, torch.Tensor]]:
+                   degradation: DegradationConfig | None = None) -> dict[str, tuple[float, torch.Tensor]]:
     """Each Eq. 4 term on one batch: {name: (value, its gradient w.r.t. the SR weights, flattened)}.
+    The batch is degraded as the model was trained (`degradation.for_models`) unless `degradation` is given.
 
     The gradient is linear in alpha: for any alpha the total is sum(g_rec) + alpha * sum(g_ce), so the
     alpha slider of notebook 05 recombines these exactly without another backward pass.
     """
+    degradation = for_models({"the model": model}, degradation)
     model = copy.deepcopy(model).train()  # training-mode BatchNorm, without touching the caller's model
     device = next(model.parameters()).device
     params = [q for q in model.parameters() if q.requires_grad]
-    pyr = pyramid(hr_u8, device, sigma)
+    pyr = pyramid(hr_u8, device, degradation)
     _, terms = loss_fn(model(pyr["lr"], all_scales=loss_fn.multiscale), pyr, labels.to(device),
                        detach_terms=False)
     out = {}
@@ -332,12 +332,14 @@ def term_gradients(model: nn.Module, loss_fn: CSRIPLoss, hr_u8: torch.Tensor, la
 
 @torch.no_grad()
 def batch_terms(model: nn.Module, loss_fn: CSRIPLoss, hr_u8: torch.Tensor, labels: torch.Tensor,
-                sigma: float | None = None) -> dict[str, float]:
-    """The Eq. 4 terms of the model in eval mode on one batch (e.g. the identity loss on training faces)."""
+                degradation: DegradationConfig | None = None) -> dict[str, float]:
+    """The Eq. 4 terms of the model in eval mode on one batch (e.g. the identity loss on training faces),
+    degraded as in `term_gradients`."""
+    degradation = for_models({"the model": model}, degradation)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    pyr = pyramid(hr_u8, device, sigma)
+    pyr = pyramid(hr_u8, device, degradation)
     _, terms = loss_fn(model(pyr["lr"], all_scales=loss_fn.multiscale), pyr, labels.to(device))
     model.train(was_training)
     return {k: float(v) for k, v in terms.items()}
@@ -361,6 +363,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="run folder (default: runs/<preset>/sr)")
     parser.add_argument("--init", default=None, metavar="CKPT", help="start from the weights of this SR "
                         "checkpoint of the same preset (e.g. runs sharing a start that differ only in alpha)")
+    parser.add_argument("--sigma", type=nonnegative_float, default=None, help="degradation blur per 2x step in "
+                        "pixels (Sec. 3.3; default: the preset's, 1.0); saved in the checkpoints")
     add_schedule_arguments(parser)
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: CUDA if available)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
@@ -368,13 +372,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .zoo import resolve
-
     p = get_preset(args.preset)
     loss = replace(p.loss, reconstruction=args.loss, multiscale=not args.single_scale,
                    alpha=p.loss.alpha if args.alpha is None else args.alpha)
     recognizers = None if args.recognizers is None else resolve(args.recognizers, kind="recognizers")
     train_sr(args.data, args.preset, args.out, recognizers=recognizers, loss=loss, arch=args.arch,
              train=schedule_from_args(args, p.train_sr), resume=args.resume, force=args.force, device=args.device,
-             init=args.init, strict_resume=True)
+             init=args.init, strict_resume=True,
+             degradation=None if args.sigma is None else replace(p.degradation, sigma=args.sigma))
     return 0

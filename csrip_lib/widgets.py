@@ -33,6 +33,9 @@ from typing import Callable
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 
+from .config import RESIDUAL_SIGMAS, DegradationConfig
+from .figures import fig03_residuals, fig04_training_data, fig_alpha_balance
+
 LABEL_WIDTH = "150px"  # every slider's description column, so the tracks line up
 SLIDER_WIDTH = "640px"
 # JupyterLab setting that stores widget state (incl. the Output's PNG) in the saved notebook
@@ -122,28 +125,25 @@ def sigma_explorer(hr, sigma: float = 1.0, max_sigma: float = 3.0) -> LiveFigure
     """Notebook 01: a slider on the degradation blur (paper Sec. 3.3, Fig. 4 left).
 
     Redraws LR / 2x / 4x / HR and the 8x bicubic baseline with its PSNR / SSIM for the faces in
-    `hr` (N x 3 x 192 x 192, a few faces). Sigma 0 is plain 2x2 averaging (most aliasing).
+    `hr` (N x 3 x 192 x 192, a few faces) under DegradationConfig(sigma=slider value). Sigma 0 is
+    plain 2x2 averaging (most aliasing).
     """
-    from .figures import fig04_training_data
-
     return live_figure(
-        lambda sigma: fig04_training_data(hr, sigma=sigma, residuals=False, bicubic=True),
+        lambda sigma: fig04_training_data(hr, DegradationConfig(sigma=sigma), residuals=False, bicubic=True),
         sigma=float_slider(sigma, 0.0, max_sigma, 0.1, "degradation σ (px)"))
 
 
-def residual_explorer(hr, index: int = 0, sigma: float | None = None, max_sigma: float = 4.0,
+def residual_explorer(hr, index: int = 0, degradation: DegradationConfig | None = None, max_sigma: float = 4.0,
                       ) -> LiveFigure:
     """Notebook 02: one slider per scale on the residual-image sigma (paper Sec. 3.3, Fig. 3).
 
     Redraws `figures.fig03_residuals` for face `index` of `hr`: the detail each SR module adds,
     the residual image with the chosen sigma, their correlation and power spectra (over all `hr`).
-    The sliders start at the paper's sigmas rounded to their 0.05 grid (1/3 -> 0.35, 7/3 -> 2.35).
+    The sliders start at the paper's sigmas rounded to their 0.05 grid (1/3 -> 0.35, 7/3 -> 2.35);
+    `degradation` makes the pyramid (default DegradationConfig()).
     """
-    from .config import RESIDUAL_SIGMAS
-    from .figures import fig03_residuals
-
     def draw(sigma_48: float, sigma_96: float, sigma_192: float):
-        return fig03_residuals(hr, sigma=sigma, index=index,
+        return fig03_residuals(hr, degradation, index=index,
                                residual_sigmas={48: sigma_48, 96: sigma_96, 192: sigma_192})
 
     return live_figure(draw, **{f"sigma_{size}": float_slider(s, 0.1, max_sigma, 0.05,
@@ -158,8 +158,6 @@ def alpha_explorer(terms: dict, alpha: float = 1e-3) -> LiveFigure:
     a fixed batch. Moving the slider recombines them (gradients are linear in alpha) and redraws
     `figures.fig_alpha_balance`: loss terms, gradient norms and the identity share of the gradient.
     """
-    from .figures import fig_alpha_balance
-
     slider = widgets.FloatLogSlider(value=10 ** on_grid(math.log10(max(alpha, 1e-5)), -5, 0.25), base=10, min=-5,
                                     max=0, step=0.25, description="α (identity weight)",
                                     continuous_update=True, readout_format=".1e",

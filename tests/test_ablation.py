@@ -4,10 +4,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from csrip_lib.ablation import EXPERIMENTS, VARIANTS, run_dir
+from csrip_lib.ablation import EXPERIMENTS, VARIANTS, run_ablation, run_dir
 from csrip_lib.checkpoint import load_checkpoint
 from csrip_lib.cli import main as cli_main
-from csrip_lib.data import FaceFolder
+from csrip_lib.data import FaceFolder, make_synthetic_faces
+from csrip_lib.errors import CSRIPError
 
 from test_train_sr import write_recognizers
 
@@ -25,29 +26,36 @@ def test_variants_are_the_papers_table2():
     assert EXPERIMENTS["table34"] == ["Baseline", "B+SSIM"]
 
 
-def test_missing_recognizers_fail_before_any_training(synthetic_root, tmp_path):
-    from csrip_lib.errors import CSRIPError
-    from csrip_lib.ablation import run_ablation
-
+def test_missing_recognizers_or_a_test_folder_that_is_the_training_folder_fail_before_any_training(
+        synthetic_root, tmp_path):
     with pytest.raises(CSRIPError, match="--recognizers"):
         run_ablation(synthetic_root, "tiny", tmp_path, experiment="table2")
+    with pytest.raises(CSRIPError, match="is the training folder"):
+        run_ablation(synthetic_root, "tiny", tmp_path, experiment="table34", test_data=synthetic_root)
     assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.slow
 def test_table34_trains_mse_and_ssim_baselines_and_scores_train_and_test(synthetic_root, tmp_path):
-    assert cli_main(["ablation", "--data", str(synthetic_root), "--out", str(tmp_path), "--experiment", "table34",
-                     *FAST]) == 0
+    """Also --test-data: the test table scores every image of another face folder (the paper: train on
+    CASIA-WebFace, test on LFW), here 2 identities x 2 images, fewer than --max-images."""
+    other = make_synthetic_faces(tmp_path / "other", 2, 2, seed=1, progress=False)
+    assert cli_main(["ablation", "--data", str(synthetic_root), "--out", str(tmp_path / "abl"), "--experiment",
+                     "table34", "--test-data", str(other), *FAST]) == 0
+    tmp_path = tmp_path / "abl"
     for name in ("table3_train", "table4_test"):
         t = pd.read_csv(tmp_path / f"{name}.csv", index_col=0)
         assert list(t.index) == ["bicubic", "Baseline", "B+SSIM"] and t["psnr"].notna().all()
+    assert set(pd.read_csv(tmp_path / "table4_test.csv", index_col=0)["images"]) == {4}
+    tested = pd.read_csv(tmp_path / "table4_test_per_image.csv")["identity"]
+    assert set(tested) == set(FaceFolder(other, "all").identities)
     cfg = load_checkpoint(tmp_path / "baseline" / "best.pt")["config"]
     assert cfg["sr"]["arch"] == "baseline" and cfg["loss"]["reconstruction"] == "mse"
     assert load_checkpoint(tmp_path / "b_ssim" / "best.pt")["config"]["loss"]["reconstruction"] == "ssim"
     # a second call reuses the finished runs instead of training again
     mtime = (tmp_path / "baseline" / "last.pt").stat().st_mtime
     assert cli_main(["ablation", "--data", str(synthetic_root), "--out", str(tmp_path), "--experiment", "table34",
-                     *FAST]) == 0
+                     "--test-data", str(other), *FAST]) == 0
     assert (tmp_path / "baseline" / "last.pt").stat().st_mtime == mtime
 
 

@@ -6,6 +6,7 @@ import torch
 
 from csrip_lib.config import LossConfig, RecognizerConfig, get_preset
 from csrip_lib.degradation import make_pyramid, residual
+from csrip_lib.errors import CSRIPError
 from csrip_lib.losses import CSRIPLoss, SSIMLoss
 from csrip_lib.models import CascadedSR, SqueezeNetRecognizer
 
@@ -64,13 +65,15 @@ def test_identity_term_is_cross_entropy_of_the_residual(batch):
         torch.testing.assert_close(terms[f"ce{s}"], torch.nn.functional.cross_entropy(logits, labels).detach())
 
 
-def test_no_identity_without_recognizers_or_alpha(batch):
+def test_no_identity_at_alpha_zero_and_no_alpha_without_recognizers(batch):
     model, pyr = batch
     outs = model(pyr["lr"], all_scales=True)
-    for loss in (CSRIPLoss(None, alpha=0.001), CSRIPLoss(_recognizers(), alpha=0.0)):
+    for loss in (CSRIPLoss(None, alpha=0.0), CSRIPLoss(_recognizers(), alpha=0.0)):
         assert not loss.uses_identity
         _, terms = loss(outs, pyr)  # labels not needed
         assert not any(k.startswith("ce") for k in terms)
+    with pytest.raises(CSRIPError, match=r"alpha = 0.001 > 0\) needs trained recognizers"):
+        CSRIPLoss(None, alpha=0.001)  # the one rule (check_identity_prior): never silently off
 
 
 def test_unknown_identities_are_ignored_by_name():
@@ -113,7 +116,7 @@ def test_bad_configurations_are_clear_errors(batch):
     with pytest.raises(ValueError, match=r"missing \[48, 96\]"):
         CSRIPLoss({192: _recognizers()[192]}, alpha=0.1)
     with pytest.raises(ValueError, match="all_scales=True"):
-        CSRIPLoss(None)(model(pyr["lr"]), pyr)
+        CSRIPLoss(None, alpha=0.0)(model(pyr["lr"]), pyr)
     with pytest.raises(ValueError, match="labels"):
         CSRIPLoss(_recognizers(), alpha=0.1)(model(pyr["lr"], all_scales=True), pyr)
     recs = _recognizers()

@@ -323,3 +323,41 @@ def test_explorer_leaves_a_static_figure_and_lab_saves_widget_state(tmp_path, hr
     assert settings["@jupyter-widgets/jupyterlab-manager:plugin"] == {"saveState": True}
     assert settings["@jupyterlab/apputils-extension:themes"] == {"theme": "JupyterLab Dark"}  # kept
     assert widgets.on_grid(1 / 3, 0.1, 0.05) == 0.35 and widgets.on_grid(7 / 3, 0.1, 0.05) == 2.35
+
+
+# ------------------------------------------------------------------------- DegradationConfig
+def test_degradation_config_owns_the_parameters_and_round_trips_through_checkpoints():
+    from dataclasses import replace
+
+    from csrip_lib.config import DegradationConfig, Preset, degradation_of, from_dict, get_preset, to_dict
+
+    d = DegradationConfig(sigma=0.5)
+    p = replace(get_preset("quick"), degradation=d)
+    assert from_dict(Preset, to_dict(p)).degradation == d
+    assert degradation_of({"degradation": to_dict(d)}) == d
+    assert degradation_of({}) == DegradationConfig() == degradation_of({"sigma": None})  # older checkpoints
+    assert degradation_of({"sigma": 0.5}) == d  # an early run's loose number
+    x = torch.rand(1, 3, 192, 192)
+    assert torch.equal(make_pyramid(x, d)["lr"], make_pyramid(x, 0.5)["lr"])  # a number: DegradationConfig(sigma=it)
+    assert not torch.equal(make_pyramid(x, d)["lr"], make_pyramid(x)["lr"])
+    for bad in ({"sigma": -1}, {"truncate": 0}, {"decimation": "stride"}):
+        with pytest.raises(ValueError):
+            DegradationConfig(**bad)
+
+
+def test_for_models_picks_the_training_degradation_warns_on_override_and_refuses_a_mix():
+    from csrip_lib.config import DegradationConfig
+    from csrip_lib.degradation import for_models
+    from csrip_lib.errors import CSRIPError
+
+    class Model:
+        def __init__(self, sigma):
+            self.degradation = DegradationConfig(sigma=sigma)
+
+    half, one = Model(0.5), Model(1.0)
+    assert for_models({"bicubic": upsample_bicubic}) == DegradationConfig()  # nothing trained: the default
+    assert for_models({"a": half, "bicubic": upsample_bicubic}) == half.degradation
+    with pytest.warns(UserWarning, match=r"a was trained with DegradationConfig\(sigma=0.5"):
+        assert for_models({"a": half}, DegradationConfig()) == DegradationConfig()
+    with pytest.raises(CSRIPError, match="different degradations"):
+        for_models({"a": half, "b": one})

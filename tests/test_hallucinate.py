@@ -15,7 +15,7 @@ from torchvision.io import write_png
 
 from csrip_lib.checkpoint import save_checkpoint
 from csrip_lib.cli import main
-from csrip_lib.config import to_dict
+from csrip_lib.config import DegradationConfig, to_dict
 from csrip_lib.data import decode_rgb
 from csrip_lib.degradation import degrade
 from csrip_lib.hallucinate import (FACE_BOX_DY, FACE_BOX_FRACTION, detect_faces, face_crop_box,
@@ -94,6 +94,22 @@ def test_python_api_returns_lr_sr_bicubic_and_crop(checkpoint, astronaut):
     torch.testing.assert_close(r["lr"], degrade(r["crop"][None], 8)[0])  # the training degradation
     torch.testing.assert_close(r["sr"], up(r["lr"][None])[0])
     assert abs(r["crop"].mean() - astronaut[:, 70:165, 180:270].float().mean() / 255) < 0.15
+
+
+def test_faces_are_degraded_as_the_model_was_trained(checkpoint, astronaut, tmp_path, capsys):
+    """A checkpoint saved with DegradationConfig(sigma=0.5): its simulated LR faces use 0.5; `--sigma 1`
+    overrides it with one warning line."""
+    ckpt = torch.load(checkpoint, weights_only=True)
+    half = save_checkpoint({"model": ckpt["model"], "config": {**ckpt["config"],
+                            "degradation": to_dict(DegradationConfig(sigma=0.5))}}, tmp_path / "half.pt", kind="sr")
+    from csrip_lib.models.sr import load_sr
+    (r,) = hallucinate_image(Upscaler(load_sr(half), device="cpu"), astronaut, detect=False)
+    torch.testing.assert_close(r["lr"], degrade(r["crop"][None], 8, DegradationConfig(sigma=0.5))[0])
+    assert not torch.allclose(r["lr"], degrade(r["crop"][None], 8)[0])
+    write_png(astronaut, str(tmp_path / "a.png"))
+    assert hallucinate("--checkpoint", half, tmp_path / "a.png", "-o", tmp_path / "out", "--sigma", "1") == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warned) == 1 and "trained with DegradationConfig(sigma=0.5" in warned[0]
 
 
 def test_cli_writes_sr_lr_and_panels(checkpoint, photos, tmp_path, capsys):

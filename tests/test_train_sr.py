@@ -13,13 +13,16 @@ import torch
 
 from csrip_lib.checkpoint import load_checkpoint, save_checkpoint
 from csrip_lib.cli import main as cli_main
-from csrip_lib.config import LossConfig, RecognizerConfig, TrainConfig, get_preset, to_dict
-from csrip_lib.data import FaceFolder
+from csrip_lib.config import DegradationConfig, LossConfig, RecognizerConfig, TrainConfig, get_preset, to_dict
+from csrip_lib.data import FaceFolder, load_hr
+from csrip_lib.degradation import degrade
 from csrip_lib.errors import CSRIPError
+from csrip_lib.evaluate import evaluate_models, super_resolve
 from csrip_lib.losses import CSRIPLoss
 from csrip_lib.models import CascadedSR, SqueezeNetRecognizer
 from csrip_lib.models.sr import load_sr
-from csrip_lib.train_sr import Convergence, GlobalBatchNorm2d, train_sr
+from csrip_lib.train_recognizers import load_identities
+from csrip_lib.train_sr import Convergence, GlobalBatchNorm2d, sr_datasets, train_sr
 
 SHORT = TrainConfig(epochs=2, batch_size=4, lr=1e-3, steps_per_epoch=2, seed=5)
 ROOT = Path(__file__).resolve().parents[1]
@@ -292,7 +295,8 @@ def test_default_commands_train_a_csrip_whose_identity_term_sees_every_image(fac
     loss = CSRIPLoss(load_recognizers(rec), alpha=0.001, identities=ds.identities)
     assert loss.known_fraction(labels) == 1.0
     saved = load_checkpoint(tmp_path / "sr" / "best.pt", kind="sr")["config"]["identities"]
-    assert saved == load_checkpoint(rec / "rec192" / "best.pt", kind="recognizer")["config"]["data"]
+    rec_config = load_checkpoint(rec / "rec192" / "best.pt", kind="recognizer")["config"]
+    assert saved == rec_config["data"] and rec_config["degradation"] == to_dict(DegradationConfig())
 
 
 def test_init_starts_from_a_checkpoint_of_the_same_network(faces, tmp_path):
@@ -304,3 +308,67 @@ def test_init_starts_from_a_checkpoint_of_the_same_network(faces, tmp_path):
     with pytest.raises(CSRIPError, match="another SR network"):
         run(faces, tmp_path / "d", loss=LossConfig(alpha=0, multiscale=False), arch="baseline",
             init=tmp_path / "a" / "last.pt")
+
+
+def test_sr_training_never_sees_the_recognizers_validation_images(faces):
+    """Sec. 4.1: both stages keep the same 90/10 split per identity; the SR network trains on the 90%."""
+    _, images, _, train_idx, val_idx = load_identities(faces, get_preset("tiny"), progress=False)
+    _, hr, _, _, _ = sr_datasets(faces, "tiny", progress=False)
+    key = lambda x: x.numpy().tobytes()
+    assert len(hr) == len(train_idx) and len(val_idx) > 0
+    assert {key(x) for x in hr} == {key(x) for x in images[train_idx]}
+    assert not {key(x) for x in hr} & {key(x) for x in images[val_idx]}
+
+
+def test_a_model_trained_with_sigma_05_is_evaluated_with_05_unless_overridden(faces, tmp_path, capsys):
+    """`csrip train-sr --sigma 0.5` saves DegradationConfig(sigma=0.5); `evaluate_models`, `super_resolve`
+    and `csrip evaluate` then degrade with 0.5 by default; `--sigma 1.0` overrides it with a warning."""
+    out = tmp_path / "sr"
+    assert cli_main(["train-sr", "--data", str(faces), "--preset", "tiny", "--alpha", "0", "--sigma", "0.5",
+                     "--lr", "2e-3", "--out", str(out), "--epochs", "1", "--steps-per-epoch", "1",
+                     "--batch-size", "4", "--device", "cpu"]) == 0
+    config = load_checkpoint(out / "best.pt", kind="sr")["config"]
+    assert config["degradation"] == to_dict(DegradationConfig(sigma=0.5)) and config["train"]["lr"] == 2e-3
+    model = load_sr(out / "best.pt")
+    assert model.degradation == DegradationConfig(sigma=0.5)
+
+    seen = []  # the LR inputs evaluation feeds the model
+    model.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
+    df = evaluate_models({"m": model}, faces, "test", max_images=4, device="cpu", progress=False)
+    hr = torch.stack([load_hr(faces / p) for p in df.loc[df.model == "m", "image"]]).float() / 255
+    lr = torch.cat(seen)
+    torch.testing.assert_close(lr, degrade(hr, 8, DegradationConfig(sigma=0.5)))
+    assert (lr - degrade(hr, 8, DegradationConfig(sigma=1.0))).abs().max() > 0.01
+    assert df.attrs["degradation"]["sigma"] == 0.5
+    cols = super_resolve({"m": model}, hr[:1], device="cpu")
+    torch.testing.assert_close(cols["LR input"][..., ::8, ::8], degrade(hr[:1], 8, DegradationConfig(sigma=0.5)))
+    with pytest.warns(UserWarning, match=r"m was trained with DegradationConfig\(sigma=0.5"):
+        assert evaluate_models({"m": model}, faces, "test", max_images=2, device="cpu", progress=False,
+                               degradation=DegradationConfig()).attrs["degradation"]["sigma"] == 1.0
+    other = CascadedSR.from_preset("tiny")
+    other.degradation = DegradationConfig()
+    with pytest.raises(CSRIPError, match="different degradations"):
+        evaluate_models({"m": model, "other": other}, faces, "test", max_images=2, device="cpu", progress=False)
+
+    capsys.readouterr()
+    args = ["evaluate", "--checkpoint", str(out / "best.pt"), "--data", str(faces), "--no-identity",
+            "--max-images", "2", "--device", "cpu", "--workers", "0"]
+    assert cli_main([*args, "--out", str(tmp_path / "a.csv")]) == 0
+    quiet = capsys.readouterr()
+    assert "warning" not in quiet.err and "DegradationConfig(sigma=0.5" in quiet.out
+    assert cli_main([*args, "--out", str(tmp_path / "b.csv"), "--sigma", "1.0"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warned) == 1 and "trained with DegradationConfig(sigma=0.5" in warned[0]
+
+
+def test_a_run_started_before_checkpoints_saved_the_degradation_still_resumes(faces, tmp_path):
+    first = run(faces, tmp_path, loss=LossConfig(alpha=0))
+    for name in ("last.pt", "best.pt"):  # as written before: a loose "sigma" (None: the default)
+        ckpt = load_checkpoint(tmp_path / name, kind="sr")
+        ckpt["config"] = {**{k: v for k, v in ckpt["config"].items() if k != "degradation"}, "sigma": None}
+        save_checkpoint(ckpt, tmp_path / name, "sr")
+    assert load_sr(tmp_path / "best.pt").degradation == DegradationConfig()
+    with pytest.raises(CSRIPError, match="different configuration"):  # another degradation: not this run
+        run(faces, tmp_path, loss=LossConfig(alpha=0), resume=True, degradation=DegradationConfig(sigma=0.5))
+    log = run(faces, tmp_path, loss=LossConfig(alpha=0), resume=True)  # finished: reused as it is
+    pd.testing.assert_frame_equal(log, first, check_dtype=False)

@@ -18,7 +18,7 @@ from torchvision.io import decode_image, write_png
 from csrip_lib import zoo
 from csrip_lib.checkpoint import save_checkpoint
 from csrip_lib.cli import main
-from csrip_lib.config import to_dict
+from csrip_lib.config import DegradationConfig, to_dict
 from csrip_lib.errors import CSRIPError
 from csrip_lib.evaluate import evaluate_models, summarize_results
 from csrip_lib.models import CascadedSR
@@ -49,7 +49,11 @@ def test_shipped_model_matches_its_checksum_and_loads_with_weights_only(name):
         assert ckpt["format"] == "csrip" and ckpt["config"]
         assert not {"optimizer", "scheduler", "state"} & ckpt.keys(), "shipped files are inference-only"
     if entry["kind"] == "sr":
-        assert isinstance(load_sr(path), CascadedSR)
+        model = load_sr(path)
+        assert isinstance(model, CascadedSR)
+        # shipped before checkpoints saved their degradation: read as the default they were trained with
+        assert "degradation" not in torch.load(path, weights_only=True)["config"]
+        assert model.degradation == DegradationConfig()
     else:
         assert sorted(load_recognizers(path)) == [48, 96, 192]
 
@@ -112,7 +116,8 @@ def test_export_keeps_weights_and_configs_only(tmp_path):
     inference-only file recorded in a manifest, which `resolve` then finds by name."""
     torch.manual_seed(0)
     model = CascadedSR.from_preset("tiny")
-    src = save_checkpoint({"model": model.state_dict(), "config": {"sr": to_dict(model.cfg)},
+    degradation = to_dict(DegradationConfig(sigma=0.5))
+    src = save_checkpoint({"model": model.state_dict(), "config": {"sr": to_dict(model.cfg), "degradation": degradation},
                            "optimizer": torch.optim.Adam(model.parameters()).state_dict(),
                            "state": {"rng": torch.get_rng_state()}, "identities": ["a", "b"]},
                           tmp_path / "run" / "best.pt", kind="sr")
@@ -121,7 +126,8 @@ def test_export_keeps_weights_and_configs_only(tmp_path):
     assert entry["files"] == {"my-model.pt": zoo.sha256(path)}
     ckpt = torch.load(path, weights_only=True)
     assert set(ckpt) == {"format", "version", "kind", "model", "config", "identities"}
-    assert ckpt["config"]["name"] == "my-model"
+    assert ckpt["config"]["name"] == "my-model" and ckpt["config"]["degradation"] == degradation
+    assert load_sr(path).degradation == DegradationConfig(sigma=0.5)
     lr = torch.rand(1, 3, 24, 24)
     torch.testing.assert_close(load_sr(path)(lr), model.eval()(lr))
     assert zoo.available(root=tmp_path / "zoo") == ["my-model"]

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import load_checkpoint, load_weights
-from ..config import SRConfig, from_dict, get_preset
+from ..config import SRConfig, degradation_of, from_dict, get_preset
 from ..errors import CSRIPError
 from .lp import LP, LPConfig
 from .nbsrf import NBSRF, NBSRFConfig
@@ -66,7 +66,8 @@ def stored_model(config: dict[str, Any]) -> str:
 
 
 def load_sr(path: str | Path, map_location: str | torch.device = "cpu", model: str | None = None) -> nn.Module:
-    """Any SR model in eval mode from a checkpoint of kind "sr"; `model` (if given) must match."""
+    """Any SR model in eval mode from a checkpoint of kind "sr"; `model` (if given) must match. The model's
+    `.degradation` is the one it was trained under (`config.degradation_of`), which evaluation uses."""
     ckpt = load_checkpoint(path, kind="sr", map_location=map_location)
     config = ckpt.get("config") or {}
     name = stored_model(config)
@@ -80,4 +81,5 @@ def load_sr(path: str | Path, map_location: str | torch.device = "cpu", model: s
         net = build_sr(name, cfg)
     except (TypeError, ValueError) as e:  # unknown fields or values: another version's or an edited config
         raise CSRIPError(f"{path}: the checkpoint's {name!r} config does not describe a csrip model ({e})") from None
+    net.degradation = degradation_of(config)
     return load_weights(net, ckpt, path).to(map_location).eval()

@@ -9,16 +9,29 @@ CascadedSR, 24 px -> 192 px in three 2x SR modules:
     tail      one residual block (final_channels) -> 9x9 conv to RGB + clipping   192 px
 
 A residual block is conv-BN-LReLU, conv-BN, element-wise sum with the input, then a post-activation
-LReLU (all 3x3, as SRGAN [12]). Where a pixel shuffle leaves a width different from the next stage
-(shuffle_channels[2] / 4 = 64 vs final_channels = 128 in the `paper` preset) a 3x3 conv adapts it;
-the paper does not say how 64 channels become 128, this is the smallest choice.
+LReLU (all 3x3). The paper's text (Sec. 3.1) reads "two convolution-batch-norm-activation sub-blocks,
+followed by a post-activation element-wise sum", "similarly to [12]" (SRGAN, whose blocks are conv-BN-
+PReLU, conv-BN, sum, no activation after it). Ours is neither literally: the second sub-block has no
+activation before the sum, and one LReLU follows the sum; we read "post-activation element-wise sum"
+as a sum followed by an activation. We keep it because the shipped checkpoints were trained with it
+(checkpoints/*.pt; a different forward pass would change their outputs and scores).
 
-Branch heads. Fig. 11 draws each branch as "k9n3s1" (the "k9n512s1" next to it is the stem). A
-single 9x9 conv to 3 channels also matches the paper's size: the `paper` preset has 50.19M parameters
-(paper: about 50.2M) and costs 160.1 GFLOP (80.0 G multiply-adds) for one 24x24 image at the main
-output (160.9 with both branches), whereas a k9n512s1 + k9n3s1 head would add 16.7M parameters.
-Halving the width at every 2x step gives each SR module the same compute (Sec. 3.1). See
-tests/test_sr_model.py for the counts.
+Where a pixel shuffle leaves a width different from the next stage (shuffle_channels[2] / 4 = 64 vs
+final_channels = 128 in the `paper` preset) a 3x3 conv adapts it; the paper does not say how 64
+channels become 128, this is the smallest choice.
+
+Branch heads. Fig. 11 draws each branch as "k9n3s1" (the "k9n512s1" next to it is the stem): a single
+9x9 conv to 3 channels (a k9n512s1 + k9n3s1 head would add 16.7M parameters).
+
+Size: our reading, not the paper's numbers. The paper gives no parameter count or FLOPs, only a
+"53-layer deep" network (Sec. 3.1) and the widths of Sec. 3.4. Built from those widths, the `paper`
+preset has 50 convolutions on the main path (stem; 3 modules x (7 blocks x 2 + the pre-shuffle conv);
+the 64 -> 128 adapter; the final block's 2; the RGB conv), 52 with the two branch heads. The paper
+does not say what it counts as a layer (BN, activations, shuffles and clipping are layers in some
+counts), so its 53 neither confirms nor refutes this reading. These widths give 50,190,729 parameters
+and 160.1 GFLOP (80.0 G multiply-adds) per 24x24 image at the main output (160.9 with both
+branches); halving the width at every 2x step gives each SR module the same compute (Sec. 3.1).
+tests/test_sr_model.py checks these counts as a check of our reading.
 
 Clipping (Sec. 3.4) to [0, 1]. In eval mode it is a hard clamp. In training mode it is a
 straight-through clamp (forward clamps, backward passes the gradient unchanged): a hard clamp has zero
@@ -31,8 +44,9 @@ detail on top of it (residual learning as in VDSR). A tiny network trained for t
 learn the whole 8x mapping from scratch; with the skip it starts at bicubic quality and improves on it.
 
 Initialisation: Kaiming-normal for the LReLU convs and the last BN of every residual block with
-gamma = 0 (each block starts as the identity, Goyal et al. 2017), so the deep network starts as a
-shallow one; RGB heads start near mid-grey (small weights, bias 0.5), inside the clipping range; with the global
+gamma = 0 (Goyal et al. 2017): each block's residual branch starts at zero, so a block starts as
+x -> LReLU(x), one more activation rather than the identity (because of the LReLU after the sum).
+RGB heads start near mid-grey (small weights, bias 0.5), inside the clipping range; with the global
 skip they start at zero, so the untrained network is exactly bicubic.
 """
 from __future__ import annotations
@@ -43,6 +57,7 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from ..config import HR_SIZE, LR_SIZE, SRConfig, get_preset
 
@@ -57,7 +72,8 @@ def _adapter(cin: int, cout: int) -> nn.Module:
 
 
 class ResidualBlock(nn.Module):
-    """conv-BN-LReLU, conv-BN, sum with the input, post-activation LReLU (Sec. 3.1)."""
+    """conv-BN-LReLU, conv-BN, sum with the input, post-activation LReLU (our reading of Sec. 3.1, see
+    the module docstring)."""
 
     def __init__(self, channels: int, negative_slope: float = 0.2):
         super().__init__()
@@ -159,7 +175,7 @@ class _SRBase(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, ResidualBlock):
-                nn.init.zeros_(m.body[-1].weight)  # last BN gamma = 0: the block starts as identity
+                nn.init.zeros_(m.body[-1].weight)  # last BN gamma = 0: the block starts as LReLU(x)
         for m in self.modules():
             if isinstance(m, ToRGB):  # start near mid-grey, or exactly at bicubic with the global skip
                 m.conv.weight.data.mul_(0.0 if self.cfg.global_skip else 0.1)
@@ -218,7 +234,7 @@ class BaselineSR(_SRBase):
     but every residual block works at the LR scale at width channels[0] and there are no branches, so
     only the final output can be supervised. The paper gives no width; at channels[0] the Baseline has
     exactly the cascade's compute (160.1 GFLOP per image for `paper`: a block at width c on n pixels costs
-    what a block at c/2 on 4n pixels costs) but 105.9M parameters instead of 50.2M.
+    what a block at c/2 on 4n pixels costs) but 105.9M parameters instead of our cascade's 50.2M.
     """
 
     def __init__(self, cfg: SRConfig = SRConfig(arch="baseline")):
@@ -265,7 +281,7 @@ def build_model(cfg: SRConfig) -> CascadedSR | BaselineSR:
 def load_sr(path: str | Path, map_location: str | torch.device = "cpu", model: str | None = None) -> nn.Module:
     """An SR model in eval mode from a checkpoint of kind "sr": C-SRIP or any Table 1 competitor
     (`model`, if given, must name the stored one); see models/registry.py."""
-    from .registry import load_sr as load_any
+    from .registry import load_sr as load_any  # lazy: registry imports the competitors, which import this
 
     return load_any(path, map_location, model)
 
@@ -303,8 +319,6 @@ def complexity(cfg: SRConfig, all_scales: bool = False) -> dict[str, float]:
 
     The model is built on the meta device, so even the `paper` preset costs no memory or time.
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
     with torch.device("meta"):
         model = build_model(cfg).eval()
         x = torch.empty(1, 3, LR_SIZE, LR_SIZE)
