@@ -540,6 +540,12 @@ def summary_path(results: str | Path) -> Path:
     return results.with_name(results.stem + "_summary.csv")
 
 
+def paired_path(results: str | Path) -> Path:
+    """results.csv -> results_paired.csv (`--compare-to`: paired differences with intervals)."""
+    results = Path(results)
+    return results.with_name(results.stem + "_paired.csv")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", nargs="*", default=[], metavar="CKPT",
                    help="SR checkpoints (best.pt of `csrip train-sr`) or shipped names (e.g. csrip-quick); "
@@ -555,6 +561,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="skip the identity judge (PSNR/SSIM only; faster)")
     p.add_argument("--sigma", type=nonnegative_float, default=None, help="degradation blur per 2x step in pixels "
                    "(default: the one the models were trained with, saved in their checkpoints; older ones: 1.0)")
+    p.add_argument("--compare-to", metavar="MODEL", default=None,
+                   help="also report every other model's paired difference to MODEL (a model name as the "
+                        "summary prints it, e.g. bicubic) with 95%% bootstrap intervals over identities "
+                        "(written to *_paired.csv)")
     p.add_argument("--device", default=None, help="cuda, cpu, ... (default: best available)")
     p.add_argument("--workers", type=nonnegative_int, default=2, help="data-loading processes")
 
@@ -582,6 +592,11 @@ def run(args: argparse.Namespace) -> int:
     out = check_output(args.out, args.force)
     device = pick_device(args.device)
     models = load_models(args.checkpoint, map_location=device)
+    if args.compare_to is not None and args.compare_to not in ("bicubic", *models):
+        raise CSRIPError(f"--compare-to {args.compare_to!r} is not among the evaluated models "
+                         f"{['bicubic', *models]}")
+    if args.compare_to is not None and paired_path(out).exists() and not args.force:
+        raise CSRIPError(f"{paired_path(out)} exists; pass --force to overwrite it")
     judge = None
     if not args.no_identity:
         if judge_mod.available():
@@ -605,4 +620,12 @@ def run(args: argparse.Namespace) -> int:
                   f"without another image of their identity left out of rank-1; TAR: {info['tar_note']}")
     print(f"degradation: {DegradationConfig(**df.attrs['degradation'])}")
     print(f"wrote {len(df)} rows to {out} and the summary to {summary_path(out)}")
+    if args.compare_to is not None:
+        others = [m for m in df["model"].unique() if m not in (args.compare_to, "hr")]
+        paired = paired_bootstrap(df, args.compare_to, others)
+        paired.to_csv(paired_path(out), index=False)
+        with pd.option_context("display.float_format", "{:+.4f}".format, "display.width", 200):
+            print(f"paired differences, model - {args.compare_to} (95% intervals, identities resampled):")
+            print(paired.drop(columns="images").to_string(index=False))
+        print(f"wrote the paired differences to {paired_path(out)}")
     return 0

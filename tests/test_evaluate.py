@@ -245,3 +245,20 @@ def test_without_the_judge_psnr_ssim_stay_and_one_line_says_how(faces, tmp_path,
     assert len(hints) == 1 and "pip install" in hints[0]
     df = pd.read_csv(out)
     assert "id_dist" not in df and np.isfinite(df[["psnr", "ssim"]].to_numpy()).all()
+
+
+def test_compare_to_prints_and_writes_paired_differences(faces, sr_checkpoint, tmp_path, capsys):
+    """`--compare-to bicubic`: the untrained (flat grey) cascade is worse than bicubic on every image,
+    so its paired PSNR difference and the whole interval are below zero; an unknown name is refused
+    before any work."""
+    out = tmp_path / "results.csv"
+    args = ["--checkpoint", str(sr_checkpoint), "--data", str(faces), "--max-images", str(N),
+            "--workers", "0", "--no-identity"]
+    assert _evaluate(*args, "--out", str(out), "--compare-to", "no_such_model") == 2
+    assert "no_such_model" in capsys.readouterr().err and not out.exists()
+    assert _evaluate(*args, "--out", str(out), "--compare-to", "bicubic") == 0
+    paired = pd.read_csv(tmp_path / "results_paired.csv")
+    psnr = paired[(paired.model == "tiny_cascade") & (paired.metric == "psnr")].iloc[0]
+    assert psnr["diff"] < 0 and psnr["ci_high"] < 0 and psnr["images"] == N
+    assert psnr["diff"] == pytest.approx(psnr["model_mean"] - psnr["baseline"])
+    assert "paired differences, model - bicubic" in capsys.readouterr().out
