@@ -94,7 +94,7 @@ def score(checkpoints: dict[str, Path], data, split_or_dataset, device=None, max
           progress: bool = True) -> pd.DataFrame:
     """Per-image PSNR/SSIM of bicubic and every checkpoint (csrip_lib.evaluate.evaluate_models)."""
     from .evaluate import evaluate_models
-    from .models.sr import load_sr
+    from .models.registry import load_sr
 
     models = {name: load_sr(path, model=COMPETITOR_NAMES.get(name, "csrip")) for name, path in checkpoints.items()}
     if isinstance(split_or_dataset, str):

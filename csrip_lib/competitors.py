@@ -42,7 +42,8 @@ from .outputs import check_runs
 from .models.common import bicubic_up
 from .models.nbsrf import NBSRF, block_features, block_targets
 from .models.registry import COMPETITORS, build_sr, check_name, checkpoint_config, model_config, stored_model
-from .train import OwnStep, fit, pick_device, seed_everything
+from .runtime import pick_device
+from .train import OwnStep, fit, seed_everything
 from .train_sr import MONITOR, Convergence, add_schedule_arguments, pyramid, schedule_from_args, sr_datasets
 
 KIND = "sr"

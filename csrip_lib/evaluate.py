@@ -93,7 +93,7 @@ def load_models(checkpoints: list[str | Path], map_location: str | torch.device 
     """SR models from checkpoints (paths or shipped names), keyed by `model_name` (made unique with
     the parent folder)."""
     from .checkpoint import load_checkpoint
-    from .models.sr import load_sr
+    from .models.registry import load_sr
     from .zoo import resolve
 
     models: dict[str, torch.nn.Module] = {}
@@ -214,7 +214,7 @@ def super_resolve(models: Mapping[str, SRFn], hr: torch.Tensor, sigma: float | N
                   device: str | torch.device | None = None) -> dict[str, torch.Tensor]:
     """Columns of a qualitative figure (Figs. 6, 7, 9): the 24 px input upscaled by nearest
     neighbour ("LR input"), "Bicubic", every model, and the "Target" HR image (CPU tensors)."""
-    from .train import pick_device
+    from .runtime import pick_device
 
     device = pick_device(device)
     hr = hr.to(device)
@@ -246,7 +246,7 @@ def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "
     `inference.Upscaler` (CUDA: bf16, channels_last, torch.compile, CUDA graphs; CPU: fp32).
     """
     from .metrics import psnr, ssim_eval
-    from .train import pick_device
+    from .runtime import pick_device
 
     device = pick_device(device)
     ds = _dataset(data, split, max_images)
@@ -556,7 +556,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from . import judge as judge_mod
-    from .train import pick_device
+    from .runtime import pick_device
 
     out = check_output(args.out, args.force)
     device = pick_device(args.device)

@@ -40,6 +40,7 @@ from .config import TrainConfig, to_dict
 from .errors import CSRIPError
 from .outputs import check_runs
 from .progress import tqdm
+from .runtime import pick_device
 
 StepFn = Callable[[torch.nn.Module, Any, torch.device], dict[str, torch.Tensor]]
 
@@ -58,16 +59,6 @@ class OwnStep:
     def __call__(self, model: torch.nn.Module, batch: Any, device: torch.device) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 EvalFn = Callable[[torch.nn.Module, DataLoader, torch.device], dict[str, float]]
-
-
-def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """`device` if given, else CUDA (this process's LOCAL_RANK GPU under torchrun), else CPU."""
-    if device is not None:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda", dist.get_rank() % torch.cuda.device_count()
-                            if dist.is_initialized() else torch.cuda.current_device())
-    return torch.device("cpu")
 
 
 def seed_everything(seed: int) -> None:

@@ -49,7 +49,8 @@ from .outputs import check_runs
 from .losses import CSRIPLoss
 from .metrics import psnr, ssim_eval
 from .models.sr import CascadedSR, build_model
-from .train import add_schedule_arguments, fit, pick_device, schedule_from_args
+from .runtime import pick_device
+from .train import add_schedule_arguments, fit, schedule_from_args
 
 KIND = "sr"
 MONITOR = "val_improvements"

@@ -85,7 +85,7 @@ def test_two_faces_left_to_right_and_large_photos_searched_downscaled(astronaut)
 
 
 def test_python_api_returns_lr_sr_bicubic_and_crop(checkpoint, astronaut):
-    from csrip_lib.models.sr import load_sr
+    from csrip_lib.models.registry import load_sr
     up = Upscaler(load_sr(checkpoint), device="cpu")
     (r,) = hallucinate_image(up, astronaut)
     assert r["simulated"] and r["score"] >= 3

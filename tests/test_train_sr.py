@@ -18,7 +18,7 @@ from csrip_lib.data import FaceFolder
 from csrip_lib.errors import CSRIPError
 from csrip_lib.losses import CSRIPLoss
 from csrip_lib.models import CascadedSR, SqueezeNetRecognizer
-from csrip_lib.models.sr import load_sr
+from csrip_lib.models.registry import load_sr
 from csrip_lib.train_sr import Convergence, GlobalBatchNorm2d, train_sr
 
 SHORT = TrainConfig(epochs=2, batch_size=4, lr=1e-3, steps_per_epoch=2, seed=5)
