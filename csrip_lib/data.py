@@ -29,7 +29,6 @@ Policies (a tutorial must not stop on one bad file in 500,000):
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import re
@@ -43,7 +42,6 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Subset
 
-from .argtypes import nonnegative_int
 from .config import HR_SIZE, project_root
 from .errors import CSRIPError, describe_os_error
 from .progress import tqdm
@@ -516,25 +514,3 @@ def resolve_data(data: str | Path | None = None, verbose: bool = True) -> Path:
               f"{bar}", path, verbose)
     return path
 
-
-# ----------------------------------------------------------------------------- `csrip data`
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .download import LFW_IDENTITIES, LFW_IMAGES, LFW_URL
-    parser.add_argument("--dest", default="data/", type=Path,
-                        help="folder that receives lfw-deepfunneled/ (default: data/)")
-    parser.add_argument("--url", default=LFW_URL, help=f"archive URL (default: {LFW_URL})")
-    parser.add_argument("--force", action="store_true",
-                        help="replace an existing dest/lfw-deepfunneled")
-    parser.add_argument("--expect-images", type=nonnegative_int, default=LFW_IMAGES, metavar="N",
-                        help=f"images the archive must contain (default {LFW_IMAGES:,}; 0: no check)")
-    parser.add_argument("--expect-identities", type=nonnegative_int, default=LFW_IDENTITIES, metavar="N",
-                        help=f"identities the archive must contain (default {LFW_IDENTITIES:,}; 0: no check)")
-
-
-def run(args: argparse.Namespace) -> int:
-    from .download import download_lfw
-    download_lfw(args.dest, url=args.url, force=args.force,
-                 expected_images=args.expect_images or None,
-                 expected_identities=args.expect_identities or None)
-    return 0
