@@ -40,6 +40,7 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset, Subset
 
 from .config import HR_SIZE, project_root
@@ -94,12 +95,12 @@ def looks_like_image(path: str | Path) -> bool:
 
 
 def _decode_torchvision(path: Path) -> torch.Tensor:
+    # torchvision.io's image decoding is deprecated (0.29) and may be gone: imported here, PIL decodes then
     from torchvision.io import ImageReadMode, decode_image, read_file
     return decode_image(read_file(str(path)), mode=ImageReadMode.RGB, apply_exif_orientation=True)
 
 
 def _decode_pil(path: Path) -> torch.Tensor:
-    from PIL import Image, ImageOps
     with Image.open(path) as img:
         img = ImageOps.exif_transpose(img)
         if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit gray: rescale, don't clip

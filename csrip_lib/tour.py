@@ -12,8 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import zoo
 from .checkpoint import load_checkpoint
+from .config import runs_dir
 from .errors import CSRIPError
+from .train_recognizers import ensure_recognizers
 
 PRETRAINED = "pretrained"
 SHIPPED_RECOGNIZERS = "recognizers-quick"
@@ -24,26 +27,16 @@ def model_preset(preset: str) -> str:
     return "quick" if preset == PRETRAINED else preset
 
 
-def _zoo():
-    try:
-        from . import zoo
-    except ImportError:
-        raise CSRIPError("this checkout has no shipped models (csrip_lib.zoo, checkpoints/); "
-                         "use PRESET = \"quick\" to train the models here") from None
-    return zoo
-
-
 def has_shipped(name: str, kind: str = "sr") -> bool:
     """True when checkpoints/ ships model `name` of `kind`."""
     try:
-        return name in _zoo().available(kind)
+        return name in zoo.available(kind)
     except CSRIPError:
         return False
 
 
 def shipped(name: str, kind: str = "sr") -> Path:
     """Path of shipped model `name` (SHA-256 checked by csrip_lib.zoo); a clear error if absent."""
-    zoo = _zoo()
     if name not in zoo.available(kind):
         raise CSRIPError(f"no shipped {kind} model {name!r} in checkpoints/ (shipped: "
                          f"{', '.join(zoo.available(kind)) or 'none'}); use PRESET = \"quick\" to train "
@@ -68,13 +61,9 @@ def recognizers(root: str | Path, preset: str) -> tuple[Path, pd.DataFrame]:
     "pretrained": the shipped recognizers; otherwise notebook 03's run under runs/<preset>/
     (trained now if missing, reused if finished).
     """
-    from .train_recognizers import ensure_recognizers
-
     if preset == PRETRAINED:
         folder = shipped(SHIPPED_RECOGNIZERS, kind="recognizers")
         table = folder / "accuracy.csv"
         return folder, pd.read_csv(table) if table.is_file() else pd.DataFrame()
-    from .config import runs_dir
-
     folder = runs_dir() / preset / "recognizers"
     return folder, ensure_recognizers(root, preset, folder)
