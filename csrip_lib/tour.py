@@ -13,13 +13,16 @@ from pathlib import Path
 import pandas as pd
 
 from . import zoo
+from .ablation import VARIANTS, run_dir, train_variants
 from .checkpoint import load_checkpoint
 from .config import runs_dir
 from .errors import CSRIPError
 from .train_recognizers import ensure_recognizers
+from .train_sr import train_sr
 
 PRETRAINED = "pretrained"
 SHIPPED_RECOGNIZERS = "recognizers-quick"
+SHIPPED_PAIR = {"C-SRIP": "c-srip-quick", "C+SSIM+M": "c-ssim-m-quick"}  # Table 2's equal-budget pair
 
 
 def model_preset(preset: str) -> str:
@@ -67,3 +70,28 @@ def recognizers(root: str | Path, preset: str) -> tuple[Path, pd.DataFrame]:
         return folder, pd.read_csv(table) if table.is_file() else pd.DataFrame()
     folder = runs_dir() / preset / "recognizers"
     return folder, ensure_recognizers(root, preset, folder)
+
+
+def table2_checkpoints(root: str | Path, preset: str, runs: Path, train: bool) -> dict[str, Path]:
+    """Notebook 06's models by name: the Table 2 variants (Sec. 4.3) it finds or trains.
+
+    "pretrained" (or "quick" when they are shipped): the shipped C-SRIP / C+SSIM+M pair, each printed
+    with how it was trained. Otherwise the ablation runs under <runs>/ablation (all five trained or
+    resumed when `train`, else the finished ones), with the identity priors of `recognizers` and
+    C-SRIP from notebook 05's <runs>/sr when the ablation has none (trained or resumed there).
+    """
+    if preset == PRETRAINED or (preset == "quick" and all(map(has_shipped, SHIPPED_PAIR.values()))):
+        paths = {name: shipped(n) for name, n in SHIPPED_PAIR.items()}
+        for name, n in SHIPPED_PAIR.items():
+            print(f"{name}: shipped {n}, {describe(paths[name])}")
+        return paths
+    rec, _ = recognizers(root, preset)
+    if train:
+        paths = train_variants(list(VARIANTS), root, preset, runs / "ablation", recognizers=rec, progress=False)
+    else:
+        paths = {name: run_dir(runs / "ablation", name) / "best.pt" for name in VARIANTS}
+        paths = {name: path for name, path in paths.items() if path.is_file()}
+    if "C-SRIP" not in paths:
+        train_sr(root, preset, runs / "sr", recognizers=rec, resume=True, progress=False)
+        paths["C-SRIP"] = runs / "sr" / "best.pt"
+    return paths
