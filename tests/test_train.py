@@ -74,6 +74,9 @@ def test_learns_and_writes_log_and_checkpoints(tmp_path):
     assert best["metrics"]["acc"] == log["acc"].max() and best["config"] == {"arch": "toy"}
     last = load_checkpoint(tmp_path / "last.pt", kind="toy")
     assert {"optimizer", "scheduler", "state", "train_config"} <= last.keys()
+    # the state's keys are the format of last.pt: runs written by earlier versions resume with them
+    assert set(last["state"]) == {"epoch", "batch", "step", "best", "bad_epochs", "history", "sums", "seconds",
+                                  "finished", "epoch_rng", "rng"}
     assert torch.equal(last["model"]["0.weight"], model[0].weight.detach())
 
 
