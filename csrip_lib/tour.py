@@ -77,8 +77,8 @@ def table2_checkpoints(root: str | Path, preset: str, runs: Path, train: bool) -
 
     "pretrained" (or "quick" when they are shipped): the shipped C-SRIP / C+SSIM+M pair, each printed
     with how it was trained. Otherwise the ablation runs under <runs>/ablation (all five trained or
-    resumed when `train`, else the finished ones), with the identity priors of `recognizers` and
-    C-SRIP from notebook 05's <runs>/sr when the ablation has none (trained or resumed there).
+    resumed when `train`, else those with a best.pt) with notebook 03's identity priors (`recognizers`),
+    and C-SRIP from notebook 05's <runs>/sr when the ablation has none (trained or resumed there).
     """
     if preset == PRETRAINED or (preset == "quick" and all(map(has_shipped, SHIPPED_PAIR.values()))):
         paths = {name: shipped(n) for name, n in SHIPPED_PAIR.items()}

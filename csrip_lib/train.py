@@ -5,10 +5,10 @@ The caller says *what* one step and one evaluation are; `fit` does the rest:
     eval_fn(model, loader, device) -> {<metric>: float}                         (`monitor` picks one)
 Adam + MultiStepLR (stepped per epoch), bf16 autocast and channels_last on CUDA, early stopping on
 `monitor`, one tqdm bar per run, out_dir/log.csv (one row per epoch), atomic checkpoints:
-    out_dir/last.pt  everything needed to continue: model, optimizer, scheduler, epoch, batch in epoch,
-                     best metric, patience counter, history, RNG states (torch/numpy/python/cuda and
-                     the loader's generator) at the start of the epoch and now. Written every epoch,
-                     every `save_every_s` seconds and when training stops.
+    out_dir/last.pt  everything needed to continue: model, optimizer, scheduler and the `FitState`
+                     (epoch, batch in epoch, best metric, patience counter, history, RNG states of
+                     torch/numpy/python/cuda and the loader's generator at the start of the epoch and
+                     now). Written every epoch, every `save_every_s` seconds and when training stops.
     out_dir/best.pt  model weights of the best epoch (+ config, metrics, `extra`).
 `resume=True` continues a killed run exactly: the epoch's batch order is replayed from the saved
 epoch-start RNG state, the batches already trained are skipped, then the current RNG state is
