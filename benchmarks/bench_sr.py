@@ -41,7 +41,8 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 from csrip_lib.config import HR_SIZE, LR_SIZE, get_preset  # noqa: E402
 from csrip_lib.degradation import make_pyramid  # noqa: E402
-from csrip_lib.inference import Upscaler, resolve_device  # noqa: E402
+from csrip_lib.inference import Upscaler  # noqa: E402
+from csrip_lib.runtime import pick_device  # noqa: E402
 from csrip_lib.losses import CSRIPLoss  # noqa: E402
 from csrip_lib.models import CascadedSR, SqueezeNetRecognizer  # noqa: E402
 
@@ -171,7 +172,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     args = parse_args(argv)
-    device = resolve_device(args.device)
+    device = pick_device(args.device)
     cuda = device.type == "cuda"
     if args.threads:
         torch.set_num_threads(args.threads)

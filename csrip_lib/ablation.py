@@ -40,7 +40,7 @@ from .data import resolve_data
 from .errors import CSRIPError
 from .evaluate import compare_to_paper, evaluate_models, gain_over_bicubic, summarize_results
 from .losses import check_identity_prior
-from .models.sr import load_sr
+from .models.registry import load_sr
 from .outputs import check_dir
 from .train import add_schedule_arguments, schedule_from_args
 from .train_recognizers import ensure_recognizers, training_folder

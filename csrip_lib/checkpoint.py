@@ -83,12 +83,16 @@ def load_checkpoint(path: str | Path, kind: str | None = None,
     return ckpt
 
 
+def clean_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`state` with the DDP "module." and torch.compile "_orig_mod." prefixes dropped from its keys."""
+    return {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in state.items()}
+
+
 def load_weights(model: torch.nn.Module, ckpt: dict[str, Any], path: str | Path) -> torch.nn.Module:
-    """Put a checkpoint's "model" weights into `model` (DDP "module." and torch.compile "_orig_mod."
-    prefixes dropped); CSRIPError when they do not fit the architecture its config describes."""
-    state = {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
+    """Put a checkpoint's "model" weights (`clean_state_dict`) into `model`; CSRIPError when they do
+    not fit the architecture its config describes."""
     try:
-        model.load_state_dict(state)
+        model.load_state_dict(clean_state_dict(ckpt["model"]))
     except (RuntimeError, KeyError, TypeError) as e:
         raise CSRIPError(f"{path}: the weights do not fit the model its config describes (edited or "
                          f"mixed-up file?): {str(e).splitlines()[0][:200]}") from None

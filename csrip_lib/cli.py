@@ -15,7 +15,7 @@ from .errors import CSRIPError, describe_os_error
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "data": ("csrip_lib.data", "download and verify LFW deep-funneled"),
+    "data": ("csrip_lib.download", "download and verify LFW deep-funneled"),
     "demo": ("csrip_lib.notebook_runner", "execute the notebooks in quick mode into build/"),
     "train-recognizers": ("csrip_lib.train_recognizers", "train the three SqueezeNet identity priors"),
     "train-sr": ("csrip_lib.train_sr", "train the cascaded SR network with Eq. 4"),

@@ -46,7 +46,8 @@ from .models.lp import PerceptualLoss
 from .models.nbsrf import NBSRF, block_features, block_targets
 from .models.recognizer import load_recognizers
 from .models.registry import COMPETITORS, build_sr, check_name, checkpoint_config, model_config, stored_model
-from .train import OwnStep, fit, pick_device, seed_everything
+from .runtime import pick_device
+from .train import OwnStep, fit, seed_everything
 from .train_sr import MONITOR, Convergence, add_schedule_arguments, pyramid, schedule_from_args, sr_datasets
 
 KIND = "sr"

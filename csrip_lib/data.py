@@ -29,7 +29,6 @@ Policies (a tutorial must not stop on one bad file in 500,000):
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import re
@@ -41,9 +40,9 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset, Subset
 
-from .argtypes import nonnegative_int
 from .config import HR_SIZE, project_root
 from .errors import CSRIPError, describe_os_error
 from .progress import tqdm
@@ -96,12 +95,12 @@ def looks_like_image(path: str | Path) -> bool:
 
 
 def _decode_torchvision(path: Path) -> torch.Tensor:
+    # torchvision.io's image decoding is deprecated (0.29) and may be gone: imported here, PIL decodes then
     from torchvision.io import ImageReadMode, decode_image, read_file
     return decode_image(read_file(str(path)), mode=ImageReadMode.RGB, apply_exif_orientation=True)
 
 
 def _decode_pil(path: Path) -> torch.Tensor:
-    from PIL import Image, ImageOps
     with Image.open(path) as img:
         img = ImageOps.exif_transpose(img)
         if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit gray: rescale, don't clip
@@ -516,25 +515,3 @@ def resolve_data(data: str | Path | None = None, verbose: bool = True) -> Path:
               f"{bar}", path, verbose)
     return path
 
-
-# ----------------------------------------------------------------------------- `csrip data`
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .download import LFW_IDENTITIES, LFW_IMAGES, LFW_URL
-    parser.add_argument("--dest", default="data/", type=Path,
-                        help="folder that receives lfw-deepfunneled/ (default: data/)")
-    parser.add_argument("--url", default=LFW_URL, help=f"archive URL (default: {LFW_URL})")
-    parser.add_argument("--force", action="store_true",
-                        help="replace an existing dest/lfw-deepfunneled")
-    parser.add_argument("--expect-images", type=nonnegative_int, default=LFW_IMAGES, metavar="N",
-                        help=f"images the archive must contain (default {LFW_IMAGES:,}; 0: no check)")
-    parser.add_argument("--expect-identities", type=nonnegative_int, default=LFW_IDENTITIES, metavar="N",
-                        help=f"identities the archive must contain (default {LFW_IDENTITIES:,}; 0: no check)")
-
-
-def run(args: argparse.Namespace) -> int:
-    from .download import download_lfw
-    download_lfw(args.dest, url=args.url, force=args.force,
-                 expected_images=args.expect_images or None,
-                 expected_identities=args.expect_identities or None)
-    return 0

@@ -13,6 +13,7 @@ step 3 is deleted if this run downloaded it (a rerun downloads it again), but an
 """
 from __future__ import annotations
 
+import argparse
 import http.client
 import os
 import re
@@ -27,6 +28,7 @@ import zipfile
 from pathlib import Path
 
 
+from .argtypes import nonnegative_int
 from .data import LFW_DIR, check_headers, list_faces
 from .errors import CSRIPError
 from .outputs import check_dir
@@ -191,3 +193,24 @@ def download_lfw(dest: str | Path = "data", url: str = LFW_URL, force: bool = Fa
     archive.unlink()
     print(f"LFW ready: {target} ({n:,} images, {k:,} identities)")
     return target
+
+
+# ----------------------------------------------------------------------------- `csrip data`
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dest", default="data/", type=Path,
+                        help="folder that receives lfw-deepfunneled/ (default: data/)")
+    parser.add_argument("--url", default=LFW_URL, help=f"archive URL (default: {LFW_URL})")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing dest/lfw-deepfunneled")
+    parser.add_argument("--expect-images", type=nonnegative_int, default=LFW_IMAGES, metavar="N",
+                        help=f"images the archive must contain (default {LFW_IMAGES:,}; 0: no check)")
+    parser.add_argument("--expect-identities", type=nonnegative_int, default=LFW_IDENTITIES, metavar="N",
+                        help=f"identities the archive must contain (default {LFW_IDENTITIES:,}; 0: no check)")
+
+
+def run(args: argparse.Namespace) -> int:
+    download_lfw(args.dest, url=args.url, force=args.force,
+                 expected_images=args.expect_images or None,
+                 expected_identities=args.expect_identities or None)
+    return 0

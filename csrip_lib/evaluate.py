@@ -48,9 +48,10 @@ from .errors import CSRIPError
 from .identity import identity_metrics
 from .inference import Upscaler
 from .metrics import psnr, ssim_eval
-from .models.sr import load_sr
+from .models.registry import load_sr
 from .outputs import check_dir
 from .progress import tqdm
+from .runtime import pick_device
 from .zoo import resolve
 
 SRFn = Callable[[torch.Tensor], torch.Tensor]  # LR N x 3 x 24 x 24 -> SR N x 3 x 192 x 192, [0, 1]
@@ -221,7 +222,6 @@ def super_resolve(models: Mapping[str, SRFn], hr: torch.Tensor, degradation: Deg
     """Columns of a qualitative figure (Figs. 6, 7, 9): the 24 px input upscaled by nearest
     neighbour ("LR input"), "Bicubic", every model, and the "Target" HR image (CPU tensors). The LR
     input is degraded as the models were trained (`degradation.for_models`; `degradation` overrides)."""
-    from .train import pick_device
 
     device = pick_device(device)
     hr = hr.to(device)
@@ -253,7 +253,6 @@ def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "
     descriptors of image files are cached on disk (`judge.EmbeddingCache`). SR modules run through
     `inference.Upscaler` (CUDA: bf16, channels_last, torch.compile, CUDA graphs; CPU: fp32).
     """
-    from .train import pick_device
 
     device = pick_device(device)
     degradation = for_models(models, degradation)
@@ -587,7 +586,6 @@ def one_line_warnings(command: str) -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .train import pick_device
 
     out = check_output(args.out, args.force)
     device = pick_device(args.device)

@@ -23,7 +23,8 @@ from .degradation import degrade, for_models, make_pyramid, residual, upsample_b
 from .errors import CSRIPError
 from .evaluate import (csd_curve, evaluate_models, image_attributes, load_models, one_line_warnings,
                        sample_images, sharpen, super_resolve, worst_images)
-from .metrics import MARGIN, concentration_curve, error_maps, loss_gradients, mass_fraction, psnr, ssim_eval
+from .error_analysis import MARGIN, concentration_curve, error_maps, loss_gradients, mass_fraction
+from .metrics import psnr, ssim_eval
 from .models.sr import CascadedSR, shape_table
 from .outputs import check_dir
 from .zoo import DEFAULT_SR, available, resolve
@@ -144,7 +145,7 @@ def fig05_error_maps(hr: torch.Tensor, sizes: tuple[int, ...] = (24, 48, 96), in
     that size (`degradation.degrade` under `degradation`) and upsampled back with bicubic interpolation;
     its squared-error map and its 1 - SSIM map (182 x 182 'valid' windows, mean over channels, each
     shown up to its own 99.5th percentile; the title gives the share of pixels that carries 90 % of
-    the map's total, `metrics.mass_fraction`); and, over all faces of `hr`, concentration curves:
+    the map's total, `error_analysis.mass_fraction`); and, over all faces of `hr`, concentration curves:
     the share of each signal on the top x % of pixels, for both maps (solid) and for the per-pixel
     gradient magnitudes of both losses (dashed; same 182 x 182 pixels). The diagonal is a perfectly
     uniform signal.

@@ -52,10 +52,11 @@ from .config import HR_SIZE, LR_SIZE, DegradationConfig
 from .data import IMAGE_EXTENSIONS, LFW_SIZE, decode_rgb, looks_like_image
 from .degradation import DEFAULT, degrade, for_models, upsample_bicubic
 from .errors import CSRIPError
-from .models.sr import load_sr
+from .models.registry import load_sr
 from .outputs import check_dir
-from .inference import Upscaler, resolve_device
+from .inference import Upscaler
 from .progress import tqdm
+from .runtime import pick_device
 from .zoo import resolve
 
 # Framing of the training data, measured with `measure_framing` on 200 random LFW deep-funneled images
@@ -405,7 +406,7 @@ def _output_names(files: list[Path], inp: Path) -> list[str]:
 
 def _load_upscaler(checkpoint: str | Path | None, device: str) -> Upscaler:
     checkpoint = resolve(checkpoint, kind="sr")
-    dev = resolve_device(device)
+    dev = pick_device(device)
     model = load_sr(checkpoint, map_location=dev)  # CSRIPError if unsafe, not ours, or weights do not fit
     return Upscaler(model, device=dev, compile=False)  # a few faces per photo: compiling would not pay
 

@@ -34,26 +34,10 @@ from torch import nn
 from .config import HR_SIZE, LR_SIZE
 from .degradation import degrade
 from .errors import CSRIPError
-from .models.sr import check_lr
 from .progress import tqdm
+from .runtime import check_lr, pick_device
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """`device`, or CUDA when available, else CPU; a CUDA device that is not there is a CSRIPError."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise CSRIPError(f"unknown device {device!r}; expected 'cpu', 'cuda', 'cuda:N' or 'auto'") from e
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise CSRIPError(f"device {device!r} requested but PyTorch sees no CUDA GPU; use --device cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise CSRIPError(f"device {device!r} requested but only {torch.cuda.device_count()} GPU(s) exist")
-    return dev
 
 
 def _resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
@@ -98,7 +82,7 @@ class Upscaler:
                  cuda_graphs: bool | str = "auto", *, compile_mode: str | None = "default",
                  compile_backend: str | Callable = "inductor",
                  max_batch: int | None = None, graph_batch_sizes: Sequence[int] = (1, 4, 16, 64)):
-        self.device = resolve_device(device)
+        self.device = pick_device(device)
         cuda = self.device.type == "cuda"
         self.dtype = _resolve_dtype(dtype, self.device)
         self.cuda_graphs = _auto(cuda_graphs, cuda, "cuda_graphs")

@@ -22,6 +22,7 @@ import nbformat
 
 from .argtypes import positive_int
 from .config import figures_dir, project_root
+from .data import resolve_data
 from .errors import CSRIPError
 from .outputs import check_dir
 from .progress import tqdm
@@ -67,7 +68,7 @@ def run_notebook(path: str | Path, out_dir: str | Path | None = None,
     Raises CSRIPError naming the failing cell and the executed copy that holds the traceback.
     The kernel inherits this process's environment (CSRIP_DATA, CSRIP_FIGURES, CSRIP_RUNS).
     """
-    from nbclient import NotebookClient
+    from nbclient import NotebookClient  # optional (the notebooks extra): only `csrip demo` runs kernels
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     path = Path(path)
@@ -111,8 +112,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .data import resolve_data
-
     check_dir(args.out or project_root() / "build")
     check_dir(figures_dir(create=False), "figures folder")
     os.environ["CSRIP_DATA"] = str(resolve_data(args.data))  # every kernel uses the same faces

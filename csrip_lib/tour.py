@@ -12,11 +12,17 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import zoo
+from .ablation import VARIANTS, run_dir, train_variants
 from .checkpoint import load_checkpoint
+from .config import runs_dir
 from .errors import CSRIPError
+from .train_recognizers import ensure_recognizers
+from .train_sr import train_sr
 
 PRETRAINED = "pretrained"
 SHIPPED_RECOGNIZERS = "recognizers-quick"
+SHIPPED_PAIR = {"C-SRIP": "c-srip-quick", "C+SSIM+M": "c-ssim-m-quick"}  # Table 2's equal-budget pair
 
 
 def model_preset(preset: str) -> str:
@@ -24,26 +30,16 @@ def model_preset(preset: str) -> str:
     return "quick" if preset == PRETRAINED else preset
 
 
-def _zoo():
-    try:
-        from . import zoo
-    except ImportError:
-        raise CSRIPError("this checkout has no shipped models (csrip_lib.zoo, checkpoints/); "
-                         "use PRESET = \"quick\" to train the models here") from None
-    return zoo
-
-
 def has_shipped(name: str, kind: str = "sr") -> bool:
     """True when checkpoints/ ships model `name` of `kind`."""
     try:
-        return name in _zoo().available(kind)
+        return name in zoo.available(kind)
     except CSRIPError:
         return False
 
 
 def shipped(name: str, kind: str = "sr") -> Path:
     """Path of shipped model `name` (SHA-256 checked by csrip_lib.zoo); a clear error if absent."""
-    zoo = _zoo()
     if name not in zoo.available(kind):
         raise CSRIPError(f"no shipped {kind} model {name!r} in checkpoints/ (shipped: "
                          f"{', '.join(zoo.available(kind)) or 'none'}); use PRESET = \"quick\" to train "
@@ -68,13 +64,34 @@ def recognizers(root: str | Path, preset: str) -> tuple[Path, pd.DataFrame]:
     "pretrained": the shipped recognizers; otherwise notebook 03's run under runs/<preset>/
     (trained now if missing, reused if finished).
     """
-    from .train_recognizers import ensure_recognizers
-
     if preset == PRETRAINED:
         folder = shipped(SHIPPED_RECOGNIZERS, kind="recognizers")
         table = folder / "accuracy.csv"
         return folder, pd.read_csv(table) if table.is_file() else pd.DataFrame()
-    from .config import runs_dir
-
     folder = runs_dir() / preset / "recognizers"
     return folder, ensure_recognizers(root, preset, folder)
+
+
+def table2_checkpoints(root: str | Path, preset: str, runs: Path, train: bool) -> dict[str, Path]:
+    """Notebook 06's models by name: the Table 2 variants (Sec. 4.3) it finds or trains.
+
+    "pretrained" (or "quick" when they are shipped): the shipped C-SRIP / C+SSIM+M pair, each printed
+    with how it was trained. Otherwise the ablation runs under <runs>/ablation (all five trained or
+    resumed when `train`, else those with a best.pt) with notebook 03's identity priors (`recognizers`),
+    and C-SRIP from notebook 05's <runs>/sr when the ablation has none (trained or resumed there).
+    """
+    if preset == PRETRAINED or (preset == "quick" and all(map(has_shipped, SHIPPED_PAIR.values()))):
+        paths = {name: shipped(n) for name, n in SHIPPED_PAIR.items()}
+        for name, n in SHIPPED_PAIR.items():
+            print(f"{name}: shipped {n}, {describe(paths[name])}")
+        return paths
+    rec, _ = recognizers(root, preset)
+    if train:
+        paths = train_variants(list(VARIANTS), root, preset, runs / "ablation", recognizers=rec, progress=False)
+    else:
+        paths = {name: run_dir(runs / "ablation", name) / "best.pt" for name in VARIANTS}
+        paths = {name: path for name, path in paths.items() if path.is_file()}
+    if "C-SRIP" not in paths:
+        train_sr(root, preset, runs / "sr", recognizers=rec, resume=True, progress=False)
+        paths["C-SRIP"] = runs / "sr" / "best.pt"
+    return paths

@@ -5,10 +5,10 @@ The caller says *what* one step and one evaluation are; `fit` does the rest:
     eval_fn(model, loader, device) -> {<metric>: float}                         (`monitor` picks one)
 Adam + MultiStepLR (stepped per epoch), bf16 autocast and channels_last on CUDA, early stopping on
 `monitor`, one tqdm bar per run, out_dir/log.csv (one row per epoch), atomic checkpoints:
-    out_dir/last.pt  everything needed to continue: model, optimizer, scheduler, epoch, batch in epoch,
-                     best metric, patience counter, history, RNG states (torch/numpy/python/cuda and
-                     the loader's generator) at the start of the epoch and now. Written every epoch,
-                     every `save_every_s` seconds and when training stops.
+    out_dir/last.pt  everything needed to continue: model, optimizer, scheduler and the `FitState`
+                     (epoch, batch in epoch, best metric, patience counter, history, RNG states of
+                     torch/numpy/python/cuda and the loader's generator at the start of the epoch and
+                     now). Written every epoch, every `save_every_s` seconds and when training stops.
     out_dir/best.pt  model weights of the best epoch (+ config, metrics, `extra`).
 `resume=True` continues a killed run exactly: the epoch's batch order is replayed from the saved
 epoch-start RNG state, the batches already trained are skipped, then the current RNG state is
@@ -23,9 +23,9 @@ import argparse
 import random
 import shutil
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,7 @@ from .config import TrainConfig, to_dict
 from .errors import CSRIPError
 from .outputs import check_runs
 from .progress import tqdm
+from .runtime import pick_device
 
 StepFn = Callable[[torch.nn.Module, Any, torch.device], dict[str, torch.Tensor]]
 
@@ -58,16 +59,6 @@ class OwnStep:
     def __call__(self, model: torch.nn.Module, batch: Any, device: torch.device) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 EvalFn = Callable[[torch.nn.Module, DataLoader, torch.device], dict[str, float]]
-
-
-def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """`device` if given, else CUDA (this process's LOCAL_RANK GPU under torchrun), else CPU."""
-    if device is not None:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda", dist.get_rank() % torch.cuda.device_count()
-                            if dist.is_initialized() else torch.cuda.current_device())
-    return torch.device("cpu")
 
 
 def seed_everything(seed: int) -> None:
@@ -125,6 +116,183 @@ def _mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str
     return dict(zip(values, (t / dist.get_world_size()).tolist()))
 
 
+@dataclass
+class FitState:
+    """Where a run is. last.pt stores it as the plain dict `to_dict` gives (keys as named here), so it
+    loads with weights_only=True and runs written before this class existed resume."""
+    epoch: int = 0                       # epochs finished
+    batch: int = 0                       # batches trained in the current epoch
+    step: int = 0                        # optimizer steps in all
+    best: float | None = None            # best value of `monitor` so far
+    bad_epochs: int = 0                  # epochs since it last improved (early stopping)
+    history: list[dict[str, Any]] = field(default_factory=list)  # one log row per epoch
+    sums: dict[str, float] = field(default_factory=dict)         # this epoch's summed training terms
+    seconds: float = 0.0                 # time spent training and evaluating
+    finished: str | None = None          # why training stopped; None while it runs
+    epoch_rng: dict[str, Any] | None = None  # RNG states at the start of this epoch (replays its batches)
+    rng: dict[str, Any] | None = None        # RNG states when last.pt was written
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FitState:
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+
+class _Run:
+    """What stays fixed while `fit` runs: model, optimizers, loaders, device and where files go."""
+
+    def __init__(self, model: torch.nn.Module, step_fn: StepFn, train_loader: DataLoader, cfg: TrainConfig,
+                 out_dir: Path, kind: str, config: dict[str, Any], extra: dict[str, Any] | None,
+                 device: torch.device, save_every_s: float):
+        self.model, self.step_fn, self.train_loader, self.cfg = model, step_fn, train_loader, cfg
+        self.out_dir, self.kind, self.config, self.extra = out_dir, kind, config, extra or {}
+        self.device, self.rank, self.save_every_s = device, _rank(), save_every_s
+        self.last_path, self.best_path = out_dir / "last.pt", out_dir / "best.pt"
+        model.to(device)
+        if device.type == "cuda":
+            model.to(memory_format=torch.channels_last)
+        self.own = isinstance(step_fn, OwnStep)
+        self.optimizers = step_fn.optimizers(model, cfg) if self.own else {"model": torch.optim.Adam(
+            [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)}
+        self.optimizer = next(iter(self.optimizers.values()))  # its lr is logged
+        self.schedulers = {k: torch.optim.lr_scheduler.MultiStepLR(o, list(cfg.lr_milestones), cfg.lr_gamma)
+                           for k, o in self.optimizers.items()}
+        self.net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+            if dist.is_initialized() else model
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return min(len(self.train_loader), self.cfg.steps_per_epoch or len(self.train_loader))
+
+    @property
+    def total_steps(self) -> int:
+        every_epoch = self.cfg.epochs * self.steps_per_epoch
+        return min(every_epoch, self.cfg.max_steps or every_epoch)
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+
+    def start(self) -> FitState:
+        """A new run: seeded, with this epoch's RNG state recorded."""
+        seed_everything(self.cfg.seed + self.rank)
+        state = FitState()
+        state.epoch_rng = state.rng = _rng_state(self.train_loader)
+        return state
+
+    def resume(self) -> FitState:
+        """Model, optimizers, schedulers and state from last.pt (same `config` and `kind` required)."""
+        ckpt = load_checkpoint(self.last_path, kind=self.kind)
+        if ckpt["config"] != self.config:
+            raise CSRIPError(f"{self.last_path} was trained with a different configuration; resume it with "
+                             "the same preset/options, or use force=True (--force) / another out_dir")
+        self.model.load_state_dict(ckpt["model"])
+        for k in self.optimizers:  # one optimizer is saved flat (the layout of runs before OwnStep)
+            self.optimizers[k].load_state_dict(ckpt["optimizer"][k] if self.own else ckpt["optimizer"])
+            self.schedulers[k].load_state_dict(ckpt["scheduler"][k] if self.own else ckpt["scheduler"])
+        return FitState.from_dict(ckpt["state"])
+
+    def save(self, path: Path, **more: Any) -> None:
+        if self.rank == 0:
+            save_checkpoint({"model": self.model.state_dict(), "config": self.config,
+                             "train_config": to_dict(self.cfg), **self.extra, **more}, path, self.kind)
+
+    def save_last(self, state: FitState) -> None:
+        state.rng = _rng_state(self.train_loader)
+        opt = {k: o.state_dict() for k, o in self.optimizers.items()}
+        sch = {k: o.state_dict() for k, o in self.schedulers.items()}
+        self.save(self.last_path, optimizer=opt if self.own else opt["model"],
+                  scheduler=sch if self.own else sch["model"], state=state.to_dict())
+
+    def batches(self, state: FitState) -> Iterator[Any]:
+        """This epoch's batches, in the order an uninterrupted run sees them, from `state.batch` on."""
+        _set_rng_state(state.epoch_rng, self.train_loader)  # replays this epoch's batch order exactly
+        if isinstance(self.train_loader.sampler, DistributedSampler):
+            self.train_loader.sampler.set_epoch(state.epoch)
+        batches = iter(self.train_loader)
+        if state.batch:  # resumed mid-epoch: skip what was already trained, then continue the RNGs
+            for _ in range(state.batch):
+                next(batches)
+            _set_rng_state(state.rng, self.train_loader)
+        return batches
+
+    def step(self, batch: Any, state: FitState) -> float:
+        """One optimizer step (the step's own, for an OwnStep); returns the loss."""
+        with self.autocast():
+            terms = self.step_fn(self.net, batch, self.device)
+        loss = terms["loss"]
+        finite = torch.isfinite(torch.stack([v.detach().float() for v in terms.values()])).all().float()
+        if dist.is_initialized():
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if not finite.item():
+            raise CSRIPError(f"the training loss became {loss.item()} at step {state.step + 1} "
+                             f"({ {k: float(v) for k, v in terms.items()} }); {self.last_path} keeps the last "
+                             "good state. Lower the learning rate or check the data, then resume or "
+                             "start over with --force")
+        if not self.own:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.optimizer.step()
+        for k, v in terms.items():
+            state.sums[k] = state.sums.get(k, 0.0) + float(v.detach())
+        state.batch += 1
+        state.step += 1
+        return loss.item()
+
+    def train_epoch(self, state: FitState, bar: Any) -> float:
+        """Train the rest of this epoch (until max_steps at most), writing last.pt every
+        `save_every_s` seconds; returns when the time not yet in `state.seconds` began."""
+        self.net.train()
+        batches = self.batches(state)
+        t0 = saved_at = time.time()
+        while state.batch < self.steps_per_epoch and state.step != self.cfg.max_steps:
+            loss = self.step(next(batches), state)
+            bar.update()
+            bar.set_postfix_str(f"epoch {state.epoch + 1}/{self.cfg.epochs} loss {loss:.4f}", refresh=False)
+            if time.time() - saved_at > self.save_every_s and state.batch < self.steps_per_epoch:
+                state.seconds += time.time() - t0
+                t0 = saved_at = time.time()
+                self.save_last(state)
+        return t0
+
+    def log_row(self, state: FitState, eval_fn: EvalFn | None, val_loader: DataLoader | None) -> dict[str, Any]:
+        """The epoch's log row: mean training terms (over ranks) and the validation metrics."""
+        n = max(state.batch, 1)
+        means = _mean_over_ranks({f"train_{k}": v / n for k, v in state.sums.items()}, self.device)
+        row = {"epoch": state.epoch + 1, "step": state.step, "lr": self.optimizer.param_groups[0]["lr"], **means}
+        if eval_fn is not None and val_loader is not None:
+            self.net.eval()
+            with torch.no_grad(), self.autocast():
+                row.update(eval_fn(self.model, val_loader, self.device))  # every rank sees all of val_loader
+        return row
+
+    def write_log(self, state: FitState) -> None:
+        if self.rank == 0:
+            pd.DataFrame(state.history).to_csv(self.out_dir / "log.csv.tmp", index=False)
+            shutil.move(self.out_dir / "log.csv.tmp", self.out_dir / "log.csv")
+
+
+def _stop_reason(state: FitState, cfg: TrainConfig, monitor: str) -> str | None:
+    if state.step == cfg.max_steps:
+        return "max_steps"
+    if state.epoch >= cfg.epochs:
+        return "epochs"
+    if cfg.patience and state.bad_epochs >= cfg.patience:
+        return f"no {monitor} improvement for {cfg.patience} epochs"
+    return None
+
+
+def _prepare_out_dir(out_dir: Path, resume: bool, force: bool) -> None:
+    """Refuse to overwrite a run unless `resume` or `force`; `force` without a resumable run deletes it."""
+    check_runs([out_dir], resume=resume, force=force, strict_resume=False)
+    if force and not (resume and (out_dir / "last.pt").exists()) and _rank() == 0:
+        for p in (out_dir / "last.pt", out_dir / "best.pt", out_dir / "log.csv"):
+            p.unlink(missing_ok=True)
+
+
 def fit(model: torch.nn.Module, step_fn: StepFn, eval_fn: EvalFn | None, train_loader: DataLoader,
         val_loader: DataLoader | None, cfg: TrainConfig, out_dir: str | Path, *, kind: str,
         config: dict[str, Any], monitor: str, mode: str = "max", resume: bool = False,
@@ -141,139 +309,47 @@ def fit(model: torch.nn.Module, step_fn: StepFn, eval_fn: EvalFn | None, train_l
     """
     if mode not in ("max", "min"):
         raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
-    out_dir, device, rank = Path(out_dir), pick_device(device), _rank()
-    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
-    check_runs([out_dir], resume=resume, force=force, strict_resume=False)
-    if force and not (resume and last_path.exists()) and rank == 0:
-        for p in (last_path, best_path, out_dir / "log.csv"):
-            p.unlink(missing_ok=True)
-    train_loader = _sharded(train_loader, seed=cfg.seed)
-
-    model.to(device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    own = isinstance(step_fn, OwnStep)
-    optimizers = step_fn.optimizers(model, cfg) if own else {"model": torch.optim.Adam(
-        [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)}
-    optimizer = next(iter(optimizers.values()))
-    schedulers = {k: torch.optim.lr_scheduler.MultiStepLR(o, list(cfg.lr_milestones), cfg.lr_gamma)
-                  for k, o in optimizers.items()}
-    better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
-    s = {"epoch": 0, "batch": 0, "step": 0, "best": None, "bad_epochs": 0, "history": [],
-         "sums": {}, "seconds": 0.0, "finished": None}  # everything that defines "where we are"
-    if resume and last_path.exists():
-        ckpt = load_checkpoint(last_path, kind=kind)
-        if ckpt["config"] != config:
-            raise CSRIPError(f"{last_path} was trained with a different configuration; resume it with "
-                             "the same preset/options, or use force=True (--force) / another out_dir")
-        model.load_state_dict(ckpt["model"])
-        for k in optimizers:  # one optimizer is saved flat (the layout of runs before OwnStep)
-            optimizers[k].load_state_dict(ckpt["optimizer"][k] if own else ckpt["optimizer"])
-            schedulers[k].load_state_dict(ckpt["scheduler"][k] if own else ckpt["scheduler"])
-        s = ckpt["state"]
-        if rank == 0:
-            print(f"resuming {out_dir} at epoch {s['epoch'] + 1}, batch {s['batch']} (step {s['step']})")
+    out_dir, device = Path(out_dir), pick_device(device)
+    _prepare_out_dir(out_dir, resume, force)
+    run = _Run(model, step_fn, _sharded(train_loader, seed=cfg.seed), cfg, out_dir, kind, config, extra,
+               device, save_every_s)
+    if resume and run.last_path.exists():
+        state = run.resume()
+        if run.rank == 0:
+            print(f"resuming {out_dir} at epoch {state.epoch + 1}, batch {state.batch} (step {state.step})")
     else:
-        if resume and rank == 0:
+        if resume and run.rank == 0:
             print(f"{out_dir}: nothing to resume (no last.pt): starting a new run")
-        seed_everything(cfg.seed + rank)
-        s["epoch_rng"] = s["rng"] = _rng_state(train_loader)
-    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
-        if dist.is_initialized() else model
-    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-    def save(path: Path, **more: Any) -> None:
-        if rank == 0:
-            save_checkpoint({"model": model.state_dict(), "config": config, "train_config": to_dict(cfg),
-                             **(extra or {}), **more}, path, kind)
-
-    def save_last() -> None:
-        s["rng"] = _rng_state(train_loader)
-        opt = {k: o.state_dict() for k, o in optimizers.items()}
-        sch = {k: o.state_dict() for k, o in schedulers.items()}
-        save(last_path, optimizer=opt if own else opt["model"], scheduler=sch if own else sch["model"], state=s)
-
-    steps_per_epoch = min(len(train_loader), cfg.steps_per_epoch or len(train_loader))
-    total = min(cfg.epochs * steps_per_epoch, cfg.max_steps or cfg.epochs * steps_per_epoch)
+        state = run.start()
+    better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
     # one bar per run; each epoch's results go into its postfix (the full rows are in log.csv)
-    bar = tqdm(total=total, initial=s["step"], desc=out_dir.name, unit="step", disable=rank != 0)
-    while s["finished"] is None:
-        _set_rng_state(s["epoch_rng"], train_loader)  # replays this epoch's batch order exactly
-        if isinstance(train_loader.sampler, DistributedSampler):
-            train_loader.sampler.set_epoch(s["epoch"])
-        batches = iter(train_loader)
-        if s["batch"]:  # resumed mid-epoch: skip what was already trained, then continue the RNGs
-            for _ in range(s["batch"]):
-                next(batches)
-            _set_rng_state(s["rng"], train_loader)
-        net.train()
-        t0, saved_at = time.time(), time.time()
-        while s["batch"] < steps_per_epoch and s["step"] != cfg.max_steps:
-            with autocast():
-                terms = step_fn(net, next(batches), device)
-            loss = terms["loss"]
-            finite = torch.isfinite(torch.stack([v.detach().float() for v in terms.values()])).all().float()
-            if dist.is_initialized():
-                dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-            if not finite.item():
-                raise CSRIPError(f"the training loss became {loss.item()} at step {s['step'] + 1} "
-                                 f"({ {k: float(v) for k, v in terms.items()} }); {last_path} keeps the last "
-                                 "good state. Lower the learning rate or check the data, then resume or "
-                                 "start over with --force")
-            if not own:
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
-            for k, v in terms.items():
-                s["sums"][k] = s["sums"].get(k, 0.0) + float(v.detach())
-            s["batch"] += 1
-            s["step"] += 1
-            bar.update()
-            bar.set_postfix_str(f"epoch {s['epoch'] + 1}/{cfg.epochs} loss {loss.item():.4f}", refresh=False)
-            if time.time() - saved_at > save_every_s and s["batch"] < steps_per_epoch:
-                s["seconds"] += time.time() - t0
-                t0 = saved_at = time.time()
-                save_last()
-
+    bar = tqdm(total=run.total_steps, initial=state.step, desc=out_dir.name, unit="step", disable=run.rank != 0)
+    while state.finished is None:
+        t0 = run.train_epoch(state, bar)
         # End of an epoch (or of training, at max_steps): evaluate, log, keep the best, maybe stop.
-        n = max(s["batch"], 1)
-        row = {"epoch": s["epoch"] + 1, "step": s["step"], "lr": optimizer.param_groups[0]["lr"],
-               **_mean_over_ranks({f"train_{k}": v / n for k, v in s["sums"].items()}, device)}
-        if eval_fn is not None and val_loader is not None:
-            net.eval()
-            with torch.no_grad(), autocast():
-                row.update(eval_fn(model, val_loader, device))  # every rank sees all of val_loader
+        row = run.log_row(state, eval_fn, val_loader)
         if monitor not in row:
             raise CSRIPError(f"monitor {monitor!r} is not among the logged metrics {sorted(row)}")
-        s["seconds"] += time.time() - t0
-        row["seconds"] = round(s["seconds"], 2)
-        s["history"].append(row)
-        if s["best"] is None or better(row[monitor], s["best"]):
-            s["best"], s["bad_epochs"] = row[monitor], 0
-            save(best_path, metrics=row, epoch=row["epoch"])
+        state.seconds += time.time() - t0
+        row["seconds"] = round(state.seconds, 2)
+        state.history.append(row)
+        if state.best is None or better(row[monitor], state.best):
+            state.best, state.bad_epochs = row[monitor], 0
+            run.save(run.best_path, metrics=row, epoch=row["epoch"])
         else:
-            s["bad_epochs"] += 1
-        for sch in schedulers.values():
+            state.bad_epochs += 1
+        for sch in run.schedulers.values():
             sch.step()
-        s["epoch"], s["batch"], s["sums"] = s["epoch"] + 1, 0, {}
-        if s["step"] == cfg.max_steps:
-            s["finished"] = "max_steps"
-        elif s["epoch"] >= cfg.epochs:
-            s["finished"] = "epochs"
-        elif cfg.patience and s["bad_epochs"] >= cfg.patience:
-            s["finished"] = f"no {monitor} improvement for {cfg.patience} epochs"
+        state.epoch, state.batch, state.sums = state.epoch + 1, 0, {}
+        state.finished = _stop_reason(state, cfg, monitor)
         bar.set_postfix_str(f"epoch {row['epoch']}/{cfg.epochs} {monitor} {row[monitor]:.4g}")
-        s["epoch_rng"] = _rng_state(train_loader)
-        save_last()
-        if rank == 0:
-            pd.DataFrame(s["history"]).to_csv(out_dir / "log.csv.tmp", index=False)
-            shutil.move(out_dir / "log.csv.tmp", out_dir / "log.csv")
+        state.epoch_rng = _rng_state(run.train_loader)
+        run.save_last(state)
+        run.write_log(state)
     bar.close()
-    if rank == 0:
-        print(f"{out_dir}: finished ({s['finished']}); best {monitor} = {s['best']:.4g}")
-    return pd.DataFrame(s["history"])
+    if run.rank == 0:
+        print(f"{out_dir}: finished ({state.finished}); best {monitor} = {state.best:.4g}")
+    return pd.DataFrame(state.history)
 
 
 def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:

@@ -37,7 +37,8 @@ from .degradation import DEFAULT, degrade, residual
 from .errors import CSRIPError
 from .models.recognizer import SqueezeNetRecognizer
 from .outputs import check_runs
-from .train import EvalFn, add_schedule_arguments, fit, pick_device, schedule_from_args, seed_everything
+from .runtime import pick_device
+from .train import EvalFn, add_schedule_arguments, fit, schedule_from_args, seed_everything
 
 # Rank-1 recognition rates the paper reports on CASIA-WebFace (Sec. 4.1): scale -> (train, val).
 PAPER_ACCURACY = {48: (0.5138, 0.2974), 96: (0.7215, 0.4266), 192: (0.8569, 0.5713)}

@@ -56,7 +56,8 @@ from .losses import CSRIPLoss, check_identity_prior
 from .metrics import psnr, ssim_eval
 from .models.recognizer import load_recognizers
 from .models.sr import CascadedSR, build_model
-from .train import add_schedule_arguments, fit, pick_device, schedule_from_args
+from .runtime import pick_device
+from .train import add_schedule_arguments, fit, schedule_from_args
 from .train_recognizers import data_config, load_identities
 from .zoo import resolve
 

@@ -27,7 +27,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import clean_state_dict, load_checkpoint, save_checkpoint
 from .config import SCALES
 from .errors import CSRIPError
 from .outputs import check_dir
@@ -128,8 +128,7 @@ def export_checkpoint(src: str | Path, dst: str | Path, kind: str, name: str | N
     """
     ckpt = load_checkpoint(src, kind=kind)
     state = {k: v for k, v in ckpt.items() if k not in (*TRAINING_ONLY_KEYS, "format", "version", "kind")}
-    state["model"] = {k.removeprefix("module.").removeprefix("_orig_mod."): v.detach().cpu().clone()
-                      for k, v in state["model"].items()}
+    state["model"] = {k: v.detach().cpu().clone() for k, v in clean_state_dict(state["model"]).items()}
     if name is not None:
         state["config"] = {**state["config"], "name": name}
     return save_checkpoint(state, dst, kind)

@@ -85,7 +85,7 @@ def test_two_faces_left_to_right_and_large_photos_searched_downscaled(astronaut)
 
 
 def test_python_api_returns_lr_sr_bicubic_and_crop(checkpoint, astronaut):
-    from csrip_lib.models.sr import load_sr
+    from csrip_lib.models.registry import load_sr
     up = Upscaler(load_sr(checkpoint), device="cpu")
     (r,) = hallucinate_image(up, astronaut)
     assert r["simulated"] and r["score"] >= 3
@@ -102,7 +102,7 @@ def test_faces_are_degraded_as_the_model_was_trained(checkpoint, astronaut, tmp_
     ckpt = torch.load(checkpoint, weights_only=True)
     half = save_checkpoint({"model": ckpt["model"], "config": {**ckpt["config"],
                             "degradation": to_dict(DegradationConfig(sigma=0.5))}}, tmp_path / "half.pt", kind="sr")
-    from csrip_lib.models.sr import load_sr
+    from csrip_lib.models.registry import load_sr
     (r,) = hallucinate_image(Upscaler(load_sr(half), device="cpu"), astronaut, detect=False)
     torch.testing.assert_close(r["lr"], degrade(r["crop"][None], 8, DegradationConfig(sigma=0.5))[0])
     assert not torch.allclose(r["lr"], degrade(r["crop"][None], 8)[0])

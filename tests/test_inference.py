@@ -12,8 +12,9 @@ import torch
 
 from csrip_lib.degradation import degrade
 from csrip_lib.errors import CSRIPError
-from csrip_lib.inference import Upscaler, check_lr, resolve_device, upscale_batches
+from csrip_lib.inference import Upscaler, upscale_batches
 from csrip_lib.models import CascadedSR
+from csrip_lib.runtime import check_lr, pick_device
 
 
 @pytest.fixture()
@@ -119,10 +120,10 @@ def test_options_are_validated(model):
     with pytest.raises(ValueError, match="CUDA"):
         Upscaler(model, device="cpu", cuda_graphs=True)
     with pytest.raises(CSRIPError, match="unknown device"):
-        resolve_device("gpu0")
+        pick_device("gpu0")
     if not torch.cuda.is_available():
         with pytest.raises(CSRIPError, match="no CUDA GPU"):
-            resolve_device("cuda")
+            pick_device("cuda")
     check_lr(torch.rand(1, 3, 24, 24))  # a valid input passes silently
 
 

@@ -10,7 +10,8 @@ from csrip_lib.config import SRConfig, get_preset, to_dict
 from csrip_lib.degradation import make_pyramid, upsample_bicubic
 from csrip_lib.errors import CSRIPError
 from csrip_lib.models import BaselineSR, CascadedSR, build_model
-from csrip_lib.models.sr import load_sr, shape_table
+from csrip_lib.models.registry import load_sr
+from csrip_lib.models.sr import shape_table
 
 
 def _meta(cls, preset):

@@ -11,7 +11,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from csrip_lib.checkpoint import load_checkpoint
 from csrip_lib.config import TrainConfig
 from csrip_lib.errors import CSRIPError
-from csrip_lib.train import OwnStep, fit, pick_device, seed_everything
+from csrip_lib.runtime import pick_device
+from csrip_lib.train import OwnStep, fit, seed_everything
 
 
 class Killed(Exception):
@@ -73,6 +74,9 @@ def test_learns_and_writes_log_and_checkpoints(tmp_path):
     assert best["metrics"]["acc"] == log["acc"].max() and best["config"] == {"arch": "toy"}
     last = load_checkpoint(tmp_path / "last.pt", kind="toy")
     assert {"optimizer", "scheduler", "state", "train_config"} <= last.keys()
+    # the state's keys are the format of last.pt: runs written by earlier versions resume with them
+    assert set(last["state"]) == {"epoch", "batch", "step", "best", "bad_epochs", "history", "sums", "seconds",
+                                  "finished", "epoch_rng", "rng"}
     assert torch.equal(last["model"]["0.weight"], model[0].weight.detach())
 
 
@@ -148,7 +152,7 @@ def test_existing_run_needs_resume_or_force_and_the_same_config(tmp_path):
 
 def test_pick_device_and_seed_everything():
     assert pick_device("cpu") == torch.device("cpu")
-    assert pick_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert pick_device().type == pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     seed_everything(5)
     a = torch.rand(3)
     seed_everything(5)

@@ -20,7 +20,7 @@ from csrip_lib.errors import CSRIPError
 from csrip_lib.evaluate import evaluate_models, super_resolve
 from csrip_lib.losses import CSRIPLoss
 from csrip_lib.models import CascadedSR, SqueezeNetRecognizer
-from csrip_lib.models.sr import load_sr
+from csrip_lib.models.registry import load_sr
 from csrip_lib.train_recognizers import load_identities
 from csrip_lib.train_sr import Convergence, GlobalBatchNorm2d, sr_datasets, train_sr
 

@@ -23,7 +23,7 @@ from csrip_lib.errors import CSRIPError
 from csrip_lib.evaluate import evaluate_models, summarize_results
 from csrip_lib.models import CascadedSR
 from csrip_lib.models.recognizer import load_recognizers
-from csrip_lib.models.sr import load_sr
+from csrip_lib.models.registry import load_sr
 
 N_EVAL = 36  # held-out faces per model
 SHIPPED = zoo.available()

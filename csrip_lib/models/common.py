@@ -16,7 +16,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..config import HR_SIZE
-from .sr import ToRGB, check_lr
+from ..runtime import check_lr
+from .sr import ToRGB
 
 __all__ = ["ToRGB", "check_lr", "bicubic_up", "init_weights", "no_scales"]
 

@@ -18,6 +18,7 @@ from ..config import SRConfig, degradation_of, from_dict, get_preset
 from ..errors import CSRIPError
 from .lp import LP, LPConfig
 from .nbsrf import NBSRF, NBSRFConfig
+from .sr import build_model
 from .srcnn import SRCNN, SRCNNConfig
 from .srgan import SRGAN, SRGANConfig
 from .urdgn import URDGN, URDGNConfig
@@ -48,7 +49,6 @@ def build_sr(name: str, cfg: Any) -> nn.Module:
     """Model `name` from its config (a dataclass or the dict a checkpoint stores)."""
     name = check_name(name)
     if name == "csrip":
-        from .sr import build_model
         return build_model(cfg if isinstance(cfg, SRConfig) else from_dict(SRConfig, cfg))
     cls, cfg_cls = COMPETITORS[name]
     return cls(cfg if isinstance(cfg, cfg_cls) else from_dict(cfg_cls, cfg))

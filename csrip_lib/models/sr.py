@@ -51,8 +51,6 @@ skip they start at zero, so the untrained network is exactly bicubic.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import torch
 from torch import nn
@@ -60,6 +58,7 @@ from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..config import HR_SIZE, LR_SIZE, SRConfig, get_preset
+from ..runtime import check_lr
 
 
 def _conv(cin: int, cout: int, k: int, bias: bool = True) -> nn.Conv2d:
@@ -128,34 +127,6 @@ class SRModule(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.upsample(self.blocks(self.adapt(x)))
-
-
-RANGE_TOLERANCE = 1e-3  # allowed excursion of LR inputs outside [0, 1] (interpolation overshoot)
-
-
-def check_lr(lr: torch.Tensor) -> None:
-    """The one input check of the SR networks (their forward) and `inference.Upscaler`: a TypeError or
-    ValueError saying what was expected unless `lr` is N x 3 x 24 x 24 float in [0, 1] (no NaN).
-
-    The value check costs one min/max over the 24 px input; it is skipped for meta tensors (shape and
-    FLOP counting), while torch.compile traces or while a CUDA graph is captured (`inference.Upscaler`
-    checks before those)."""
-    if not isinstance(lr, torch.Tensor):
-        raise TypeError(f"expected a torch.Tensor N x 3 x {LR_SIZE} x {LR_SIZE}, got {type(lr).__name__}")
-    if lr.ndim != 4 or tuple(lr.shape[1:]) != (3, LR_SIZE, LR_SIZE):
-        raise ValueError(f"expected low-resolution faces N x 3 x {LR_SIZE} x {LR_SIZE} (float RGB in [0, 1]), "
-                         f"got shape {tuple(lr.shape)}; degrade HR faces with "
-                         "csrip_lib.degradation.degrade(hr, 8) or make_pyramid, or resize them to 24 x 24")
-    if not lr.is_floating_point():
-        raise TypeError(f"expected float values in [0, 1], got dtype {lr.dtype}; "
-                        "convert 8-bit images with `x.float() / 255`")
-    if not lr.numel() or lr.is_meta or torch.compiler.is_compiling() or (
-            lr.is_cuda and torch.cuda.is_current_stream_capturing()):
-        return
-    lo, hi = (float(v) for v in torch.aminmax(lr.detach()))
-    if not (lo >= -RANGE_TOLERANCE and hi <= 1 + RANGE_TOLERANCE):  # also catches NaN
-        raise ValueError(f"expected values in [0, 1], got min {lo:.4g} and max {hi:.4g}; "
-                         "images in 0..255 must be divided by 255")
 
 
 class _SRBase(nn.Module):
@@ -276,14 +247,6 @@ def build_model(cfg: SRConfig) -> CascadedSR | BaselineSR:
     if cfg.arch not in archs:
         raise ValueError(f"unknown SR architecture {cfg.arch!r}; expected one of {sorted(archs)}")
     return archs[cfg.arch](cfg)
-
-
-def load_sr(path: str | Path, map_location: str | torch.device = "cpu", model: str | None = None) -> nn.Module:
-    """An SR model in eval mode from a checkpoint of kind "sr": C-SRIP or any Table 1 competitor
-    (`model`, if given, must name the stored one); see models/registry.py."""
-    from .registry import load_sr as load_any  # lazy: registry imports the competitors, which import this
-
-    return load_any(path, map_location, model)
 
 
 def shape_table(model: nn.Module, all_scales: bool = True) -> pd.DataFrame:
