@@ -189,10 +189,12 @@ def _quick() -> Preset:
     p = _tiny()
     return replace(
         p, name="quick",
-        train_recognizer=replace(p.train_recognizer, epochs=3, steps_per_epoch=15, batch_size=16),
+        # notebook 03's live run: 30 steps, enough to show stage 1 working, not to learn 116 identities (the
+        # shipped recognizers-quick are these models trained for 20-30 epochs: checkpoints/MODEL_CARD.md)
+        train_recognizer=replace(p.train_recognizer, epochs=2, steps_per_epoch=15, batch_size=16),
         train_sr=replace(p.train_sr, epochs=4, steps_per_epoch=25),
-        # 116 LFW development identities with >= 10 images, 16 at most of each (1,645 images), so that no
-        # one person dominates; a CPU run of minutes still leaves the recognizers at chance (README).
+        # 116 LFW development identities with >= 10 images, 16 at most of each (1,667 images), so that no
+        # one person dominates.
         min_images_per_identity=10, max_images_per_identity=16, max_val_images=96,
     )
 

@@ -61,10 +61,11 @@ def describe(path: str | Path, kind: str = "sr") -> str:
 def recognizers(root: str | Path, preset: str) -> tuple[Path, pd.DataFrame]:
     """(run folder, accuracy table) of the three identity priors (Sec. 3.3).
 
-    "pretrained": the shipped recognizers; otherwise notebook 03's run under runs/<preset>/
-    (trained now if missing, reused if finished).
+    "pretrained", and "quick" when checkpoints/ ships them: the shipped recognizers (the quick models
+    of notebook 03 trained for tens of epochs, so that the identity terms of notebook 05 carry identity);
+    otherwise notebook 03's run under runs/<preset>/ (trained now if missing, reused if finished).
     """
-    if preset == PRETRAINED:
+    if preset == PRETRAINED or (preset == "quick" and has_shipped(SHIPPED_RECOGNIZERS, kind="recognizers")):
         folder = shipped(SHIPPED_RECOGNIZERS, kind="recognizers")
         table = folder / "accuracy.csv"
         return folder, pd.read_csv(table) if table.is_file() else pd.DataFrame()
