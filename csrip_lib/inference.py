@@ -31,8 +31,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .config import HR_SIZE, LR_SIZE
-from .degradation import degrade
+from .config import HR_SIZE, LR_SIZE, DegradationConfig
+from .degradation import degrade, for_models
 from .errors import CSRIPError
 from .progress import tqdm
 from .runtime import check_lr, pick_device
@@ -202,12 +202,13 @@ class UpscaledBatch(NamedTuple):
 
 
 def upscale_batches(upscaler: Upscaler, images: torch.Tensor, batch_size: int | None = None,
-                    progress: bool = True, sigma: float | None = None,
+                    progress: bool = True, degradation: DegradationConfig | None = None,
                     desc: str = "upscaling") -> Iterator[UpscaledBatch]:
     """Stream a uint8 image cache through `upscaler`, one batch at a time (decode-once policy).
 
     images: uint8 N x 3 x 192 x 192 HR faces (e.g. `data.load_cached`), degraded on the device with the
-        paper's model (Sec. 3.3, `degrade(hr, 8, sigma)`), or uint8 N x 3 x 24 x 24 LR faces used as is.
+        paper's model (Sec. 3.3) under the degradation the upscaler's model was trained with
+        (`degradation.for_models`; `degradation` overrides it), or uint8 N x 3 x 24 x 24 LR faces used as is.
     Yields UpscaledBatch(index, lr, sr, hr) so metrics can be computed batch by batch on the device
     without holding N float images in memory.
     """
@@ -219,12 +220,13 @@ def upscale_batches(upscaler: Upscaler, images: torch.Tensor, batch_size: int | 
         raise ValueError(f"expected N x 3 x {HR_SIZE} x {HR_SIZE} (HR) or N x 3 x {LR_SIZE} x {LR_SIZE} (LR) "
                          f"uint8 images, got shape {tuple(images.shape)}")
     is_hr = images.shape[-1] == HR_SIZE
+    degradation = for_models({"model": upscaler}, degradation)
     bs = int(batch_size or upscaler.max_batch)
     n = images.shape[0]
     with tqdm(total=n, desc=desc, unit="img", disable=not progress) as bar:
         for start in range(0, n, bs):
             x = images[start:start + bs].to(upscaler.device, non_blocking=True).float().div_(255)
-            hr, lr = (x, degrade(x, HR_SIZE // LR_SIZE, sigma)) if is_hr else (None, x)
+            hr, lr = (x, degrade(x, HR_SIZE // LR_SIZE, degradation)) if is_hr else (None, x)
             sr = upscaler(lr)
             bar.update(x.shape[0])
             yield UpscaledBatch(slice(start, start + x.shape[0]), lr, sr, hr)

@@ -12,6 +12,7 @@ import torch
 
 from csrip_lib.degradation import degrade
 from csrip_lib.errors import CSRIPError
+from csrip_lib.config import DegradationConfig
 from csrip_lib.inference import Upscaler, upscale_batches
 from csrip_lib.models import CascadedSR
 from csrip_lib.runtime import check_lr, pick_device
@@ -142,6 +143,19 @@ def test_upscale_batches_degrades_uint8_caches_on_the_device(model, hr_faces):
     (only,) = upscale_batches(up, lr8, progress=False)
     assert only.hr is None and only.sr.shape == (6, 3, 192, 192)
     torch.testing.assert_close(only.lr, lr8.float() / 255)
+
+
+def test_upscale_batches_degrades_as_the_model_was_trained(model, hr_faces):
+    """A model trained at sigma 0.5 (`load_sr` sets `.degradation`) gets LR inputs made with 0.5."""
+    hr8 = hr_faces.float().mul(255).round().to(torch.uint8)
+    half = DegradationConfig(sigma=0.5)
+    model.degradation = half
+    try:
+        (batch,) = upscale_batches(Upscaler(model, device="cpu"), hr8, progress=False)
+    finally:
+        del model.degradation
+    torch.testing.assert_close(batch.lr, degrade(hr8.float() / 255, 8, half))
+    assert (batch.lr - degrade(hr8.float() / 255, 8)).abs().max() > 0.01  # not the default sigma 1
 
 
 @pytest.mark.parametrize("bad, error", [(torch.rand(2, 3, 192, 192), TypeError),
