@@ -179,7 +179,8 @@ def fit_forest(cfg, hr: torch.Tensor, val_loader: DataLoader, out: Path, config:
     if resume and last.exists():
         ckpt = load_checkpoint(last, kind=KIND)
         fitted = {k: v for k, v in ckpt["config"].items() if k != "nbsrf"}
-        if fitted != {k: v for k, v in config.items() if k != "nbsrf"}:
+        wanted = with_legacy_degradation(config, ckpt["config"])
+        if fitted != {k: v for k, v in wanted.items() if k != "nbsrf"}:
             raise CSRIPError(f"{last} was fitted with a different configuration; use --force or another --out")
         print(f"{out}: finished (fitted)")
         return pd.DataFrame(ckpt["state"]["history"])
@@ -242,9 +243,6 @@ def train_competitor(name: str, data: str | Path | None = None, preset: str = "q
               "data": str(root),
               "recognizers": str(recognizers) if name in NEEDS_RECOGNIZER and recognizers is not None else None}
     extra = {"identities": train_ds.identities}
-    last = load_checkpoint(out / "last.pt", kind=KIND) if resume and (out / "last.pt").exists() else None
-    if last is not None:
-        config = with_legacy_degradation(config, last["config"])
     if name == "nbsrf":
         return fit_forest(cfg, hr, val_loader, out, config, seed=tcfg.seed, degradation=degradation, resume=resume,
                           force=force, device=dev, extra=extra)
@@ -255,7 +253,8 @@ def train_competitor(name: str, data: str | Path | None = None, preset: str = "q
     sampler = DistributedSampler(train_set, num_replicas=1, rank=0, shuffle=True, seed=tcfg.seed, drop_last=True)
     train_loader = DataLoader(train_set, batch_size=tcfg.batch_size, sampler=sampler, drop_last=True,
                               num_workers=tcfg.num_workers, pin_memory=dev.type == "cuda")
-    history = last["state"]["history"] if last is not None else []
+    last = out / "last.pt"
+    history = load_checkpoint(last, kind=KIND)["state"]["history"] if resume and last.exists() else []
     return fit(model, step, Convergence(degradation, history), train_loader, val_loader, tcfg, out, kind=KIND,
                config=config, monitor=MONITOR, mode="max", resume=resume, force=force, device=dev, extra=extra)
 

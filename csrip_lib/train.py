@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from .argtypes import positive_float, positive_int
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import TrainConfig, to_dict
+from .config import TrainConfig, to_dict, with_legacy_degradation
 from .errors import CSRIPError
 from .outputs import check_runs
 from .progress import tqdm
@@ -184,6 +184,8 @@ class _Run:
     def resume(self) -> FitState:
         """Model, optimizers, schedulers and state from last.pt (same `config` and `kind` required)."""
         ckpt = load_checkpoint(self.last_path, kind=self.kind)
+        # a run started before checkpoints saved "degradation" keeps its own form of the same config
+        self.config = with_legacy_degradation(self.config, ckpt["config"])
         if ckpt["config"] != self.config:
             raise CSRIPError(f"{self.last_path} was trained with a different configuration; resume it with "
                              "the same preset/options, or use force=True (--force) / another out_dir")

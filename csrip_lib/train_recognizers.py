@@ -31,7 +31,7 @@ from torchvision.transforms import v2
 from .argtypes import positive_int
 from .checkpoint import load_checkpoint
 from .config import (DEFAULT_PRESET, HR_SIZE, RESIDUAL_SIGMAS, SCALES, DegradationConfig, Preset, TrainConfig,
-                     get_preset, runs_dir, to_dict, with_legacy_degradation)
+                     get_preset, runs_dir, to_dict)
 from .data import FaceFolder, identities_digest, load_cached, per_identity_split, resolve_data
 from .degradation import DEFAULT, degrade, residual
 from .errors import CSRIPError
@@ -205,9 +205,6 @@ def train_recognizers(data: str | Path | None = None, preset: str | Preset = DEF
     for size in scales:
         config = {"preset": p.name, "recognizer": to_dict(p.recognizer), "image_size": size,
                   "train": to_dict(cfg), "data": data_config(p, ids), "degradation": to_dict(p.degradation)}
-        last = out / f"rec{size}" / "last.pt"
-        if resume and last.exists():  # a run started before checkpoints saved the degradation
-            config = with_legacy_degradation(config, load_checkpoint(last, kind="recognizer")["config"])
         seed_everything(cfg.seed)  # each scale starts from the same seeds, trained alone or not
         model = SqueezeNetRecognizer(len(ids), p.recognizer, image_size=size)
         train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, pin_memory=pin,

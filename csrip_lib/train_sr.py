@@ -47,7 +47,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from .argtypes import nonnegative_float
 from .checkpoint import load_checkpoint
 from .config import (DEFAULT_PRESET, DegradationConfig, LossConfig, Preset, TrainConfig, get_preset, runs_dir,
-                     to_dict, with_legacy_degradation)
+                     to_dict)
 from .data import FaceFolder, identities_digest, load_cached, resolve_data
 from .degradation import DEFAULT, for_models, make_pyramid
 from .errors import CSRIPError
@@ -295,7 +295,7 @@ def train_sr(data: str | Path | None = None, preset: str = DEFAULT_PRESET, out: 
         history = []
         if resume and (out / "last.pt").exists():
             last = load_checkpoint(out / "last.pt", kind=KIND)
-            history, config = last["state"]["history"], with_legacy_degradation(config, last["config"])
+            history = last["state"]["history"]
         return fit(model, step, Convergence(degradation, history), train_loader, val_loader, tcfg, out, kind=KIND,
                    config=config, monitor=MONITOR, mode="max", resume=resume, force=force, device=dev,
                    extra={"identities": train_ds.identities})
