@@ -17,7 +17,8 @@ from .ablation import VARIANTS, run_dir, train_variants
 from .checkpoint import load_checkpoint
 from .config import runs_dir
 from .errors import CSRIPError
-from .train_recognizers import ensure_recognizers
+from .data import identities_digest, resolve_data
+from .train_recognizers import ensure_recognizers, training_folder
 from .train_sr import train_sr
 
 PRETRAINED = "pretrained"
@@ -65,12 +66,22 @@ def recognizers(root: str | Path, preset: str) -> tuple[Path, pd.DataFrame]:
     of notebook 03 trained for tens of epochs, so that the identity terms of notebook 05 carry identity);
     otherwise notebook 03's run under runs/<preset>/ (trained now if missing, reused if finished).
     """
-    if preset == PRETRAINED or (preset == "quick" and has_shipped(SHIPPED_RECOGNIZERS, kind="recognizers")):
+    if preset == PRETRAINED or (preset == "quick" and _shipped_priors_know(root)):
         folder = shipped(SHIPPED_RECOGNIZERS, kind="recognizers")
         table = folder / "accuracy.csv"
         return folder, pd.read_csv(table) if table.is_file() else pd.DataFrame()
     folder = runs_dir() / preset / "recognizers"
     return folder, ensure_recognizers(root, preset, folder)
+
+
+def _shipped_priors_know(root: str | Path) -> bool:
+    """True when checkpoints/ ships recognizers trained on exactly the quick identities of `root` (the
+    digest they saved), e.g. the LFW development subset; other data trains its own (notebook 03)."""
+    if not has_shipped(SHIPPED_RECOGNIZERS, kind="recognizers"):
+        return False
+    folder = shipped(SHIPPED_RECOGNIZERS, kind="recognizers")
+    saved = load_checkpoint(folder / "rec192" / "best.pt", kind="recognizer")["config"]["data"]["identities_sha256"]
+    return saved == identities_digest(training_folder(resolve_data(root, verbose=False), "quick").identities)
 
 
 def table2_checkpoints(root: str | Path, preset: str, runs: Path, train: bool) -> dict[str, Path]:
