@@ -35,7 +35,7 @@ from torch.utils.data import Subset
 from .argtypes import nonnegative_float, positive_int
 from .checkpoint import load_checkpoint
 from .competitors import schedule, train_competitor
-from .config import DEFAULT_PRESET, LossConfig, TrainConfig, get_preset, runs_dir
+from .config import DEFAULT_PRESET, PRESETS, LossConfig, TrainConfig, get_preset, runs_dir
 from .data import resolve_data
 from .errors import CSRIPError
 from .evaluate import compare_to_paper, evaluate_models, gain_over_bicubic, summarize_results
@@ -172,7 +172,7 @@ def run_ablation(data=None, preset: str = DEFAULT_PRESET, out: str | Path | None
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="face folder <root>/<identity>/<image> "
                         "(default: $CSRIP_DATA, data/lfw-deepfunneled, else synthetic faces)")
-    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=["paper", "small", "tiny", "quick"])
+    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
     parser.add_argument("--recognizers", default=None, help="run folder of `csrip train-recognizers` "
                         "(needed for C-SRIP in table2 unless --alpha 0; table1 uses runs/<preset>/recognizers, trained if missing)")
     parser.add_argument("--out", default=None, help="folder for the runs and tables (default: runs/<preset>/ablation)")

@@ -36,7 +36,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import DegradationConfig, TrainConfig, get_preset, runs_dir, to_dict, with_legacy_degradation
+from .config import PRESETS, DegradationConfig, TrainConfig, get_preset, runs_dir, to_dict, with_legacy_degradation
 from .data import resolve_data
 from .degradation import DEFAULT
 from .errors import CSRIPError
@@ -265,7 +265,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which Table 1 competitor (Sec. 4.2)")
     parser.add_argument("--data", default=None, help="face folder <root>/<identity>/<image> "
                         "(default: $CSRIP_DATA, data/lfw-deepfunneled, else synthetic faces)")
-    parser.add_argument("--preset", default="paper", choices=["paper", "small", "tiny", "quick"],
+    parser.add_argument("--preset", default="paper", choices=sorted(PRESETS),
                         help="quick/tiny: CPU-minutes sizes; paper/small: the original papers' sizes")
     parser.add_argument("--recognizers", default=None, help="run folder of `csrip train-recognizers` "
                         "(lp and srgan use its 192 px recognizer's features)")

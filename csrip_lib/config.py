@@ -199,7 +199,35 @@ def _quick() -> Preset:
     )
 
 
-PRESETS = {"paper": _paper, "small": _small, "tiny": _tiny, "quick": _quick}
+def _base() -> Preset:
+    """The shipped default model (`csrip-base`): the best cascade a 2-core CPU trains in about 90 minutes
+    on every identity of the training split (checkpoints/MODEL_CARD.md has the run and its recipe log).
+
+    Sizes are `tiny`'s x2 in width and x3 in depth (404,153 parameters, ~1.6 s per step of 16 faces on one
+    CPU thread): 64/32/16 channels at 48/96/192 px, 3 residual blocks per SR module, the global bicubic
+    skip of `tiny`. Ours, for CPU time, not the paper's: kernel_size 5 for stem, branch heads and output
+    (the paper's 9x9 costs 1.3x the step time at this width). Loss: C+SSIM+M of Table 2 (multi-scale SSIM,
+    Eq. 2 at 48/96/192 px, alpha 0: the shipped priors know only 116 identities). Schedule: Adam 1e-3,
+    batch 16, 13 epochs of 250 steps (3,250 steps, ~52k faces, ~6.5 passes over the ~8.1k training
+    faces), lr x 1/3 after epochs 7 and 10; model selection on 200 val-split faces.
+    """
+    return Preset(
+        name="base",
+        sr=SRConfig(stem_channels=64, channels=(64, 32, 16), shuffle_channels=(128, 64, 32), blocks=3,
+                    final_channels=16, kernel_size=5, global_skip=True),
+        recognizer=RecognizerConfig(width=0.25, dropout=0.0),
+        train_recognizer=TrainConfig(epochs=20, batch_size=32, lr=1e-3, weight_decay=5e-4,
+                                     lr_milestones=(12, 17), patience=20),
+        train_sr=TrainConfig(epochs=13, batch_size=16, lr=1e-3, lr_milestones=(7, 10), patience=13,
+                             steps_per_epoch=250),
+        loss=LossConfig(alpha=0.0),
+        # every training-split identity, single-image ones included (they train only; Sec. 4.1's 90/10
+        # split of the others keeps 10% out for recognizers that a later C-SRIP run may train)
+        min_images_per_identity=1, max_val_images=200,
+    )
+
+
+PRESETS = {"paper": _paper, "small": _small, "tiny": _tiny, "quick": _quick, "base": _base}
 # The one default of `csrip train-recognizers` and `csrip train-sr`, so that running them one after the
 # other with defaults trains priors and SR network on the same identities (minutes on a CPU).
 DEFAULT_PRESET = "quick"

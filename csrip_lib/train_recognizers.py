@@ -30,7 +30,7 @@ from torchvision.transforms import v2
 
 from .argtypes import positive_int
 from .checkpoint import load_checkpoint
-from .config import (DEFAULT_PRESET, HR_SIZE, RESIDUAL_SIGMAS, SCALES, DegradationConfig, Preset, TrainConfig,
+from .config import (DEFAULT_PRESET, HR_SIZE, PRESETS, RESIDUAL_SIGMAS, SCALES, DegradationConfig, Preset, TrainConfig,
                      get_preset, runs_dir, to_dict)
 from .data import FaceFolder, identities_digest, load_cached, per_identity_split, resolve_data
 from .degradation import DEFAULT, degrade, residual
@@ -280,7 +280,7 @@ def plot_learning_curves(run_dir: str | Path, scales: tuple[int, ...] = SCALES):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="face folder <root>/<identity>/<image> (default: $CSRIP_DATA, "
                         "data/lfw-deepfunneled, else synthetic faces)")
-    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=["paper", "small", "tiny", "quick"],
+    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
                         help=f"model size, identity set and schedule; the same default as train-sr "
                         f"(default: {DEFAULT_PRESET})")
     parser.add_argument("--out", type=Path, help="run folder (default: runs/<preset>/recognizers)")

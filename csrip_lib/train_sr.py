@@ -46,7 +46,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from .argtypes import nonnegative_float
 from .checkpoint import load_checkpoint
-from .config import (DEFAULT_PRESET, DegradationConfig, LossConfig, Preset, TrainConfig, get_preset, runs_dir,
+from .config import (DEFAULT_PRESET, PRESETS, DegradationConfig, LossConfig, Preset, TrainConfig, get_preset, runs_dir,
                      to_dict)
 from .data import FaceFolder, identities_digest, load_cached, resolve_data
 from .degradation import DEFAULT, for_models, make_pyramid
@@ -350,7 +350,7 @@ def batch_terms(model: nn.Module, loss_fn: CSRIPLoss, hr_u8: torch.Tensor, label
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="face folder <root>/<identity>/<image> "
                         "(default: $CSRIP_DATA, data/lfw-deepfunneled, else synthetic faces)")
-    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=["paper", "small", "tiny", "quick"],
+    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
                         help="model size, identity set and schedule; the same default as train-recognizers "
                         f"(default: {DEFAULT_PRESET}; paper = Sec. 3.4)")
     parser.add_argument("--recognizers", default=None, help="run folder of `csrip train-recognizers` "
