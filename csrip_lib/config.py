@@ -208,8 +208,8 @@ def _base() -> Preset:
     skip of `tiny`. Ours, for CPU time, not the paper's: kernel_size 5 for stem, branch heads and output
     (the paper's 9x9 costs 1.3x the step time at this width). Loss: C+SSIM+M of Table 2 (multi-scale SSIM,
     Eq. 2 at 48/96/192 px, alpha 0: the shipped priors know only 116 identities). Schedule: Adam 1e-3,
-    batch 16, 9 epochs of 250 steps (2,250 steps, 36k faces, ~4.4 passes over the ~8.1k training
-    faces), lr x 1/3 after epochs 5 and 7; model selection on 200 val-split faces.
+    batch 16, 11 epochs of 250 steps (2,750 steps, 44k faces, ~5.4 passes over the ~8.1k training
+    faces), lr x 1/3 after epochs 6 and 9; model selection on 200 val-split faces.
     """
     return Preset(
         name="base",
@@ -218,7 +218,7 @@ def _base() -> Preset:
         recognizer=RecognizerConfig(width=0.25, dropout=0.0),
         train_recognizer=TrainConfig(epochs=20, batch_size=32, lr=1e-3, weight_decay=5e-4,
                                      lr_milestones=(12, 17), patience=20),
-        train_sr=TrainConfig(epochs=9, batch_size=16, lr=1e-3, lr_milestones=(5, 7), patience=9,
+        train_sr=TrainConfig(epochs=11, batch_size=16, lr=1e-3, lr_milestones=(6, 9), patience=11,
                              steps_per_epoch=250),
         loss=LossConfig(alpha=0.0),
         # every training-split identity, single-image ones included (they train only; Sec. 4.1's 90/10
