@@ -210,7 +210,7 @@ def render_table1(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
     verdict = (f"Clearly above bicubic in PSNR and SSIM (both 95% intervals above 0): {', '.join(clear) or 'none'}"
                f"; not: {', '.join(not_clear) or 'none'}.")
     return (f"Every network trained from scratch at one budget: {_budget(prov)}; NBSRF-like is one forest "
-            f"fit (no steps). {_setup(prov)}\n\n{scores_table(t)}\n\n{verdict}")
+            f"fit (no steps). Identity priors (lp, SRGAN, C-SRIP): `{prov['recognizers']}`. {_setup(prov)}\n\n{scores_table(t)}\n\n{verdict}")
 
 
 def render_table2(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
