@@ -44,7 +44,7 @@ from . import results, zoo
 from .ablation import COMPETITOR_NAMES, VARIANTS, run_dir, train_variants
 from .argtypes import nonnegative_int, positive_int
 from .checkpoint import load_checkpoint
-from .config import TrainConfig, get_preset, project_root, runs_dir
+from .config import PRESETS, TrainConfig, get_preset, project_root, runs_dir
 from .data import identities_digest, resolve_data
 from .errors import CSRIPError
 from .evaluate import (PAPER_TABLE1, PAPER_TABLE2, evaluate_models, load_models, one_line_warnings,
@@ -61,6 +61,7 @@ ALPHA = 0.001  # the paper's (Sec. 3.4)
 TABLE1 = [*COMPETITOR_NAMES, "C+SSIM+M", "C-SRIP"]
 PAIR = ("C+SSIM+M", "C-SRIP")  # Table 2's identity comparison: baseline, model
 BOOTSTRAP = 2000
+COMPARE_TO = "csrip-quick"  # default-model: the quick tour's model, which every other shipped model is set against
 # Display name -> key of the paper's Tables 1/2 (evaluate.PAPER_TABLE1/2); gains are against Table 1's bicubic.
 PAPER_KEY = {"bicubic": "bicubic", **COMPETITOR_NAMES, "Baseline": "baseline", "B+SSIM": "bssim",
              "C+SSIM": "cssim", "C+SSIM+M": "cssimm", "C-SRIP": "csrip"}
@@ -130,7 +131,7 @@ def paired(df: pd.DataFrame, baseline: str, models: list[str],
         ["model", "metric", "diff", "diff_low", "diff_high", "images"]]
 
 
-def test_data(df: pd.DataFrame) -> dict[str, Any]:
+def scored_faces(df: pd.DataFrame) -> dict[str, Any]:
     """Which faces were scored: counts and a digest of their image paths."""
     scored = df[df["model"] == "bicubic"]
     return {"images": len(scored), "identities": int(scored["identity"].nunique()),
@@ -166,7 +167,7 @@ def table1(root: Path, args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame
     t = summary(df)
     t["kept_step"] = t["model"].map({n: load_checkpoint(p, kind="sr").get("metrics", {}).get("step")
                                      for n, p in ckpts.items()})
-    return {"": t}, {**_training(root, args, rec), "judge": judge, "test_data": test_data(df)}
+    return {"": t}, {**_training(root, args, rec), "judge": judge, "test_data": scored_faces(df)}
 
 
 def table2(root: Path, args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
@@ -184,7 +185,7 @@ def table2(root: Path, args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame
     t.insert(1, "alpha", [ALPHA if m == "C-SRIP" else 0.0 if m in VARIANTS else None for m in t["model"]])
     return {"": t, "paired": pooled(df, args.seeds, t)}, {
         **_training(root, args, rec), "seeds": list(args.seeds), "compared": list(PAIR), "judge": judge,
-        "test_data": test_data(df)}
+        "test_data": scored_faces(df)}
 
 
 def pooled(df: pd.DataFrame, seeds: list[int], per_seed: pd.DataFrame) -> pd.DataFrame:
@@ -221,11 +222,13 @@ def default_model(root: Path, args: argparse.Namespace) -> tuple[dict[str, pd.Da
     t["configuration"] = t["model"].map({m: configuration(c["config"]) for m, c in configs.items()})
     t["steps"] = t["model"].map({m: c.get("metrics", {}).get("step") for m, c in configs.items()})
     t["batch_size"] = t["model"].map({m: c.get("train_config", {}).get("batch_size") for m, c in configs.items()})
+    t["init"] = t["model"].map({m: Path(c["config"]["init"]).stem if c["config"].get("init") else None
+                                for m, c in configs.items()})
     tables = {"": t}
     others = [m for m in models if m != args.compare_to]
     if others:
         tables["paired"] = paired(df, args.compare_to, others)
-    return tables, {"models": names, "compare_to": args.compare_to, "judge": judge, "test_data": test_data(df),
+    return tables, {"models": names, "compare_to": args.compare_to, "judge": judge, "test_data": scored_faces(df),
                     "trained_on": {m: c["config"].get("identities", {}).get("identities_sha256")
                                    for m, c in configs.items()}, "bootstrap": BOOTSTRAP}
 
@@ -279,7 +282,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="overwrite existing result files (training runs "
                         "are resumed or reused, never retrained)")
     parser.add_argument("--runs", default=str(runs_dir() / "reproduce"), help="training runs (default: runs/reproduce)")
-    parser.add_argument("--preset", default="quick", choices=["paper", "small", "tiny", "quick"],
+    parser.add_argument("--preset", default="quick", choices=sorted(PRESETS),
                         help="model sizes and identity universe (default: quick; tiny for smoke tests)")
     parser.add_argument("--max-steps", type=positive_int, default=STEPS, help=f"the equal budget: Adam steps per "
                         f"network (default {STEPS})")
@@ -292,8 +295,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "default: recognizers-quick when they know this data's quick identities)")
     parser.add_argument("--models", nargs="+", default=None, metavar="CKPT", help="default-model: SR checkpoints "
                         "or shipped names (default: every shipped SR model)")
-    parser.add_argument("--compare-to", default=zoo.DEFAULT_SR, metavar="MODEL",
-                        help=f"default-model: paired differences against this model (default {zoo.DEFAULT_SR})")
+    parser.add_argument("--compare-to", default=COMPARE_TO, metavar="MODEL",
+                        help=f"default-model: paired differences against this model (default {COMPARE_TO})")
     parser.add_argument("--max-images", type=positive_int, default=None, help="score a fixed subset of N test "
                         "images (whole identities) instead of the whole split; recorded in the result")
     parser.add_argument("--no-identity", action="store_true", help="skip the identity judge")
@@ -314,6 +317,8 @@ def run(args: argparse.Namespace) -> int:
     if unknown or not names:
         raise CSRIPError(f"unknown result {', '.join(unknown)}; expected {', '.join(NAMES)} or all" if unknown
                          else f"name a result to measure: {', '.join(NAMES)} or all (or --render)")
+    if len(set(args.seeds)) < len(args.seeds):
+        raise CSRIPError(f"--seeds {' '.join(map(str, args.seeds))}: each seed once")
     for name in names:
         results.check_writable(out, name, args.force)  # before any training
     root = resolve_data(args.data)

@@ -112,6 +112,9 @@ def write(folder: str | Path, name: str, tables: dict[str, pd.DataFrame], prov: 
     folder = check_writable(folder, name, force)
     folder.mkdir(parents=True, exist_ok=True)
     json_path, *csvs = paths(folder, name, list(tables))
+    if json_path.is_file():  # --force: tables the old result had and the new one lacks go with it
+        for stale in set(json.loads(json_path.read_text()).get("files", ())) - {p.name for p in csvs}:
+            (folder / stale).unlink(missing_ok=True)
     for path, table in zip(csvs, tables.values()):
         table.to_csv(path, index=False, float_format="%.6g")
     tmp = json_path.with_suffix(".json.tmp")
@@ -157,6 +160,8 @@ def _has(t: pd.DataFrame, col: str) -> bool:
 
 
 IDENTITY = {"id_dist": "id_dist (lower: closer)", "rank1": "rank-1", "auc": "AUC"}  # the judge's columns
+METRICS = {"psnr": "PSNR [dB]", "ssim": "SSIM", "id_rank1": "rank-1", "id_dist": "id_dist (lower: closer)",
+           "auc": "AUC"}  # rows of the paired tables
 
 
 def scores_table(t: pd.DataFrame, label: Callable[[pd.Series], str] = lambda r: str(r["model"])) -> str:
@@ -195,7 +200,8 @@ def _budget(prov: dict[str, Any]) -> str:
             "steps with the best validation epoch kept, no early stop")
 
 
-def _reading(diff: float, low: float, high: float) -> str:
+def _reading(low: float, high: float) -> str:
+    """What a 95% interval supports, in either direction."""
     if pd.isna(low):
         return "no interval (one value per model)"
     return "higher (interval above 0)" if low > 0 else "lower (interval below 0)" if high < 0 else \
@@ -210,7 +216,8 @@ def render_table1(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
     verdict = (f"Clearly above bicubic in PSNR and SSIM (both 95% intervals above 0): {', '.join(clear) or 'none'}"
                f"; not: {', '.join(not_clear) or 'none'}.")
     return (f"Every network trained from scratch at one budget: {_budget(prov)}; NBSRF-like is one forest "
-            f"fit (no steps). Identity priors (lp, SRGAN, C-SRIP): `{prov['recognizers']}`. {_setup(prov)}\n\n{scores_table(t)}\n\n{verdict}")
+            f"fit (no steps). Identity priors (lp, SRGAN, C-SRIP): `{prov['recognizers']}`. {_setup(prov)}"
+            f"\n\n{scores_table(t)}\n\n{verdict}")
 
 
 def render_table2(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
@@ -221,8 +228,8 @@ def render_table2(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
     for _, r in paired.iterrows():
         digits = 2 if r["metric"] == "psnr" else 3
         seeds = ", ".join(_num(float(x), digits + 1, True) for x in str(r["per_seed"]).split(";"))
-        rows.append([r["metric"], _ci(r, "diff", digits + 1), seeds, _num(r["seed_sd"], digits + 1),
-                     _reading(r["diff"], r["diff_low"], r["diff_high"])])
+        rows.append([METRICS[r["metric"]], _ci(r, "diff", digits + 1), seeds, _num(r["seed_sd"], digits + 1),
+                     _reading(r["diff_low"], r["diff_high"])])
     pooled = _table([f"{prov['compared'][1]} - {prov['compared'][0]}", "pooled over seeds [95% CI]",
                      "per seed", "seed-to-seed sd", "reading"], rows, "lrrrl")
     return (f"C+SSIM+M (alpha 0) and C-SRIP (alpha {prov['alpha']:g}) trained from scratch, seeds "
@@ -235,14 +242,20 @@ def render_table2(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
 
 def render_default_model(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
     t = tables[""]
-    label = (lambda r: f"`{r['model']}` ({r['configuration']}, {int(r['steps']):,} steps of batch {int(r['batch_size'])})"
-             if pd.notna(r.get("steps")) else str(r["model"]))
+
+    def label(r: pd.Series) -> str:
+        if pd.isna(r.get("steps")):
+            return str(r["model"])
+        after = f" after `{r['init']}`" if pd.notna(r.get("init")) else ""
+        steps = f"{int(r['steps']):,} steps of batch {int(r['batch_size'])}{after}"
+        return f"`{r['model']}` ({r['configuration']}, {steps})"
+
     text = (f"`csrip evaluate` of the shipped SR models ({', '.join(prov['models'])}) with bicubic and HR; the "
             f"paper's gain is that of the same configuration (Table 2). {_setup(prov)}\n\n{scores_table(t, label)}")
     if "paired" in tables:
         p = tables["paired"]
-        rows = [[r["model"], r["metric"], _ci(r, "diff", 2 if r["metric"] == "psnr" else 3),
-                 _reading(r["diff"], r["diff_low"], r["diff_high"])] for _, r in p.iterrows()]
+        rows = [[r["model"], METRICS[r["metric"]], _ci(r, "diff", 2 if r["metric"] == "psnr" else 3),
+                 _reading(r["diff_low"], r["diff_high"])] for _, r in p.iterrows()]
         text += (f"\n\nPaired against `{prov['compare_to']}` on the same faces (95% intervals, identities "
                  f"resampled):\n\n" + _table(["model", "metric", f"minus {prov['compare_to']} [95% CI]", "reading"],
                                             rows, "llrl"))
