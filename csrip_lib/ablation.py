@@ -12,9 +12,9 @@ Every model is one `train_sr` configuration (one code path, see `CSRIPLoss`):
     C-SRIP     CascadedSR                                            SSIM, 48/96/192 px + alpha x identity
 
 table1 (Sec. 4.2) trains the six competitors (csrip_lib.competitors: NBSRF-like, SRCNN, VDSR, lp, SRGAN,
-URDGN; names and docstrings say where ours differs from the cited method) and C-SRIP on the same data and scores them with bicubic; without --recognizers it uses the
-priors of runs/<preset>/recognizers (lp and SRGAN use their features, C-SRIP their identity loss),
-trained there first if missing. table2 trains all five and scores them (and bicubic) on the test split (identities never seen in
+URDGN; names and docstrings say where ours differs from the cited method) and C-SRIP on the same data
+and scores them with bicubic; without --recognizers it uses the priors of runs/<preset>/recognizers
+(lp and SRGAN use their features, C-SRIP their identity loss), trained there first if missing. table2 trains all five and scores them (and bicubic) on the test split (identities never seen in
 training); table34 trains Baseline and B+SSIM and scores them on their training images (Table 3) and
 on the test split (Table 4). Scores follow csrip_lib.metrics (8-bit RGB PSNR / SSIM per image, averaged).
 Test images come from the test split of --data, or with --test-data from every image of another face
