@@ -19,8 +19,9 @@ reproducible, steps x batch is the same on every machine. The default, 1,000 ste
 images, ~11 passes over the quick identity universe's 1,478 training images), is 2.4x `csrip-quick`'s
 425, so that lp and SRGAN, whose learning rate is capped at 1e-4 (`competitors.schedule`), have time to
 move; whether every network then clearly beats bicubic is measured (table1's verdict line), not assumed.
-Training runs go to `--runs` (default runs/reproduce/), one folder per result, preset and budget; they
-resume where a killed command stopped and are reused when finished (`ablation.train_variants`).
+Training runs go to `--runs` (default runs/reproduce/), one folder per preset, budget and seed (Table 1
+and Table 2's seed 0 share the C+SSIM+M and C-SRIP runs); they resume where a killed command stopped and
+are reused when finished (`ablation.train_variants`).
 Identity priors (C-SRIP, and lp / SRGAN's feature loss): `--recognizers`, else the shipped
 `recognizers-quick` when they were trained on this data's quick identities, else runs/<preset>/recognizers
 (trained there if missing; `tour.recognizers`). The identity judge (`csrip_lib.judge`) scores when it is
@@ -162,7 +163,7 @@ def _training(root: Path, args: argparse.Namespace, rec: Path) -> dict[str, Any]
 
 def table1(root: Path, args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     rec = priors(root, args)
-    ckpts = _train(TABLE1, root, runs_folder(args, "table1"), rec, args)
+    ckpts = _train(TABLE1, root, runs_folder(args, seed=0), rec, args)
     df, judge = score({name: load_sr(path) for name, path in ckpts.items()}, root, args)
     t = summary(df)
     t["kept_step"] = t["model"].map({n: load_checkpoint(p, kind="sr").get("metrics", {}).get("step")
@@ -175,7 +176,7 @@ def table2(root: Path, args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame
     models = {}
     for k, seed in enumerate(args.seeds):
         names = [*PAIR, *([n for n in VARIANTS if n not in PAIR] if args.all_variants and k == 0 else [])]
-        ckpts = _train(names, root, runs_folder(args, "table2") / f"seed{seed}", rec, args, seed)
+        ckpts = _train(names, root, runs_folder(args, seed), rec, args, seed)
         models.update({f"{name} seed{seed}": load_sr(path) for name, path in ckpts.items()})
     df, judge = score(models, root, args)
     t = summary(df, configurations={m: m.rsplit(" seed", 1)[0] for m in models})
@@ -237,9 +238,10 @@ MEASURE = {"table1": table1, "table2": table2, "default-model": default_model}
 
 
 # ------------------------------------------------------------------------------------ command line
-def runs_folder(args: argparse.Namespace, name: str) -> Path:
-    """One run folder per result, preset and budget, so another budget never resumes these runs."""
-    return Path(args.runs) / name / f"{args.preset}-{args.max_steps}x{args.batch_size}"
+def runs_folder(args: argparse.Namespace, seed: int) -> Path:
+    """The runs of one preset, budget and seed (another budget never resumes them). Table 1 and Table 2's
+    seed 0 share theirs: its C+SSIM+M and C-SRIP are trained once and are the same models in both."""
+    return Path(args.runs) / f"{args.preset}-{args.max_steps}x{args.batch_size}" / f"seed{seed}"
 
 
 def _display(path: str | Path) -> str:

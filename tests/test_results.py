@@ -149,4 +149,5 @@ def test_reproduce_table1_trains_every_competitor_and_both_cascades_at_one_budge
     assert t["psnr"].notna().all() and t.loc["C-SRIP", "paper_dpsnr"] == pytest.approx(27.1638 - 24.256)  # Table 2 gives the same C-SRIP to 4 decimals
     assert t.drop(index=["bicubic", "NBSRF-like"])["kept_step"].eq(1).all()
     assert prov["budget"]["steps"] == 1 and prov["judge"].startswith("skipped")
+    assert (tmp_path / "runs" / "tiny-1x4" / "seed0" / "c_srip" / "best.pt").is_file()  # table2's seed 0 reuses it
     assert "Clearly above bicubic" in results.render_block("table1", out)
