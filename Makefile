@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo demo-quick test chromium lab data figures bench clean
+.PHONY: venv demo demo-quick test chromium lab data figures results bench clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -42,6 +42,9 @@ data: venv  ## download and verify LFW deep-funneled into data/
 
 figures: venv  ## regenerate the paper's figures into figures/ from checkpoints
 	$(PY) -m csrip_lib figures
+
+results: venv  ## measure every published table into results/ and render README.md / MODEL_CARD.md from them (hours on a CPU; training runs resume)
+	$(PY) -m csrip_lib reproduce all --force
 
 bench: venv
 	$(PY) benchmarks/bench_sr.py

@@ -11,10 +11,10 @@ Every model is one `train_sr` configuration (one code path, see `CSRIPLoss`):
     C+SSIM+M   CascadedSR                                            SSIM, 48/96/192 px
     C-SRIP     CascadedSR                                            SSIM, 48/96/192 px + alpha x identity
 
-table1 (Sec. 4.2) trains the six competitors (csrip_lib.competitors: NBSRF, SRCNN, VDSR, lp, SRGAN,
-URDGN) and C-SRIP on the same data and scores them with bicubic; without --recognizers it uses the
-priors of runs/<preset>/recognizers (lp and SRGAN use their features, C-SRIP their identity loss),
-trained there first if missing. table2 trains all five and scores them (and bicubic) on the test split (identities never seen in
+table1 (Sec. 4.2) trains the six competitors (csrip_lib.competitors: NBSRF-like, SRCNN, VDSR, lp, SRGAN,
+URDGN; names and docstrings say where ours differs from the cited method) and C-SRIP on the same data
+and scores them with bicubic; without --recognizers it uses the priors of runs/<preset>/recognizers
+(lp and SRGAN use their features, C-SRIP their identity loss), trained there first if missing. table2 trains all five and scores them (and bicubic) on the test split (identities never seen in
 training); table34 trains Baseline and B+SSIM and scores them on their training images (Table 3) and
 on the test split (Table 4). Scores follow csrip_lib.metrics (8-bit RGB PSNR / SSIM per image, averaged).
 Test images come from the test split of --data, or with --test-data from every image of another face
@@ -54,7 +54,7 @@ VARIANTS: dict[str, tuple[str, LossConfig]] = {
     "C+SSIM+M": ("cascaded", LossConfig("ssim", multiscale=True, alpha=0.0)),
     "C-SRIP": ("cascaded", LossConfig("ssim", multiscale=True, alpha=0.001)),
 }
-COMPETITOR_NAMES = {"NBSRF": "nbsrf", "SRCNN": "srcnn", "VDSR": "vdsr", "lp": "lp", "SRGAN": "srgan",
+COMPETITOR_NAMES = {"NBSRF-like": "nbsrf", "SRCNN": "srcnn", "VDSR": "vdsr", "lp": "lp", "SRGAN": "srgan",
                     "URDGN": "urdgn"}  # Table 1 column -> csrip_lib.models.registry name
 EXPERIMENTS = {"table1": [*COMPETITOR_NAMES, "C-SRIP"], "table2": list(VARIANTS),
                "table34": ["Baseline", "B+SSIM"]}
@@ -177,7 +177,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(needed for C-SRIP in table2 unless --alpha 0; table1 uses runs/<preset>/recognizers, trained if missing)")
     parser.add_argument("--out", default=None, help="folder for the runs and tables (default: runs/<preset>/ablation)")
     parser.add_argument("--experiment", choices=sorted(EXPERIMENTS), default="table2",
-                        help="table1: the six competitors and C-SRIP (Sec. 4.2); table2: five-model ablation "
+                        help="table1: the six competitors (NBSRF-like, SRCNN, VDSR, lp, SRGAN, URDGN) and C-SRIP "
+                        "(Sec. 4.2); table2: five-model ablation "
                         "(Sec. 4.3); table34: MSE vs SSIM on Baseline (A.3)")
     parser.add_argument("--alpha", type=nonnegative_float, default=None, help="C-SRIP's identity weight (default 0.001)")
     parser.add_argument("--test-data", default=None, help="score every image of this face folder instead of the "

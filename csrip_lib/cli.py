@@ -19,11 +19,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("csrip_lib.notebook_runner", "execute the notebooks in quick mode into build/"),
     "train-recognizers": ("csrip_lib.train_recognizers", "train the three SqueezeNet identity priors"),
     "train-sr": ("csrip_lib.train_sr", "train the cascaded SR network with Eq. 4"),
-    "train-competitor": ("csrip_lib.competitors", "train a Table 1 competitor (SRCNN, VDSR, lp, SRGAN, URDGN, NBSRF)"),
+    "train-competitor": ("csrip_lib.competitors", "train a Table 1 competitor (SRCNN, VDSR, lp, SRGAN, URDGN, NBSRF-like)"),
     "ablation": ("csrip_lib.ablation", "run the Table 2 ablation / Tables 3-4 experiment"),
     "evaluate": ("csrip_lib.evaluate", "PSNR/SSIM/identity metrics per image, with bicubic"),
     "hallucinate": ("csrip_lib.hallucinate", "8x face hallucination of any photo(s)"),
     "figures": ("csrip_lib.figures", "regenerate the paper's figures into figures/"),
+    "reproduce": ("csrip_lib.reproduce", "measure a published result into results/ (table1, table2, default-model) "
+                  "and render README.md / MODEL_CARD.md from them"),
     "export": ("csrip_lib.zoo", "export a trained run as a shipped model into checkpoints/"),
 }
 

@@ -15,7 +15,12 @@ loads through models.registry.load_sr). Per model:
     lp           lp.PerceptualLoss: fire2-4 features of the 192 px recognizer + pixel MSE
     srgan        content = lp.PerceptualLoss (no ImageNet VGG offline) + 1e-3 x adversarial
     urdgn        pixel MSE + 1e-2 x adversarial
-    nbsrf        no SGD: a scikit-learn forest fitted once (deterministic, seeded), stored as tensors
+    nbsrf        NBSRF-like: no SGD, a plain averaged scikit-learn forest fitted once (deterministic,
+                 seeded), stored as tensors; no naive-Bayes tree selection, no per-leaf regressors
+
+Sizes, not recipes: `--preset paper` (and `small`) builds each competitor at its original paper's size,
+but trains it with our schedule and losses (Adam on the preset's SR schedule, `schedule`; the losses
+above), not the original training recipe; `quick`/`tiny` are narrower CPU sizes with a bicubic skip.
 
 The GANs train through `GANStep`, an `OwnStep` of the harness: one Adam for the generator and one for
 the discriminator, both scheduled, checkpointed and resumed by `fit`. lp and srgan need trained
@@ -36,7 +41,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import PRESETS, DegradationConfig, TrainConfig, get_preset, runs_dir, to_dict, with_legacy_degradation
+from .config import DegradationConfig, TrainConfig, get_preset, runs_dir, to_dict, with_legacy_degradation
 from .data import resolve_data
 from .degradation import DEFAULT
 from .errors import CSRIPError
@@ -75,7 +80,8 @@ class SRStep:
 class GANStep(OwnStep):
     """One GAN step (SRGAN, URDGN): a discriminator update on real HR vs detached SR, then a generator
     update on content + adv_weight x BCE(D(SR), real). Real labels 0.9 (one-sided label smoothing,
-    Salimans et al. 2016) keep the small quick-size discriminator from saturating."""
+    Salimans et al. 2016) keep the small quick-size discriminator from saturating; that smoothing is ours,
+    neither SRGAN nor URDGN uses it."""
 
     def __init__(self, content: ContentFn, adv_weight: float, degradation: DegradationConfig = DEFAULT,
                  grad_clip: float | None = None):
@@ -168,7 +174,7 @@ def _prepare_out(out: Path, resume: bool, force: bool) -> None:
 def fit_forest(cfg, hr: torch.Tensor, val_loader: DataLoader, out: Path, config: dict[str, Any], *,
                seed: int = 0, degradation: DegradationConfig = DEFAULT, resume: bool = False, force: bool = False,
                device: torch.device = torch.device("cpu"), extra: dict[str, Any] | None = None) -> pd.DataFrame:
-    """Fit NBSRF's forest on blocks of the training faces and write best.pt/last.pt/log.csv like `fit`.
+    """Fit the NBSRF-like forest on blocks of the training faces and write best.pt/last.pt/log.csv like `fit`.
 
     Deterministic (seeded block sampling and forest): a killed fit restarts from scratch and ends with
     the same forest; a finished one is reused with `resume`."""
@@ -262,11 +268,12 @@ def train_competitor(name: str, data: str | Path | None = None, preset: str = "q
 # ---------------------------------------------------------------------------------- command line
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, type=str.lower, choices=list(COMPETITORS),
-                        help="which Table 1 competitor (Sec. 4.2)")
+                        help="which Table 1 competitor (Sec. 4.2; nbsrf is the NBSRF-like forest)")
     parser.add_argument("--data", default=None, help="face folder <root>/<identity>/<image> "
                         "(default: $CSRIP_DATA, data/lfw-deepfunneled, else synthetic faces)")
-    parser.add_argument("--preset", default="paper", choices=sorted(PRESETS),
-                        help="quick/tiny: CPU-minutes sizes; paper/small: the original papers' sizes")
+    parser.add_argument("--preset", default="paper", choices=["paper", "small", "tiny", "quick"],
+                        help="quick/tiny: CPU-minutes sizes; paper/small: the original papers' sizes, "
+                        "trained with our schedule and losses (not the original recipes)")
     parser.add_argument("--recognizers", default=None, help="run folder of `csrip train-recognizers` "
                         "(lp and srgan use its 192 px recognizer's features)")
     parser.add_argument("--out", default=None, help="run folder (default: runs/<preset>/<model>)")

@@ -1,4 +1,8 @@
-"""`csrip data`: download, extract and verify LFW deep-funneled (paper Sec. 4.1 test set).
+"""`csrip data`: download, extract and verify LFW deep-funneled.
+
+The paper tests on LFW (Sec. 4.1) but names no LFW variant, and it stresses that its inputs are
+unaligned; deep-funneled (LFW's aligned release) is our choice: its faces sit where the centre 192 crop
+(`data.hr_crop`) expects them, so a crop of any image is a face.
 
 Steps, each safe to interrupt:
 1. download `<dest>/lfw-deepfunneled.zip.part` with a progress bar; a rerun resumes it with an

@@ -9,10 +9,11 @@ What `Upscaler` does, by device:
   (falls back to eager with a warning if compilation fails), and CUDA graphs for small batches: for
   each batch size in `graph_batch_sizes` the forward pass is captured once into a graph with a static
   input buffer and later replayed, which removes the kernel-launch overhead that dominates batch-1
-  latency (DESIGN.md "Speed": batch-1 eager is launch-bound). Batches are split into chunks of
-  `max_batch`; a chunk is padded up to the next fixed size, so compiled code and graphs only ever see a
-  handful of shapes (padding rows are zeros; eval-mode BatchNorm treats images independently, so
-  they never change the real rows).
+  latency (batch-1 eager is launch-bound: a plain-PyTorch measurement made before this repository,
+  quoted in benchmarks/README.md "GPU: pending", took 7.3 ms at batch 1 against 1.01 ms per image at
+  batch 64). Batches are split into chunks of `max_batch`; a chunk is padded up to the next fixed
+  size, so compiled code and graphs only ever see a handful of shapes (padding rows are zeros;
+  eval-mode BatchNorm treats images independently, so they never change the real rows).
 - CPU: plain fp32 eval under `torch.inference_mode` (no compile, no graphs unless asked for).
 
 Decode-once policy. Datasets are decoded once into a uint8 HR cache (`data.load_cached`: N x 3 x 192 x

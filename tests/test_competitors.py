@@ -156,7 +156,7 @@ def test_lp_and_srgan_need_recognizers(synthetic_root, tmp_path):
 def test_table1_puts_paper_numbers_gains_and_identity_columns_beside_ours():
     from csrip_lib.ablation import EXPERIMENTS, table
 
-    assert EXPERIMENTS["table1"] == ["NBSRF", "SRCNN", "VDSR", "lp", "SRGAN", "URDGN", "C-SRIP"]
+    assert EXPERIMENTS["table1"] == ["NBSRF-like", "SRCNN", "VDSR", "lp", "SRGAN", "URDGN", "C-SRIP"]
     rows = [{"model": m, "image": f"{i}.jpg", "identity": str(i), "psnr": p + i, "ssim": s,
              "id_dist": 0.5, "id_match": True, "id_rank1": 1.0, "id_auc": 0.9, "id_tar": float("nan"),
              "id_failed": False}

@@ -371,7 +371,8 @@ def output_cases(tmp: Path, faces: Path) -> dict[str, list[str]]:
             "figures": ["figures", "--data", str(faces)],
             "train-competitor": ["train-competitor", "--model", "srcnn", "--data", str(faces), "--preset", "tiny",
                                  "--out", "OUT"],
-            "export": ["export", str(tmp / "x.pt"), "--name", "x", "--dest", "OUT"]}
+            "export": ["export", str(tmp / "x.pt"), "--name", "x", "--dest", "OUT"],
+            "reproduce": ["reproduce", "default-model", "--data", str(faces), "--out", "OUT"]}
 
 
 @pytest.mark.parametrize("where", ["a file", "under a file", "read-only"])
@@ -428,6 +429,7 @@ BAD_ARGUMENTS = [
     ("train-competitor", ["--model", "srcnn", "--epochs", "0"]), ("train-competitor", ["--model", "espcn"]),
     ("export", ["x.pt"]), ("export", ["x.pt", "--name", "x", "--kind", "weights"]),
     ("figures", ["--examples", "0"]), ("figures", ["--max-images", "-5"]), ("figures", ["--seed", "1.5"]),
+    ("reproduce", ["table1", "--max-steps", "0"]), ("reproduce", ["table2", "--seeds", "-1"]),
 ]
 
 

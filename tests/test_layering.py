@@ -17,12 +17,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "csrip_lib"
 # (without a cycle) and from any floor below. The models/ subpackage is one unit, "models".
 LAYERS: list[set[str]] = [
     {"__init__", "__main__", "cli"},                  # the command line; the notebooks' facade
-    {"widgets", "notebook_runner", "tour"},            # what the notebooks drive
+    {"widgets", "notebook_runner", "tour", "reproduce"},  # what the notebooks drive; `csrip reproduce`
     {"figures", "ablation", "competitors"},           # the paper's figures and tables
     {"evaluate", "hallucinate", "analysis", "error_analysis", "train_sr", "train_recognizers"},
     {"identity", "judge", "metrics", "inference", "train", "zoo"},
     {"models", "losses", "data", "download", "synthetic"},
-    {"checkpoint", "degradation", "runtime", "outputs", "progress", "argtypes", "config", "errors"},
+    {"checkpoint", "degradation", "runtime", "outputs", "progress", "argtypes", "config", "errors", "results"},
 ]
 TRAINING = {"train", "train_sr", "train_recognizers", "competitors", "ablation"}
 EVALUATION = {"evaluate", "figures", "identity", "judge", "metrics", "inference"}  # never reach TRAINING

@@ -3,7 +3,8 @@ and super-resolution", ECCV 2016; paper ref. [11]) as the paper uses it (Sec. 4.
 fire2, fire3 and fire4 layers of SqueezeNet for the learning criterion".
 
 The SqueezeNet is the project's own 192 px identity prior (models/recognizer.py, trained by `csrip
-train-recognizers`), frozen and in eval mode; it sees residual images (Sec. 3.3), so the loss compares
+train-recognizers`), frozen and in eval mode. Feeding it residual images (Sec. 3.3), because that is
+what it was trained on, is ours: the paper names the fire layers, not the input. The loss compares
 the fire2/fire3/fire4 activations of residual(SR) and residual(HR):
 
     L = mean over layers l of MSE(phi_l(res(SR)), phi_l(res(HR)))  +  pixel_weight x MSE(SR, HR)

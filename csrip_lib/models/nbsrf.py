@@ -1,5 +1,6 @@
-"""NBSRF (Salvador and Perez-Pellitero, "Naive Bayes super-resolution forest", ICCV 2015; paper ref.
-[10]), a Table 1 competitor (Sec. 4.2): a regression forest on patches of the bicubic upscale.
+"""NBSRF-like: a plain regression forest on patches of the bicubic upscale, standing in for NBSRF
+(Salvador and Perez-Pellitero, "Naive Bayes super-resolution forest", ICCV 2015; paper ref. [10]) as a
+Table 1 competitor (Sec. 4.2). It is not NBSRF: see "Where ours differs"; tables call it NBSRF-like.
 
 Every 24 px LR pixel owns one 8x8 block of the 192 px output. Its features are the luminance of the
 bicubic upscale in a `window` x `window` neighbourhood centred on the block, average-pooled by `pool`
@@ -116,7 +117,7 @@ class NBSRF(nn.Module):
         return self.value[rows, node].mean(0)
 
     def forward(self, lr: torch.Tensor, all_scales: bool = False) -> torch.Tensor:
-        no_scales(all_scales, "NBSRF")
+        no_scales(all_scales, "NBSRF-like")
         check_lr(lr)
         up = bicubic_up(lr.float())
         n, size = len(up), up.shape[-1]

@@ -35,8 +35,9 @@ tests/test_sr_model.py checks these counts as a check of our reading.
 
 Clipping (Sec. 3.4) to [0, 1]. In eval mode it is a hard clamp. In training mode it is a
 straight-through clamp (forward clamps, backward passes the gradient unchanged): a hard clamp has zero
-gradient once a pixel leaves [0, 1], and a whole output stuck outside can never come back (seen as a
-`small` model collapsing to black at lr 1e-3, DESIGN.md "Measured references").
+gradient once a pixel leaves [0, 1], and a whole output stuck outside can never come back (seen before
+this repository existed, in a plain-PyTorch run of the project's design phase on one H200: a `small`
+cascade at lr 1e-3 collapsed to a black output, SSIM ~ 0, and never recovered).
 
 Global skip (`SRConfig.global_skip`, not in the paper, on only in the `tiny`/`quick` preset): every
 RGB output adds the bicubic upsampling of the input before clipping, so the network only learns the

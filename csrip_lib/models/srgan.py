@@ -8,11 +8,14 @@ Discriminator: 3x3 conv + LReLU, then conv-BN-LReLU blocks with strides 2, 1, 2,
 of `d_channels`, global average pooling, dense 1024 - LReLU - dense 1 (a logit; BCE-with-logits loss).
 Loss: content + adv_weight x adversarial (1e-3 as in the paper).
 
-Where ours differs: the content loss uses the fire2-fire4 features of the project's own SqueezeNet
-recognizer (residual images at 192 px, see lp.PerceptualLoss) plus a small pixel MSE, because no
-ImageNet VGG19 is available offline; no SRResNet-MSE pre-training (both nets start together); global
-average pooling before the dense layers (the input is 192 px, not 96 px); the clipping layer instead of
-tanh; and in the quick size fewer, narrower blocks and a bicubic skip (models/common.py).
+Where ours differs: the discriminator has one more conv-BN-LReLU layer than Ledig et al.'s (a last
+stride-1 layer at the widest width: the `zip` in `Discriminator` pairs the last width with itself); the
+real labels of its loss are 0.9, not 1 (one-sided label smoothing, `competitors.GANStep`); the content
+loss uses the fire2-fire4 features of the project's own SqueezeNet recognizer (residual images at
+192 px, see lp.PerceptualLoss) plus a small pixel MSE, because no ImageNet VGG19 is available offline;
+no SRResNet-MSE pre-training (both nets start together); global average pooling before the dense
+layers (the input is 192 px, not 96 px); the clipping layer instead of tanh; and in the quick size
+fewer, narrower blocks and a bicubic skip (models/common.py).
 """
 from __future__ import annotations
 

@@ -1,0 +1,336 @@
+"""`csrip reproduce NAME`: measure a published result into results/ with one command, then render it.
+
+    csrip reproduce table1|table2|default-model|all [--data DIR] [--out results/] [--force] [options]
+    csrip reproduce --render [--check]          # README.md / MODEL_CARD.md blocks from results/
+
+table1         Table 1 (Sec. 4.2): the six competitors (SRCNN, VDSR, lp, SRGAN, URDGN, the NBSRF-like
+               forest) and C+SSIM+M and C-SRIP, each trained from scratch at one budget (`--max-steps`
+               Adam steps of `--batch-size`, the same for every network), scored on the test split.
+table2         Table 2's identity question (Sec. 4.3): C+SSIM+M (alpha 0) and C-SRIP (alpha 0.001) from
+               scratch at that budget for each of `--seeds`, per seed PSNR, SSIM and the judge's id_dist,
+               rank-1, AUC, and the paired difference pooled over seeds with 95% bootstrap intervals over
+               identities (`evaluate.paired_bootstrap`) and its seed-to-seed spread. `--all-variants`
+               adds Baseline, B+SSIM and C+SSIM at the first seed.
+default-model  `csrip evaluate` of shipped SR models (`--models`; default: every shipped one) against
+               bicubic and HR, with paired differences to `--compare-to`.
+
+Equal budget means equal steps x batch, not equal wall time: wall time on a shared machine is not
+reproducible, steps x batch is the same on every machine. The default, 1,000 steps of batch 16 (16,000
+images, ~11 passes over the quick identity universe's 1,478 training images), is 2.4x `csrip-quick`'s
+425, so that lp and SRGAN, whose learning rate is capped at 1e-4 (`competitors.schedule`), have time to
+move; whether every network then clearly beats bicubic is measured (table1's verdict line), not assumed.
+Training runs go to `--runs` (default runs/reproduce/), one folder per preset, budget and seed (Table 1
+and Table 2's seed 0 share the C+SSIM+M and C-SRIP runs); they resume where a killed command stopped and
+are reused when finished (`ablation.train_variants`).
+Identity priors (C-SRIP, and lp / SRGAN's feature loss): `--recognizers`, else the shipped
+`recognizers-quick` when they were trained on this data's quick identities, else runs/<preset>/recognizers
+(trained there if missing; `tour.recognizers`). The identity judge (`csrip_lib.judge`) scores when it is
+installed (`--no-identity` skips it). Each result records the command that reproduces it as written
+(with --force, which overwrites result files, never training runs).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import judge as judge_mod
+from . import results, zoo
+from .ablation import COMPETITOR_NAMES, VARIANTS, run_dir, train_variants
+from .argtypes import nonnegative_int, positive_int
+from .checkpoint import load_checkpoint
+from .config import PRESETS, TrainConfig, get_preset, project_root, runs_dir
+from .data import identities_digest, resolve_data
+from .errors import CSRIPError
+from .evaluate import (PAPER_TABLE1, PAPER_TABLE2, evaluate_models, load_models, one_line_warnings,
+                       paired_bootstrap, summarize_results)
+from .models.registry import load_sr
+from .runtime import pick_device
+from .tour import recognizers as default_recognizers
+from .train_recognizers import training_folder
+
+NAMES = ("table1", "table2", "default-model")
+STEPS, BATCH, VALIDATE_EVERY = 1000, 16, 50
+SEEDS = (0, 1, 2)
+ALPHA = 0.001  # the paper's (Sec. 3.4)
+TABLE1 = [*COMPETITOR_NAMES, "C+SSIM+M", "C-SRIP"]
+PAIR = ("C+SSIM+M", "C-SRIP")  # Table 2's identity comparison: baseline, model
+BOOTSTRAP = 2000
+COMPARE_TO = "csrip-quick"  # default-model: the quick tour's model, which every other shipped model is set against
+# Display name -> key of the paper's Tables 1/2 (evaluate.PAPER_TABLE1/2); gains are against Table 1's bicubic.
+PAPER_KEY = {"bicubic": "bicubic", **COMPETITOR_NAMES, "Baseline": "baseline", "B+SSIM": "bssim",
+             "C+SSIM": "cssim", "C+SSIM+M": "cssimm", "C-SRIP": "csrip"}
+PAPER = {**PAPER_TABLE1, **PAPER_TABLE2}
+
+
+def budget(preset: str, steps: int, batch: int, seed: int = 0) -> TrainConfig:
+    """The equal budget: `steps` Adam steps of `batch`, validated every VALIDATE_EVERY steps, the best
+    validation epoch kept, no early stop and no decay (the preset's learning rate throughout)."""
+    per_epoch = min(VALIDATE_EVERY, steps)
+    epochs = math.ceil(steps / per_epoch)
+    return replace(get_preset(preset).train_sr, epochs=epochs, steps_per_epoch=per_epoch, max_steps=steps,
+                   batch_size=batch, patience=epochs, lr_milestones=(), seed=seed)
+
+
+def configuration(config: dict[str, Any]) -> str:
+    """The Table 1/2 name of a checkpoint's configuration ("C-SRIP", "C+SSIM+M", "VDSR", ...)."""
+    if config.get("model"):
+        return next(k for k, v in COMPETITOR_NAMES.items() if v == config["model"])
+    arch, loss = config.get("sr", {}).get("arch", "cascaded"), config.get("loss", {})
+    for name, (a, lc) in VARIANTS.items():
+        if a == arch and lc.reconstruction == loss.get("reconstruction") and lc.multiscale == loss.get("multiscale") \
+                and (lc.alpha > 0) == (loss.get("alpha", 0) > 0):
+            return name
+    return "other"
+
+
+# ---------------------------------------------------------------------------------- measuring
+def score(models: dict[str, Any], root: Path, args: argparse.Namespace) -> tuple[pd.DataFrame, str]:
+    """Per-image scores of bicubic, `models` (and HR with the judge) on the test split; judge's name."""
+    judge, note = None, "skipped (--no-identity)"
+    if not args.no_identity:
+        judge, note = ((judge_mod.FaceJudge(), "dlib ResNet (csrip_lib.judge)") if judge_mod.available()
+                       else (None, f"not installed ({judge_mod.INSTALL_HINT})"))
+    with one_line_warnings("reproduce"):
+        df = evaluate_models(models, root, "test", device=pick_device(args.device), judge=judge,
+                             max_images=args.max_images)
+    return df, note
+
+
+def summary(df: pd.DataFrame, configurations: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per model: images, PSNR, SSIM, the judge's columns, the paired gain over bicubic with 95%
+    intervals over identities, and the paper's gain for the same configuration."""
+    s = summarize_results(df)
+    keep = ["images", "psnr_mean", "ssim_mean", *[c for c in ("id_dist", "id_match", "rank1", "rank1_probes", "auc",
+                                                                 "judge_failed") if c in s]]
+    out = s[keep].rename(columns={"psnr_mean": "psnr", "ssim_mean": "ssim"}).rename_axis("model").reset_index()
+    models = [m for m in out["model"] if m not in ("bicubic", "hr")]
+    gains = paired(df, "bicubic", models, ("psnr", "ssim"))
+    for metric, col in (("psnr", "dpsnr"), ("ssim", "dssim")):
+        g = gains[gains["metric"] == metric].set_index("model")
+        for suffix in ("", "_low", "_high"):
+            out[col + suffix] = out["model"].map(g["diff" + suffix])
+    configurations = configurations or {}
+    bicubic = PAPER_TABLE1["bicubic"]
+    keys = [PAPER_KEY.get(configurations.get(m, m)) for m in out["model"]]
+    out["paper_dpsnr"] = [PAPER[k][0] - bicubic[0] if k in PAPER and k != "bicubic" else None for k in keys]
+    out["paper_dssim"] = [PAPER[k][1] - bicubic[1] if k in PAPER and k != "bicubic" else None for k in keys]
+    return out
+
+
+def paired(df: pd.DataFrame, baseline: str, models: list[str],
+           metrics: tuple[str, ...] = ("psnr", "ssim", "id_rank1", "id_dist")) -> pd.DataFrame:
+    """`evaluate.paired_bootstrap` with the columns results/ uses: model, metric, diff, diff_low, diff_high, images."""
+    p = paired_bootstrap(df, baseline, models, metrics=metrics, n_boot=BOOTSTRAP)
+    return p.rename(columns={"ci_low": "diff_low", "ci_high": "diff_high"})[
+        ["model", "metric", "diff", "diff_low", "diff_high", "images"]]
+
+
+def scored_faces(df: pd.DataFrame) -> dict[str, Any]:
+    """Which faces were scored: counts and a digest of their image paths."""
+    scored = df[df["model"] == "bicubic"]
+    return {"images": len(scored), "identities": int(scored["identity"].nunique()),
+            "sha256": results.digest(scored["image"])}
+
+
+def priors(root: Path, args: argparse.Namespace) -> Path:
+    """The identity priors: --recognizers, else the shipped or runs/<preset>/ ones (`tour.recognizers`)."""
+    if args.recognizers is not None:
+        return zoo.resolve(args.recognizers, kind="recognizers")
+    return default_recognizers(root, args.preset)[0]
+
+
+def _train(names: list[str], root: Path, out: Path, rec: Path, args: argparse.Namespace, seed: int = 0
+           ) -> dict[str, Path]:
+    return train_variants(names, root, args.preset, out, recognizers=rec, alpha=ALPHA,
+                          train=budget(args.preset, args.max_steps, args.batch_size, seed), device=args.device)
+
+
+def _training(root: Path, args: argparse.Namespace, rec: Path) -> dict[str, Any]:
+    """Provenance of the training side: preset, budget, identity universe, priors."""
+    ids = training_folder(root, args.preset).identities
+    return {"preset": args.preset, "budget": {"steps": args.max_steps, "batch_size": args.batch_size,
+                                              "validate_every": min(VALIDATE_EVERY, args.max_steps)},
+            "train_data": {"root": str(root), "identities": len(ids), "identities_sha256": identities_digest(ids)},
+            "recognizers": _display(rec), "alpha": ALPHA, "bootstrap": BOOTSTRAP}
+
+
+def table1(root: Path, args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    rec = priors(root, args)
+    ckpts = _train(TABLE1, root, runs_folder(args, seed=0), rec, args)
+    df, judge = score({name: load_sr(path) for name, path in ckpts.items()}, root, args)
+    t = summary(df)
+    t["kept_step"] = t["model"].map({n: load_checkpoint(p, kind="sr").get("metrics", {}).get("step")
+                                     for n, p in ckpts.items()})
+    return {"": t}, {**_training(root, args, rec), "judge": judge, "test_data": scored_faces(df)}
+
+
+def table2(root: Path, args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    rec = priors(root, args)
+    models = {}
+    for k, seed in enumerate(args.seeds):
+        names = [*PAIR, *([n for n in VARIANTS if n not in PAIR] if args.all_variants and k == 0 else [])]
+        ckpts = _train(names, root, runs_folder(args, seed), rec, args, seed)
+        models.update({f"{name} seed{seed}": load_sr(path) for name, path in ckpts.items()})
+    df, judge = score(models, root, args)
+    t = summary(df, configurations={m: m.rsplit(" seed", 1)[0] for m in models})
+    split = t["model"].str.extract(r"^(?P<variant>.*?)(?: seed(?P<seed>\d+))?$")
+    t.insert(0, "seed", pd.to_numeric(split["seed"]))
+    t["model"] = split["variant"]
+    t.insert(1, "alpha", [ALPHA if m == "C-SRIP" else 0.0 if m in VARIANTS else None for m in t["model"]])
+    return {"": t, "paired": pooled(df, args.seeds, t)}, {
+        **_training(root, args, rec), "seeds": list(args.seeds), "compared": list(PAIR), "judge": judge,
+        "test_data": scored_faces(df)}
+
+
+def pooled(df: pd.DataFrame, seeds: list[int], per_seed: pd.DataFrame) -> pd.DataFrame:
+    """C-SRIP - C+SSIM+M per metric, pooled over seeds: each seed's pair is matched on the same image
+    ("seed:image" keys) and identities are resampled with all their images of every seed; plus each
+    seed's own difference and their standard deviation (the seed-to-seed spread). AUC has one value per
+    model and seed, so it gets the mean and spread of the per-seed differences only."""
+    base, model = PAIR
+    stacked = pd.concat([df[df["model"] == f"{m} seed{s}"].assign(model=m, image=lambda d, s=s: f"{s}:" + d["image"])
+                         for s in seeds for m in PAIR])
+    metrics = tuple(m for m in ("psnr", "ssim", "id_rank1", "id_dist") if m in df and df[m].notna().any())
+    out = paired(stacked, base, [model], metrics)
+    each = {s: paired(df, f"{base} seed{s}", [f"{model} seed{s}"], metrics).set_index("metric")["diff"] for s in seeds}
+    if "auc" in per_seed and per_seed["auc"].notna().any():
+        auc = per_seed.set_index(["model", "seed"])["auc"]
+        for s in seeds:
+            each[s]["auc"] = auc[(model, s)] - auc[(base, s)]
+        mean = sum(each[s]["auc"] for s in seeds) / len(seeds)
+        out = pd.concat([out, pd.DataFrame([{"model": model, "metric": "auc", "diff": mean}])], ignore_index=True)
+    per = pd.DataFrame(each)  # metric x seed
+    out["per_seed"] = out["metric"].map(lambda m: ";".join(f"{v:.6g}" for v in per.loc[m]))
+    out["seed_sd"] = out["metric"].map(lambda m: per.loc[m].std(ddof=1) if len(seeds) > 1 else float("nan"))
+    return out
+
+
+def default_model(root: Path, args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    names = args.models or zoo.available("sr")
+    models = load_models(names)
+    if args.compare_to not in models:
+        raise CSRIPError(f"--compare-to {args.compare_to!r} is not among the evaluated models {list(models)}")
+    configs = {name: load_checkpoint(zoo.resolve(n), kind="sr") for name, n in zip(models, names)}
+    df, judge = score(models, root, args)
+    t = summary(df, {m: configuration(c["config"]) for m, c in configs.items()})
+    t["configuration"] = t["model"].map({m: configuration(c["config"]) for m, c in configs.items()})
+    t["steps"] = t["model"].map({m: c.get("metrics", {}).get("step") for m, c in configs.items()})
+    t["batch_size"] = t["model"].map({m: c.get("train_config", {}).get("batch_size") for m, c in configs.items()})
+    t["init"] = t["model"].map({m: Path(c["config"]["init"]).stem if c["config"].get("init") else None
+                                for m, c in configs.items()})
+    tables = {"": t}
+    others = [m for m in models if m != args.compare_to]
+    if others:
+        tables["paired"] = paired(df, args.compare_to, others)
+    return tables, {"models": names, "compare_to": args.compare_to, "judge": judge, "test_data": scored_faces(df),
+                    "trained_on": {m: c["config"].get("identities", {}).get("identities_sha256")
+                                   for m, c in configs.items()}, "bootstrap": BOOTSTRAP}
+
+
+MEASURE = {"table1": table1, "table2": table2, "default-model": default_model}
+
+
+# ------------------------------------------------------------------------------------ command line
+def runs_folder(args: argparse.Namespace, seed: int) -> Path:
+    """The runs of one preset, budget and seed (another budget never resumes them). Table 1 and Table 2's
+    seed 0 share theirs: its C+SSIM+M and C-SRIP are trained once and are the same models in both."""
+    return Path(args.runs) / f"{args.preset}-{args.max_steps}x{args.batch_size}" / f"seed{seed}"
+
+
+def _display(path: str | Path) -> str:
+    """A path as a command shows it: relative to the repository root when inside it."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(project_root()))
+    except ValueError:
+        return str(path)
+
+
+def command(name: str, root: Path, args: argparse.Namespace) -> str:
+    """The command that measures result `name` again as this call did (run from the repository root)."""
+    parts = ["csrip", "reproduce", name, "--data", str(root), "--out", _display(args.out)]
+    if name == "default-model":
+        parts += ["--models", *(args.models or zoo.available("sr")), "--compare-to", args.compare_to]
+    else:
+        parts += ["--runs", _display(args.runs), "--preset", args.preset, "--max-steps", str(args.max_steps),
+                  "--batch-size", str(args.batch_size)]
+        if args.recognizers is not None:
+            shipped = args.recognizers in zoo.available("recognizers")
+            parts += ["--recognizers", args.recognizers if shipped else _display(args.recognizers)]
+    if name == "table2":
+        parts += ["--seeds", *map(str, args.seeds), *(["--all-variants"] if args.all_variants else [])]
+    parts += ["--max-images", str(args.max_images)] if args.max_images else []
+    parts += ["--no-identity"] if args.no_identity else []
+    parts += ["--device", args.device] if args.device else []
+    return shlex.join([*parts, "--force"])
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"what to measure: {', '.join(NAMES)} or all")
+    parser.add_argument("--render", action="store_true", help="render README.md and checkpoints/MODEL_CARD.md "
+                        "from results/ (between <!-- results:NAME --> markers)")
+    parser.add_argument("--check", action="store_true", help="with --render: change nothing, exit 1 if a "
+                        "document differs from what results/ renders")
+    parser.add_argument("--data", default=None, help="face folder <root>/<identity>/<image> "
+                        "(default: $CSRIP_DATA, data/lfw-deepfunneled, else synthetic faces)")
+    parser.add_argument("--out", default=str(results.results_dir()), help="results folder (default: results/)")
+    parser.add_argument("--force", action="store_true", help="overwrite existing result files (training runs "
+                        "are resumed or reused, never retrained)")
+    parser.add_argument("--runs", default=str(runs_dir() / "reproduce"), help="training runs (default: runs/reproduce)")
+    parser.add_argument("--preset", default="quick", choices=sorted(PRESETS),
+                        help="model sizes and identity universe (default: quick; tiny for smoke tests)")
+    parser.add_argument("--max-steps", type=positive_int, default=STEPS, help=f"the equal budget: Adam steps per "
+                        f"network (default {STEPS})")
+    parser.add_argument("--batch-size", type=positive_int, default=BATCH, help=f"batch size (default {BATCH})")
+    parser.add_argument("--seeds", type=nonnegative_int, nargs="+", default=list(SEEDS), help="table2's seeds "
+                        f"(default {' '.join(map(str, SEEDS))})")
+    parser.add_argument("--all-variants", action="store_true", help="table2: also Baseline, B+SSIM and C+SSIM "
+                        "at the first seed")
+    parser.add_argument("--recognizers", default=None, help="identity priors (a run folder or a shipped name; "
+                        "default: recognizers-quick when they know this data's quick identities)")
+    parser.add_argument("--models", nargs="+", default=None, metavar="CKPT", help="default-model: SR checkpoints "
+                        "or shipped names (default: every shipped SR model)")
+    parser.add_argument("--compare-to", default=COMPARE_TO, metavar="MODEL",
+                        help=f"default-model: paired differences against this model (default {COMPARE_TO})")
+    parser.add_argument("--max-images", type=positive_int, default=None, help="score a fixed subset of N test "
+                        "images (whole identities) instead of the whole split; recorded in the result")
+    parser.add_argument("--no-identity", action="store_true", help="skip the identity judge")
+    parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: best available)")
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if args.render:
+        if args.names:
+            raise CSRIPError("--render takes no NAME: it renders every block from --out")
+        changed = results.render_docs(out, write=not args.check)
+        for doc in changed:
+            print(f"{doc}: {'differs from' if args.check else 'rendered from'} {out}")
+        return 1 if args.check and changed else 0
+    names = list(NAMES) if "all" in args.names else args.names
+    unknown = sorted(set(names) - set(NAMES))
+    if unknown or not names:
+        raise CSRIPError(f"unknown result {', '.join(unknown)}; expected {', '.join(NAMES)} or all" if unknown
+                         else f"name a result to measure: {', '.join(NAMES)} or all (or --render)")
+    if len(set(args.seeds)) < len(args.seeds):
+        raise CSRIPError(f"--seeds {' '.join(map(str, args.seeds))}: each seed once")
+    for name in names:
+        results.check_writable(out, name, args.force)  # before any training
+    root = resolve_data(args.data)
+    for name in names:
+        started = time.time()
+        tables, fields = MEASURE[name](root, args)
+        prov = results.provenance(command(name, root, args), started, max_images=args.max_images, **fields)
+        for path in results.write(out, name, tables, prov, force=args.force):
+            print(f"wrote {path}")
+    if out.resolve() == results.results_dir().resolve():
+        for doc in results.render_docs(out):
+            print(f"rendered {doc}")
+    return 0

@@ -1,0 +1,153 @@
+"""results/ and `csrip reproduce` (issue 20): every published table is a file with provenance, one command
+remakes it, and README.md / checkpoints/MODEL_CARD.md show exactly what results/ renders."""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from csrip_lib import results
+from csrip_lib.cli import main as cli_main
+from csrip_lib.config import project_root
+from csrip_lib.data import FaceFolder
+from csrip_lib.errors import CSRIPError
+
+from test_train_sr import write_recognizers
+
+TOY = ["--preset", "tiny", "--max-steps", "1", "--batch-size", "4", "--device", "cpu"]
+
+
+def a_result(folder: Path, psnr: float = 25.5) -> list[Path]:
+    """A made-up default-model result (the test's own numbers) in `folder`."""
+    t = pd.DataFrame({"model": ["bicubic", "csrip-quick"], "images": [10, 10], "psnr": [22.4, psnr],
+                      "ssim": [0.66, 0.75], "dpsnr": [None, psnr - 22.4], "dpsnr_low": [None, 2.9],
+                      "dpsnr_high": [None, 3.2], "dssim": [None, 0.09], "dssim_low": [None, 0.08],
+                      "dssim_high": [None, 0.1], "configuration": [None, "C+SSIM+M"], "steps": [None, 425],
+                      "batch_size": [None, 16]})
+    prov = results.provenance("csrip reproduce default-model --force", time.time() - 90, models=["csrip-quick"],
+                              compare_to="csrip-quick", judge="none", test_data={"images": 10, "identities": 4,
+                                                                                  "sha256": "0123"})
+    return results.write(folder, "default-model", {"": t}, prov, force=True)
+
+
+def test_render_fills_each_block_and_a_hand_edit_makes_the_document_stale(tmp_path):
+    doc = tmp_path / "README.md"
+    doc.write_text("# title\n\n<!-- results:default-model -->\nold typed numbers\n<!-- /results:default-model -->\n"
+                   "text between\n<!-- results:table2 -->\n<!-- /results:table2 -->\nend\n")
+    folder = tmp_path / "results"
+    a_result(folder)
+    assert results.stale_docs(folder, tmp_path) == [doc]
+    assert results.render_docs(folder, tmp_path) == [doc]
+    text = doc.read_text()
+    assert text.startswith("# title\n\n<!-- results:default-model -->\n") and "text between\n" in text
+    assert "old typed numbers" not in text
+    assert "| `csrip-quick` (C+SSIM+M, 425 steps of batch 16) | 25.50 | 0.750 | +3.10 [+2.90, +3.20] |" in text
+    assert "`csrip reproduce default-model --force`" in text
+    assert "<!-- results:table2 -->\nnot measured yet: run `csrip reproduce table2`\n<!-- /results:table2 -->" in text
+    assert results.stale_docs(folder, tmp_path) == []
+    doc.write_text(text.replace("25.50", "25.60"))  # a number typed over the rendered one
+    assert results.stale_docs(folder, tmp_path) == [doc]
+    results.render_docs(folder, tmp_path)
+    a_result(folder, psnr=26.0)  # a new measurement
+    assert results.stale_docs(folder, tmp_path) == [doc]
+    doc.write_text("<!-- results:table1 -->\nno closing marker\n")
+    with pytest.raises(CSRIPError, match="closing marker"):
+        results.stale_docs(folder, tmp_path)
+
+
+def test_the_committed_readme_and_model_card_are_rendered_from_results():
+    root = project_root()
+    assert results.stale_docs() == [], "a results block differs from results/: run `csrip reproduce --render`"
+    readme, card = (root / d for d in results.DOCS)
+    for name in ("table1", "table2", "default-model", "recognizers-quick"):
+        assert f"<!-- results:{name} -->" in readme.read_text(), name
+    for name in ("default-model", "recognizers-quick"):
+        assert f"<!-- results:{name} -->" in card.read_text(), name
+    assert cli_main(["reproduce", "--render", "--check"]) == 0
+
+
+def test_a_result_is_never_overwritten_without_force(tmp_path, synthetic_root, capsys):
+    a_result(tmp_path)
+    before = (tmp_path / "default-model.json").read_text()
+    assert cli_main(["reproduce", "default-model", "--data", str(synthetic_root), "--out", str(tmp_path)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert (tmp_path / "default-model.json").read_text() == before
+    assert cli_main(["reproduce", "table9", "--out", str(tmp_path)]) == 2
+
+
+def test_reproduce_default_model_scores_shipped_models_against_bicubic(tmp_path, synthetic_root):
+    out = tmp_path / "res"
+    args = ["reproduce", "default-model", "--data", str(synthetic_root), "--out", str(out), "--max-images", "6",
+            "--no-identity", "--device", "cpu"]
+    assert cli_main([*args, "--models", "csrip-quick", "c-ssim-m-quick", "--compare-to", "nobody"]) == 2
+    assert cli_main([*args, "--models", "csrip-quick", "c-ssim-m-quick"]) == 0
+    (t, paired), prov = (lambda r: ((r[0][""], r[0]["paired"]), r[1]))(results.read(out, "default-model"))
+    assert list(t["model"]) == ["bicubic", "csrip-quick", "c-ssim-m-quick"]
+    assert t.set_index("model").loc["csrip-quick", ["configuration", "steps"]].tolist() == ["C+SSIM+M", 425]
+    assert t.set_index("model").loc["csrip-quick", "paper_dpsnr"] == pytest.approx(26.4511 - 24.256)  # like with like
+    assert set(paired["model"]) == {"c-ssim-m-quick"} and prov["test_data"]["images"] == 6
+    assert "not measured" not in results.render_block("default-model", out)
+
+
+@pytest.mark.slow
+def test_reproduce_table2_writes_results_with_provenance_and_its_recorded_command_remakes_them(
+        tmp_path, synthetic_root):
+    priors = write_recognizers(tmp_path / "rec", FaceFolder(synthetic_root, "train", min_images=2).identities)
+    out, runs = tmp_path / "results", tmp_path / "runs"
+    assert cli_main(["reproduce", "table2", "--data", str(synthetic_root), "--out", str(out), "--runs", str(runs),
+                     "--recognizers", str(priors), "--seeds", "0", "1", "--max-images", "8", *TOY]) == 0
+    (tables, prov) = results.read(out, "table2")
+    t, paired = tables[""], tables["paired"]
+    trained = t.dropna(subset=["seed"])
+    assert sorted(zip(trained["model"], trained["seed"])) == [("C+SSIM+M", 0), ("C+SSIM+M", 1), ("C-SRIP", 0),
+                                                              ("C-SRIP", 1)]
+    assert set(trained.loc[trained["model"] == "C-SRIP", "alpha"]) == {0.001} and t["psnr"].notna().sum() == 5
+    assert {"psnr", "ssim"} <= set(paired["metric"]) and set(paired["model"]) == {"C-SRIP"}
+    assert paired["per_seed"].str.count(";").eq(1).all() and paired["seed_sd"].notna().all()
+    assert len(prov["commit"]) == 40 and isinstance(prov["dirty"], bool) and prov["preset"] == "tiny"
+    assert prov["budget"] == {"steps": 1, "batch_size": 4, "validate_every": 1} and prov["seeds"] == [0, 1]
+    assert prov["max_images"] == 8 and prov["test_data"]["images"] == 8 and prov["wall_s"] > 0
+    assert prov["train_data"]["identities_sha256"] and prov["hardware"]["cores"] >= 1 and prov["torch"]
+    assert prov["files"] == ["table2.csv", "table2_paired.csv"]
+    assert "not measured" not in results.render_block("table2", out)
+
+    command = shlex.split(prov["command"])  # as written, from the repository root
+    assert command[:3] == ["csrip", "reproduce", "table2"] and "--force" in command
+    lasts = {p: p.stat().st_mtime_ns for p in runs.rglob("last.pt")}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(project_root()), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "csrip_lib", *command[1:]], cwd=project_root(), env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    again = results.read(out, "table2")[1]
+    assert again["command"] == prov["command"] and again["date"] >= prov["date"]
+    assert {p: p.stat().st_mtime_ns for p in runs.rglob("last.pt")} == lasts  # finished runs reused, not retrained
+    assert (pd.read_csv(out / "table2.csv")["psnr"].dropna().to_numpy() ==
+            pytest.approx(t["psnr"].dropna().to_numpy(), abs=1e-4))
+
+
+@pytest.mark.slow
+def test_reproduce_table1_trains_every_competitor_and_both_cascades_at_one_budget(tmp_path, synthetic_root,
+                                                                                 monkeypatch):
+    from csrip_lib.models.nbsrf import NBSRFConfig
+
+    monkeypatch.setattr(NBSRFConfig, "preset", classmethod(lambda cls, name: cls(trees=2, max_depth=4, patches=2000)))
+    priors = write_recognizers(tmp_path / "rec", FaceFolder(synthetic_root, "train", min_images=2).identities)
+    out = tmp_path / "results"
+    assert cli_main(["reproduce", "table1", "--data", str(synthetic_root), "--out", str(out), "--runs",
+                     str(tmp_path / "runs"), "--recognizers", str(priors), "--max-images", "6", "--no-identity",
+                     *TOY]) == 0
+    tables, prov = results.read(out, "table1")
+    t = tables[""].set_index("model")
+    assert list(t.index) == ["bicubic", "NBSRF-like", "SRCNN", "VDSR", "lp", "SRGAN", "URDGN", "C+SSIM+M", "C-SRIP"]
+    assert t["psnr"].notna().all() and t.loc["C-SRIP", "paper_dpsnr"] == pytest.approx(27.1638 - 24.256)  # Table 2 gives the same C-SRIP to 4 decimals
+    assert t.drop(index=["bicubic", "NBSRF-like"])["kept_step"].eq(1).all()
+    assert prov["budget"]["steps"] == 1 and prov["judge"].startswith("skipped")
+    assert (tmp_path / "runs" / "tiny-1x4" / "seed0" / "c_srip" / "best.pt").is_file()  # table2's seed 0 reuses it
+    assert "Clearly above bicubic" in results.render_block("table1", out)
