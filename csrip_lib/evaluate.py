@@ -269,13 +269,17 @@ def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "
         hr_u8 = hr_u8.to(device, non_blocking=True)
         lr = make_pyramid(hr_u8.float() / 255, degradation)["lr"]
         labels.append(y)
+        if judge is not None:  # the judge's processes may run one batch behind, no further
+            for scored in scores.values():
+                for wait in scored["emb"][-1:]:
+                    wait()
         for name, fn in fns.items():
             sr = _run(fn, lr, device)
             psnr_db, ssim_mean = psnr_ssim(sr, hr_u8)  # each image prepared once; uint8: the exact 8-bit values
             scores[name]["psnr"].append(psnr_db.float().cpu())
             scores[name]["ssim"].append(ssim_mean.float().cpu())
             if judge is not None:
-                scores[name]["emb"].append(judge.embed(sr))
+                scores[name]["emb"].append(judge.submit(sr))  # judged while the next batch is scored
 
     info = _readable_info(ds, torch.cat(readable))
     base = pd.DataFrame({"image": [p for p, _ in info], "identity": [c for _, c in info]})
@@ -293,7 +297,7 @@ def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "
             df["ssim"] = torch.cat(scores[name]["ssim"]).numpy()
         if judge is not None:
             gallery = np.concatenate(hr_emb)
-            probe = gallery if name == "hr" else np.concatenate(scores[name]["emb"])
+            probe = gallery if name == "hr" else np.concatenate([wait() for wait in scores[name]["emb"]])
             m = identity_metrics(probe, gallery, labels_np)
             df["id_dist"] = m["id_dist"]
             df["id_match"] = np.where(np.isnan(m["id_dist"]), np.nan, m["id_dist"] < judge_mod.MATCH_THRESHOLD)
@@ -556,9 +560,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(written to *_paired.csv)")
     p.add_argument("--device", default=None, help="cuda, cpu, ... (default: best available)")
     p.add_argument("--workers", type=nonnegative_int, default=2, help="data-loading processes")
-    p.add_argument("--judge-workers", type=positive_int, default=None, metavar="N",
-                   help="processes running the identity judge (dlib uses one core each; "
-                        "default: the usable CPU cores, at most 8)")
+    p.add_argument("--judge-workers", type=nonnegative_int, default=None, metavar="N",
+                   help="processes running the identity judge next to the scoring (dlib uses one core "
+                        "each; 0: in this process; default: the usable CPU cores, at most 8)")
 
 
 @contextlib.contextmanager

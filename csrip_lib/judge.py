@@ -23,7 +23,7 @@ import multiprocessing as mp
 import os
 import zipfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -73,9 +73,9 @@ def default_workers() -> int:
 class FaceJudge:
     """dlib's face recognizer on face crops: `embed(images)` -> N x 128 descriptors (NaN rows for faces
     it cannot judge). Deterministic; about 80-250 ms per face on one CPU core, and dlib uses one core,
-    so `workers` processes (default: `default_workers()`, 1 = in this process) share each call's faces.
+    so `workers` processes (default: `default_workers()`; 0 = in this process) share each call's faces.
     Each face's descriptor does not depend on the others in its call, so any `workers` gives the same
-    numbers. The pool starts at the first call with more than one face; `close()` (or `with`) ends it."""
+    numbers. The processes start at the first call; `close()` (or `with`) ends them."""
 
     def __init__(self, workers: int | None = None) -> None:
         if not available():
@@ -87,8 +87,8 @@ class FaceJudge:
         self.landmarks = dlib.shape_predictor(str(d / "shape_predictor_5_face_landmarks.dat"))
         self.net = dlib.face_recognition_model_v1(str(d / "dlib_face_recognition_resnet_model_v1.dat"))
         self.workers = default_workers() if workers is None else workers
-        if not (isinstance(self.workers, int) and self.workers >= 1):
-            raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+        if not (isinstance(self.workers, int) and self.workers >= 0):
+            raise ValueError(f"workers must be an integer >= 0 (0: in this process), got {workers!r}")
         self._pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> FaceJudge:
@@ -120,14 +120,21 @@ class FaceJudge:
     def embed(self, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
         """Descriptors of N face crops (N x 3 x H x W, uint8 or float [0, 1]) -> float32 N x 128,
         NaN rows where the face could not be aligned or embedded."""
+        return self.submit(images, batch_size)()
+
+    def submit(self, images: torch.Tensor, batch_size: int = 64) -> Callable[[], np.ndarray]:
+        """`embed`, started: returns a function that waits for the descriptors and returns them. With
+        worker processes this one goes on meanwhile (`evaluate` scores the next batch)."""
         arrays = to_uint8_hwc(images)
         parts = min(self.workers, len(arrays))
-        if parts <= 1:
-            return self._embed(arrays, batch_size)
+        if parts == 0:
+            out = self._embed(arrays, batch_size)
+            return lambda: out
         if self._pool is None:  # spawn: a clean interpreter, whatever threads this process runs
-            self._pool = ProcessPoolExecutor(parts, mp_context=mp.get_context("spawn"),
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
                                              initializer=_start_worker, initargs=(batch_size,))
-        return np.concatenate(list(self._pool.map(_embed_in_worker, np.array_split(arrays, parts))))
+        futures = [self._pool.submit(_embed_in_worker, a) for a in np.array_split(arrays, parts)]
+        return lambda: np.concatenate([f.result() for f in futures])
 
     def _embed(self, arrays: np.ndarray, batch_size: int) -> np.ndarray:
         """`embed` of N x H x W x 3 uint8 arrays, in this process."""
@@ -157,7 +164,7 @@ _WORKER: tuple[FaceJudge, int] | None = None  # a pool process's own judge and b
 
 def _start_worker(batch_size: int) -> None:
     global _WORKER
-    _WORKER = FaceJudge(workers=1), batch_size
+    _WORKER = FaceJudge(workers=0), batch_size
 
 
 def _embed_in_worker(arrays: np.ndarray) -> np.ndarray:
