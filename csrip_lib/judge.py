@@ -21,8 +21,8 @@ import hashlib
 import importlib.util
 import multiprocessing as mp
 import os
-import zipfile
 import warnings
+import zipfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -132,8 +132,8 @@ class FaceJudge:
             return lambda: out
         if self._pool is None:  # spawn: a clean interpreter, whatever threads this process runs
             self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
-                                             initializer=_start_worker, initargs=(batch_size,))
-        futures = [self._pool.submit(_embed_in_worker, a) for a in np.array_split(arrays, parts)]
+                                             initializer=_start_worker)
+        futures = [self._pool.submit(_embed_in_worker, a, batch_size) for a in np.array_split(arrays, parts)]
         return lambda: np.concatenate([f.result() for f in futures])
 
     def _embed(self, arrays: np.ndarray, batch_size: int) -> np.ndarray:
@@ -159,17 +159,16 @@ class FaceJudge:
         return out
 
 
-_WORKER: tuple[FaceJudge, int] | None = None  # a pool process's own judge and batch size
+_WORKER: FaceJudge | None = None  # a worker process's own judge
 
 
-def _start_worker(batch_size: int) -> None:
+def _start_worker() -> None:
     global _WORKER
-    _WORKER = FaceJudge(workers=0), batch_size
+    _WORKER = FaceJudge(workers=0)
 
 
-def _embed_in_worker(arrays: np.ndarray) -> np.ndarray:
-    judge, batch_size = _WORKER
-    return judge._embed(arrays, batch_size)
+def _embed_in_worker(arrays: np.ndarray, batch_size: int) -> np.ndarray:
+    return _WORKER._embed(arrays, batch_size)
 
 
 # ------------------------------------------------------------------------------ HR embedding cache
