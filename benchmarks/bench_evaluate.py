@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--repeats", type=int, default=1, help="end-to-end runs of each path (median)")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
-    p.add_argument("--judge-workers", type=int, default=1, help="judge processes in today's path, next to the scoring (0: in this process)")
+    p.add_argument("--judge-workers", type=int, default=1,
+                   help="judge processes in today's path, next to the scoring (0: in this process)")
     p.add_argument("--no-judge", action="store_true", help="PSNR/SSIM only")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -221,8 +222,8 @@ def main(argv: list[str] | None = None) -> int:
             hr_cache = dict(enumerate(_HREmbedder(judge, ds)(hr)))
         ref_t, new_t = [], []
         for _ in range(args.repeats):
-            t, ref = timed(lambda: reference_evaluate(models, args.data, args.faces, args.batch_size,
-                                                         judge and local, hr_cache))
+            ref_judge = local if judge is not None else None  # the judge as it ran before: in this process
+            t, ref = timed(lambda: reference_evaluate(models, args.data, args.faces, args.batch_size, ref_judge, hr_cache))
             ref_t.append(t)
             t, new = timed(lambda: evaluate_models(models, args.data, "test", judge=judge, max_images=args.faces,
                                                    batch_size=args.batch_size, device="cpu", progress=False))
