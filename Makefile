@@ -25,8 +25,11 @@ demo: venv  ## data (or the synthetic fallback), then every notebook with the sh
 demo-quick: venv  ## the same tour, training tiny models on the CPU instead of loading checkpoints/
 	$(PY) -m csrip_lib demo --preset quick
 
-test: venv chromium  ## the whole test suite, notebooks and the browser test included (quick mode)
-	$(PY) -m pytest -q
+# Test processes (pytest-xdist): tests that share state are grouped into one process (xdist_group marks).
+TEST_WORKERS ?= 2
+
+test: venv chromium  ## the whole test suite, notebooks and the browser test included (quick mode), in TEST_WORKERS processes
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 chromium:  ## best effort: Debian's chromium for tests/test_browser.py (which skips, saying why, without it)
 	@[ -x /usr/bin/chromium ] || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \

@@ -47,7 +47,7 @@ from .degradation import for_models, make_pyramid, residual, upsample_bicubic
 from .errors import CSRIPError
 from .identity import identity_metrics
 from .inference import Upscaler
-from .metrics import psnr, ssim_eval
+from .metrics import psnr_ssim
 from .models.registry import load_sr
 from .outputs import check_dir
 from .progress import tqdm
@@ -166,14 +166,6 @@ def _identity_subset(ds: Dataset, max_images: int, seed: int = 0) -> Subset:
     return Subset(ds, sorted(keep))
 
 
-def _item_path(ds: Dataset, i: int) -> Path | None:
-    """The image file of item i of a FaceFolder (or a Subset of one); None for other datasets."""
-    if isinstance(ds, Subset):
-        return _item_path(ds.dataset, ds.indices[i])
-    items = getattr(ds, "items", None)
-    return Path(items[i][0]) if items is not None else None
-
-
 def _item_info(ds: Dataset, i: int) -> tuple[str, str]:
     """(image path relative to the dataset root, identity) of item i of a FaceFolder-like dataset."""
     if isinstance(ds, Subset):
@@ -245,7 +237,7 @@ def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "
 
     Each HR image is degraded to 24 px with `make_pyramid` (paper Sec. 3.3) under the models' training
     degradation (`degradation.for_models`; `degradation` overrides it, see the module docstring; it is
-    recorded in `df.attrs["degradation"]`), super-resolved by each model (and bicubic) and compared with the HR image (csrip_lib.metrics.psnr / ssim_eval). `max_images` takes a
+    recorded in `df.attrs["degradation"]`), super-resolved by each model (and bicubic) and compared with the HR image (csrip_lib.metrics.psnr_ssim). `max_images` takes a
     fixed random subset of (mostly whole) identities (see `_identity_subset`). Returns one row per
     (model, image): model, image, identity, psnr, ssim, and with a `judge` (`judge.FaceJudge`) also
     id_dist, id_match, id_rank1 (1/0, empty where excluded), id_failed and per model id_auc, id_tar
@@ -268,22 +260,26 @@ def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "
     scores: dict[str, dict[str, list]] = {name: {"psnr": [], "ssim": [], "emb": []} for name in fns}
     hr_emb, labels, readable = [], [], []
     for hr_u8, y, ok in tqdm(loader, desc="evaluate", unit="batch", disable=not progress):
-        start = sum(len(r) for r in readable)  # dataset index of this batch's first item (no shuffle)
         readable.append(ok)  # rows only for images read from their own file (IndexedFaces)
         if not ok.any():
             continue
         hr_u8, y = hr_u8[ok], y[ok]
-        hr = hr_u8.to(device, non_blocking=True).float() / 255
-        lr = make_pyramid(hr, degradation)["lr"]
         if hr_embed is not None:
-            hr_emb.append(hr_embed(hr_u8, (start + torch.nonzero(ok).flatten()).tolist()))
+            hr_emb.append(hr_embed(hr_u8))
+        hr_u8 = hr_u8.to(device, non_blocking=True)
+        lr = make_pyramid(hr_u8.float() / 255, degradation)["lr"]
         labels.append(y)
+        if judge is not None:  # the judge's processes may run one batch behind, no further
+            for scored in scores.values():
+                for wait in scored["emb"][-1:]:
+                    wait()
         for name, fn in fns.items():
             sr = _run(fn, lr, device)
-            scores[name]["psnr"].append(psnr(sr, hr).float().cpu())
-            scores[name]["ssim"].append(ssim_eval(sr, hr).float().cpu())
+            psnr_db, ssim_mean = psnr_ssim(sr, hr_u8)  # each image prepared once; uint8: the exact 8-bit values
+            scores[name]["psnr"].append(psnr_db.float().cpu())
+            scores[name]["ssim"].append(ssim_mean.float().cpu())
             if judge is not None:
-                scores[name]["emb"].append(judge.embed(sr))
+                scores[name]["emb"].append(judge.submit(sr))  # judged while the next batch is scored
 
     info = _readable_info(ds, torch.cat(readable))
     base = pd.DataFrame({"image": [p for p, _ in info], "identity": [c for _, c in info]})
@@ -301,7 +297,7 @@ def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "
             df["ssim"] = torch.cat(scores[name]["ssim"]).numpy()
         if judge is not None:
             gallery = np.concatenate(hr_emb)
-            probe = gallery if name == "hr" else np.concatenate(scores[name]["emb"])
+            probe = gallery if name == "hr" else np.concatenate([wait() for wait in scores[name]["emb"]])
             m = identity_metrics(probe, gallery, labels_np)
             df["id_dist"] = m["id_dist"]
             df["id_match"] = np.where(np.isnan(m["id_dist"]), np.nan, m["id_dist"] < judge_mod.MATCH_THRESHOLD)
@@ -318,19 +314,19 @@ def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "
 
 
 class _HREmbedder:
-    """Judge descriptors of the HR batches of `ds`, read from / added to the on-disk cache when the
-    items are image files (FaceFolder), computed otherwise."""
+    """Judge descriptors of HR batches, read from / added to the on-disk cache (`judge.EmbeddingCache`,
+    keyed by the faces' pixels) when the dataset is a face folder, computed otherwise."""
 
     def __init__(self, judge: Any, ds: Dataset):
-        self.judge, self.ds = judge, ds
+        self.judge = judge
         root = getattr(getattr(ds, "dataset", ds), "root", None)
-        self.cache = judge_mod.EmbeddingCache(root) if root is not None and _item_path(ds, 0) is not None else None
+        self.cache = judge_mod.EmbeddingCache(root) if root is not None else None
 
-    def __call__(self, hr_u8: torch.Tensor, indices: list[int]) -> np.ndarray:
-        """Descriptors of the HR images `hr_u8`, which are the dataset items `indices`."""
+    def __call__(self, hr_u8: torch.Tensor) -> np.ndarray:
+        """Descriptors of the HR faces `hr_u8` (N x 3 x 192 x 192 uint8)."""
         if self.cache is None:
             return self.judge.embed(hr_u8)
-        emb, keys = self.cache.lookup([_item_path(self.ds, i) for i in indices])
+        emb, keys = self.cache.lookup(hr_u8)
         todo = [k for k, key in enumerate(keys) if key not in self.cache]
         if todo:
             emb[todo] = self.judge.embed(hr_u8[todo])
@@ -524,9 +520,7 @@ def check_output(path: str | Path, force: bool = False) -> Path:
     path = Path(path)
     if path.is_dir():
         raise CSRIPError(f"{path} is a directory; expected a .csv file path")
-    parent = check_dir(path.parent if str(path.parent) else Path("."))
-    if not parent.is_dir():
-        raise CSRIPError(f"output folder {parent} does not exist; create it first")
+    check_dir(path.parent)  # a missing folder is created when the results are written
     for p in (path, summary_path(path)):
         if p.exists() and not force:
             raise CSRIPError(f"{p} exists; pass --force to overwrite it")
@@ -566,6 +560,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(written to *_paired.csv)")
     p.add_argument("--device", default=None, help="cuda, cpu, ... (default: best available)")
     p.add_argument("--workers", type=nonnegative_int, default=2, help="data-loading processes")
+    p.add_argument("--judge-workers", type=nonnegative_int, default=None, metavar="N",
+                   help="processes running the identity judge next to the scoring (dlib uses one core "
+                        "each; 0: in this process; default: the usable CPU cores, at most 8)")
 
 
 @contextlib.contextmanager
@@ -598,15 +595,16 @@ def run(args: argparse.Namespace) -> int:
     judge = None
     if not args.no_identity:
         if judge_mod.available():
-            judge = judge_mod.FaceJudge()
+            judge = judge_mod.FaceJudge(workers=args.judge_workers)
         else:
             print(f"note: {judge_mod.INSTALL_HINT}; reporting PSNR/SSIM only")
     split = "all" if args.all else "test"
     print(f"evaluating {['bicubic', *models]} on the {split!r} split on {device}")
-    with one_line_warnings("evaluate"):  # --sigma other than a model's training degradation
+    with one_line_warnings("evaluate"), judge or contextlib.nullcontext():  # warnings: e.g. --sigma
         df = evaluate_models(models, args.data, split, batch_size=args.batch_size, device=device, judge=judge,
                              degradation=None if args.sigma is None else DegradationConfig(sigma=args.sigma),
                              max_images=args.max_images, num_workers=args.workers)
+    out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(out, index=False)
     summary = summarize_results(df)
     summary.to_csv(summary_path(out))

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import multiprocessing as mp
 import os
 import warnings
-from collections.abc import Sequence
+import zipfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -61,11 +64,20 @@ def to_uint8_hwc(images: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(x.permute(0, 2, 3, 1).numpy())
 
 
+def default_workers() -> int:
+    """The judge's default number of processes: the CPU cores this process may use (at most 8)."""
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    return max(1, min(8, len(cores)))
+
+
 class FaceJudge:
     """dlib's face recognizer on face crops: `embed(images)` -> N x 128 descriptors (NaN rows for faces
-    it cannot judge). Single-threaded and deterministic; about 80 ms per face on one CPU core."""
+    it cannot judge). Deterministic; about 80-250 ms per face on one CPU core, and dlib uses one core,
+    so `workers` processes (default: `default_workers()`; 0 = in this process) share each call's faces.
+    Each face's descriptor does not depend on the others in its call, so any `workers` gives the same
+    numbers. The processes start at the first call; `close()` (or `with`) ends them."""
 
-    def __init__(self) -> None:
+    def __init__(self, workers: int | None = None) -> None:
         if not available():
             raise CSRIPError(INSTALL_HINT)
         import dlib
@@ -74,6 +86,25 @@ class FaceJudge:
         self._dlib = dlib
         self.landmarks = dlib.shape_predictor(str(d / "shape_predictor_5_face_landmarks.dat"))
         self.net = dlib.face_recognition_model_v1(str(d / "dlib_face_recognition_resnet_model_v1.dat"))
+        self.workers = default_workers() if workers is None else workers
+        if not (isinstance(self.workers, int) and self.workers >= 0):
+            raise ValueError(f"workers must be an integer >= 0 (0: in this process), got {workers!r}")
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> FaceJudge:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the worker processes (a later call starts them again)."""
+        if getattr(self, "_pool", None) is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
 
     def _align(self, img: np.ndarray):
         """5-point landmarks in the central box, or None if any landmark leaves the image."""
@@ -89,7 +120,24 @@ class FaceJudge:
     def embed(self, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
         """Descriptors of N face crops (N x 3 x H x W, uint8 or float [0, 1]) -> float32 N x 128,
         NaN rows where the face could not be aligned or embedded."""
+        return self.submit(images, batch_size)()
+
+    def submit(self, images: torch.Tensor, batch_size: int = 64) -> Callable[[], np.ndarray]:
+        """`embed`, started: returns a function that waits for the descriptors and returns them. With
+        worker processes this one goes on meanwhile (`evaluate` scores the next batch)."""
         arrays = to_uint8_hwc(images)
+        parts = min(self.workers, len(arrays))
+        if parts == 0:
+            out = self._embed(arrays, batch_size)
+            return lambda: out
+        if self._pool is None:  # spawn: a clean interpreter, whatever threads this process runs
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
+                                             initializer=_start_worker)
+        futures = [self._pool.submit(_embed_in_worker, a, batch_size) for a in np.array_split(arrays, parts)]
+        return lambda: np.concatenate([f.result() for f in futures])
+
+    def _embed(self, arrays: np.ndarray, batch_size: int) -> np.ndarray:
+        """`embed` of N x H x W x 3 uint8 arrays, in this process."""
         out = np.full((len(arrays), EMBEDDING_DIM), np.nan, dtype=np.float32)
         for start in range(0, len(arrays), batch_size):
             idx, imgs, faces = [], [], []
@@ -111,37 +159,54 @@ class FaceJudge:
         return out
 
 
+_WORKER: FaceJudge | None = None  # a worker process's own judge
+
+
+def _start_worker() -> None:
+    global _WORKER
+    _WORKER = FaceJudge(workers=0)
+
+
+def _embed_in_worker(arrays: np.ndarray, batch_size: int) -> np.ndarray:
+    return _WORKER._embed(arrays, batch_size)
+
+
 # ------------------------------------------------------------------------------ HR embedding cache
 def cache_dir() -> Path:
     """Where cached HR embeddings live: $CSRIP_CACHE or ~/.cache/csrip."""
     return Path(os.environ.get("CSRIP_CACHE") or Path.home() / ".cache" / "csrip")
 
 
-def _file_key(path: str | Path) -> str:
-    p = Path(path).resolve()
-    st = p.stat()
-    return f"{p}|{st.st_size}|{st.st_mtime_ns}|{JUDGE_VERSION}"
+def image_key(image: np.ndarray) -> str:
+    """Cache key of one H x W x 3 uint8 face: a digest of its pixels + JUDGE_VERSION. The descriptor
+    depends on nothing else, so whatever decodes, crops or resizes the file, a changed HR face is a
+    new key and a stale descriptor can never be reused."""
+    digest = hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16).hexdigest()
+    return f"{digest}|{'x'.join(map(str, image.shape))}|{JUDGE_VERSION}"
 
 
 class EmbeddingCache:
-    """Judge descriptors of HR image files, keyed by absolute path + size + mtime + JUDGE_VERSION, in
-    one .npz per data folder under `cache_dir()`; a changed file or judge protocol is recomputed."""
+    """Judge descriptors of HR faces keyed by `image_key` (their pixels + JUDGE_VERSION), in one .npz per
+    data folder under `cache_dir()`; a damaged cache file is rebuilt (with a warning)."""
 
     def __init__(self, root: str | Path, folder: str | Path | None = None):
         name = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:16]
-        self.path = Path(folder or cache_dir()) / f"judge_hr_{name}.npz"
+        self.path = Path(folder or cache_dir()) / f"judge_hr_pixels_{name}.npz"
         self.table: dict[str, np.ndarray] = {}
         if self.path.is_file():
             try:
                 with np.load(self.path) as z:
                     self.table = dict(zip(z["keys"].tolist(), z["emb"]))
-            except (OSError, KeyError, ValueError):
-                self.table = {}  # a damaged cache is rebuilt
+            except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
+                warnings.warn(f"the judge's embedding cache {self.path} is damaged ({type(e).__name__}); "
+                              "rebuilding it", stacklevel=2)
+                self.table = {}
         self.dirty = False
 
-    def lookup(self, paths: Sequence[str | Path]) -> tuple[np.ndarray, list[str]]:
-        """(N x 128 descriptors with NaN rows where missing, the N keys); missing = key not in cache."""
-        keys = [_file_key(p) for p in paths]
+    def lookup(self, images: torch.Tensor) -> tuple[np.ndarray, list[str]]:
+        """(N x 128 descriptors with NaN rows where missing, the N keys) of N x 3 x H x W HR faces
+        (uint8, or float in [0, 1])."""
+        keys = [image_key(a) for a in to_uint8_hwc(images)]
         out = np.full((len(keys), EMBEDDING_DIM), np.nan, dtype=np.float32)
         for k, key in enumerate(keys):
             if key in self.table:

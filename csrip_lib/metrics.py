@@ -19,7 +19,9 @@ The paper scores 8-bit images (0..255). Every score in this repository is comput
 5. SSIM is `csrip_lib.losses.ssim`: Gaussian window 11 x 11, sigma 1.5, K1 = 0.01, K2 = 0.03,
    population covariances, mean over 'valid' windows -- numerically the same as
    `skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
-   use_sample_covariance=False, data_range=1, channel_axis=...)`, computed in float64.
+   use_sample_covariance=False, data_range=1, channel_axis=...)`, computed in float64 (its
+   Gaussian passes as BLAS matrix products, see `csrip_lib.losses`; `psnr_ssim` gives both scores
+   of a pair preparing each image once, as `csrip_lib.evaluate` does).
 
 `csrip_lib.evaluate` runs models over datasets with these and summarizes them per model.
 Scores are float64 (on the CPU for Apple-silicon "mps" tensors, which have no float64).
@@ -35,6 +37,7 @@ from .losses import RANGE_TOLERANCE, ssim
 # ITU-R BT.601 luma for R, G, B in [0, 1], result in [16/255, 235/255] (MATLAB rgb2ycbcr).
 BT601_WEIGHTS = (65.481 / 255, 128.553 / 255, 24.966 / 255)
 BT601_OFFSET = 16 / 255
+SSIM_CHUNK = 4  # images per float64 SSIM call (cache-sized; measured in benchmarks/bench_evaluate.py)
 
 
 def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
@@ -94,12 +97,28 @@ def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, y_channel: b
          border: int = 0, *, quantize: bool = True) -> torch.Tensor:
     """Per-image PSNR in dB (N,), float64, under the module's evaluation convention."""
     a, b = _pair(x, y, data_range=data_range, quantize=quantize, y_channel=y_channel, border=border)
-    mse = (a - b).pow(2).flatten(1).mean(1)
-    return 10 * torch.log10(1.0 / mse)
+    return _psnr(a, b)
 
 
 def ssim_eval(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, border: int = 0, *,
               data_range: float = 1.0, quantize: bool = True) -> torch.Tensor:
     """Per-image SSIM (N,), float64, under the module's evaluation convention."""
     a, b = _pair(x, y, data_range=data_range, quantize=quantize, y_channel=y_channel, border=border)
-    return ssim(a, b, reduction="none", check_range=False)
+    return _ssim(a, b)
+
+
+def psnr_ssim(x: torch.Tensor, y: torch.Tensor, **convention) -> tuple[torch.Tensor, torch.Tensor]:
+    """(`psnr`, `ssim_eval`) of the same pair, each image prepared once: what an evaluation loop
+    needs. The same numbers as the two calls; `convention`: their keyword arguments."""
+    a, b = _pair(x, y, **convention)
+    return _psnr(a, b), _ssim(a, b)
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return 10 * torch.log10(1.0 / (a - b).pow(2).flatten(1).mean(1))
+
+
+def _ssim(a: torch.Tensor, b: torch.Tensor, chunk: int = SSIM_CHUNK) -> torch.Tensor:
+    # a few images at a time: the float64 moment images of a whole batch outgrow the CPU caches
+    return torch.cat([ssim(a[i:i + chunk], b[i:i + chunk], reduction="none", check_range=False)
+                      for i in range(0, len(a), chunk)]) if len(a) else a.new_zeros(0)

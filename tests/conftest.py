@@ -18,9 +18,21 @@ SYNTHETIC_IDENTITIES, SYNTHETIC_IMAGES = 30, 8  # every split non-empty (test_da
 
 
 def pytest_configure(config):
-    """Few threads per test process: CI boxes and laptops run the suite next to other work."""
+    """Few threads per test process: CI boxes and laptops run the suite next to other work, and
+    `make test` runs it in several processes (pytest-xdist sets PYTEST_XDIST_WORKER_COUNT), which
+    share the cores."""
     if "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+        processes = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+        torch.set_num_threads(max(1, min(4, (os.cpu_count() or 1) // processes)))
+
+
+def pytest_collection_modifyitems(config, items):
+    """The longest work first: the notebooks (one xdist group, about half of the suite's time) and the
+    browser test, so that under `make test`'s two processes one runs the notebooks while the other
+    takes everything else. The order within each of the three parts is kept."""
+    def rank(item) -> int:
+        return 0 if item.get_closest_marker("xdist_group") else 1 if item.path.name == "test_browser.py" else 2
+    items.sort(key=rank)  # stable
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -114,11 +114,12 @@ def test_bad_checkpoint_is_a_clear_error(faces, tmp_path, capsys):
     assert not (tmp_path / "r.csv").exists()
 
 
-@pytest.mark.parametrize("case", ["missing_dir", "read_only_dir", "empty_data", "missing_data"])
+@pytest.mark.parametrize("case", ["file_as_dir", "read_only_dir", "empty_data", "missing_data"])
 def test_bad_paths_are_clear_errors(case, faces, tmp_path, capsys):
     data, out = str(faces), tmp_path / "r.csv"
-    if case == "missing_dir":
-        out = tmp_path / "nope" / "r.csv"
+    if case == "file_as_dir":
+        (tmp_path / "afile").write_text("")
+        out = tmp_path / "afile" / "r.csv"
     elif case == "read_only_dir":
         if os.geteuid() == 0:
             pytest.skip("root can write anywhere")
@@ -262,3 +263,16 @@ def test_compare_to_prints_and_writes_paired_differences(faces, sr_checkpoint, t
     assert psnr["diff"] < 0 and psnr["ci_high"] < 0 and psnr["images"] == N
     assert psnr["diff"] == pytest.approx(psnr["model_mean"] - psnr["baseline"])
     assert "paired differences, model - bicubic" in capsys.readouterr().out
+
+
+def test_missing_output_folder_is_created_but_nothing_overwritten(faces, tmp_path, capsys):
+    """`--out new/folder/r.csv` creates the folder (as `hallucinate -o` does); a second run without
+    --force is refused and leaves the results as they were."""
+    out = tmp_path / "new" / "folder" / "r.csv"
+    args = ["--data", str(faces), "--out", str(out), "--max-images", "2", "--workers", "0", "--no-identity"]
+    assert _evaluate(*args) == 0
+    before = out.read_bytes()
+    assert len(pd.read_csv(out)) == 2
+    capsys.readouterr()
+    assert _evaluate(*args) == 2
+    assert "--force" in capsys.readouterr().err and out.read_bytes() == before

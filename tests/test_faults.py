@@ -552,3 +552,29 @@ def test_kill_9_at_a_random_step_then_resume_is_bit_exact(kind, where, at, few_f
         assert all(torch.equal(full["model"][k], resumed["model"][k]) for k in full["model"]), r
         a, b = (pd.read_csv(d / r / "log.csv").drop(columns="seconds") for d in (uninterrupted[kind], out))
         pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_damaged_judge_cache_is_rebuilt_with_one_warning(face_root, tmp_path, monkeypatch):
+    """A judge cache file that is not a readable .npz (here the start of a zip, then junk) is rebuilt
+    with a warning instead of crashing the evaluation (issue 23, item 11). A stand-in judge keeps this
+    about the cache: its descriptors are the faces' mean colours."""
+    from csrip_lib.judge import EmbeddingCache
+
+    class MeanColourJudge:
+        def embed(self, images):
+            x = images.float().mean((2, 3)).numpy()
+            return np.repeat(x, 128 // 3 + 1, axis=1)[:, :128].astype(np.float32)
+
+        def submit(self, images):
+            out = self.embed(images)
+            return lambda: out
+
+    monkeypatch.setenv("CSRIP_CACHE", str(tmp_path))
+    cache = EmbeddingCache(face_root)
+    cache.path.parent.mkdir(parents=True, exist_ok=True)
+    cache.path.write_bytes(b"PK\x03\x04junk")
+    with pytest.warns(UserWarning, match="damaged.*rebuilding"):
+        df = evaluate_models({}, face_root, max_images=4, device="cpu", judge=MeanColourJudge(), progress=False)
+    assert len(df) == 8 and (df.loc[df.model == "hr", "id_dist"] == 0).all()
+    rebuilt = EmbeddingCache(face_root)  # the rewritten file holds the 4 HR descriptors
+    assert len(rebuilt.table) == 4

@@ -96,24 +96,40 @@ def test_judge_separates_real_identities_and_hr_from_bicubic(lfw_root):
 
 @needs_judge
 def test_judge_counts_faces_it_cannot_align(monkeypatch):
-    j = judge.FaceJudge()
+    j = judge.FaceJudge(workers=0)  # the stand-in _align lives in this process
     monkeypatch.setattr(j, "_align", lambda img: None)  # as for landmarks outside the image
     assert np.isnan(j.embed(torch.zeros(3, 3, 192, 192))).all()
 
 
-@needs_judge
 def test_hr_embedding_cache(tmp_path, hr_faces):
-    """Descriptors are stored per file and found again; a changed file is recomputed."""
-    from PIL import Image
+    """Descriptors are stored per HR face and found again; the key is the face's pixels, so the same
+    file cropped or resized otherwise (issue 20) is a new key, never a stale descriptor."""
+    from csrip_lib.data import hr_crop
 
-    f = tmp_path / "a.png"
-    Image.fromarray((hr_faces[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(f)
+    face = (hr_faces[:1] * 255).round().to(torch.uint8)
     cache = judge.EmbeddingCache(tmp_path, tmp_path / "cache")
-    emb, keys = cache.lookup([f])
+    emb, keys = cache.lookup(face)
     assert np.isnan(emb).all() and keys[0] not in cache
     cache.store(keys, np.ones((1, 128)))
     cache.save()
     again = judge.EmbeddingCache(tmp_path, tmp_path / "cache")
-    assert (again.lookup([f])[0] == 1).all()
-    f.write_bytes(f.read_bytes() + b"\0")  # size (and mtime) change: a new key
-    assert np.isnan(again.lookup([f])[0]).all()
+    assert (again.lookup(face)[0] == 1).all()
+    assert (again.lookup(face.float() / 255)[0] == 1).all()  # float input: the same 8-bit face
+    other_crop = hr_crop(torch.nn.functional.pad(face[0], (4, 4, 4, 4), mode="replicate"), size=192)
+    shifted = face.roll(1, dims=-1)
+    for changed in (other_crop[None], shifted):
+        assert np.isnan(again.lookup(changed)[0]).all()
+
+
+@needs_judge
+def test_judge_workers_give_the_same_descriptors(hr_faces):
+    """The judge's processes share a call's faces: the descriptors are exactly those of this process."""
+    faces = (hr_faces * 255).round().to(torch.uint8)
+    here = judge.FaceJudge(workers=0).embed(faces)
+    assert np.isfinite(here).all()
+    with judge.FaceJudge(workers=2) as pooled:
+        first, second = pooled.submit(faces), pooled.submit(faces[:1])  # both queued, then collected
+        np.testing.assert_array_equal(first(), here)
+        np.testing.assert_array_equal(second(), here[:1])
+    with pytest.raises(ValueError, match="workers"):
+        judge.FaceJudge(workers=-1)

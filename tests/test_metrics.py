@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
@@ -13,7 +14,8 @@ from csrip_lib.degradation import degrade, upsample_bicubic
 from csrip_lib.error_analysis import (concentration_curve, error_maps, error_statistics, local_contrast,
                                       loss_gradients, mass_fraction)
 from csrip_lib.evaluate import summarize_results
-from csrip_lib.metrics import psnr, rgb_to_y, ssim_eval
+from csrip_lib.losses import _gaussian_filter, gaussian_window
+from csrip_lib.metrics import psnr, psnr_ssim, rgb_to_y, ssim_eval
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +56,21 @@ def test_match_skimage(sr_hr, y_channel, border):
     np.testing.assert_allclose(p.numpy(), ref_p, rtol=0, atol=1e-6)
     np.testing.assert_allclose(s.numpy(), ref_s, rtol=0, atol=1e-6)
     assert 15 < p.min() and p.max() < 40 and 0.3 < s.min() and s.max() < 0.99  # realistic x8 scores
+    both = psnr_ssim(sr, hr, y_channel=y_channel, border=border)  # the evaluation loop's call
+    assert torch.equal(both[0], p) and torch.equal(both[1], s)
+
+
+def test_float64_ssim_filter_equals_depthwise_convolution():
+    """The float64 Gaussian passes (banded matrix products, fast on a CPU) compute the sums of the
+    depthwise convolutions they replace, on odd, non-square sizes too."""
+    torch.manual_seed(0)
+    m = torch.rand(3, 4, 37, 52, dtype=torch.float64)
+    g = gaussian_window(dtype=torch.float64)
+    conv = F.conv2d(m, g.view(1, 1, 1, -1).expand(4, 1, 1, 11), groups=4)
+    conv = F.conv2d(conv, g.view(1, 1, -1, 1).expand(4, 1, 11, 1), groups=4)
+    fast = _gaussian_filter(m)
+    assert fast.shape == conv.shape == (3, 4, 27, 42)
+    torch.testing.assert_close(fast, conv, rtol=0, atol=1e-14)
 
 
 def test_conventions_change_the_numbers(sr_hr):

@@ -45,6 +45,7 @@ def runs_dir(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("notebooks")  # one process, in order: later notebooks reuse earlier runs
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_notebook_runs_in_quick_mode(path, tmp_path, monkeypatch, face_root, runs_dir):
     figures = tmp_path / "figures"
