@@ -94,7 +94,8 @@ def test_pretrained_notebook_05_on_faces_the_priors_do_not_know(synthetic_faces,
     monkeypatch.setenv("CSRIP_FIGURES", str(tmp_path / "figures"))
     monkeypatch.setenv("CSRIP_RUNS", str(tmp_path / "runs"))
     (path,) = find_notebooks(only="05_")
-    executed = nbformat.read(run_notebook(path, tmp_path / "build", {"PRESET": tour.PRETRAINED}), as_version=4)
+    out = run_notebook(path, tmp_path / "build", {"PRESET": tour.PRETRAINED, "MAX_IMAGES": 8})
+    executed = nbformat.read(out, as_version=4)
     text = "\n".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
     widgets = [o for c in executed.cells for o in c.get("outputs", [])
                if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
