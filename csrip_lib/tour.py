@@ -169,6 +169,6 @@ def table2_checkpoints(root: str | Path, preset: str, runs: Path, train: bool) -
         paths = {name: run_dir(runs / "ablation", name) / "best.pt" for name in VARIANTS}
         paths = {name: path for name, path in paths.items() if path.is_file()}
     if "C-SRIP" not in paths:
-        train_sr(root, preset, runs / "sr", recognizers=rec, resume=True, progress=False)
+        train_sr(root, preset, runs / "sr", recognizers=rec, resume=True, progress=False, partial_priors=True)
         paths["C-SRIP"] = runs / "sr" / "best.pt"
     return paths
