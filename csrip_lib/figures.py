@@ -7,6 +7,7 @@ override it, with a warning for each model trained otherwise.
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -28,6 +29,9 @@ from .metrics import psnr, ssim_eval
 from .models.sr import CascadedSR, shape_table
 from .outputs import check_dir
 from .zoo import DEFAULT_SR, available, resolve
+
+
+TITLE_CHARS_PER_INCH = 13  # characters of a 9-point column title per inch of figure
 
 
 def model_label(model) -> str:
@@ -227,8 +231,8 @@ def image_grid(columns: dict[str, torch.Tensor], scores: bool = True, cell: floa
             ax.imshow(to_image(columns[name][r]), interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
-            if r == 0:
-                ax.set_title(name, fontsize=9)
+            if r == 0:  # long model names (`describe_model` labels) wrap to the column's width
+                ax.set_title(textwrap.fill(name, width=int(cell * TITLE_CHARS_PER_INCH)), fontsize=9)
             if scores and 0 < c < len(names) - 1 and columns[name].shape == target.shape:
                 ax.set_xlabel(_scores_label(columns[name][r], target[r]), fontsize=9)
         if notes:
