@@ -12,9 +12,13 @@ STAMP  := $(VENV)/.installed
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
+	@echo "== creating $(VENV) (about 6 GB with the default torch, which brings CUDA libraries; see README)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "== upgrading pip"
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(TORCH)
+	@echo "== installing $(TORCH) (the largest download: a few minutes)"
+	$(PY) -m pip install --progress-bar on $(TORCH)
+	@echo "== installing csrip and its notebook, test and judge dependencies"
 	$(PY) -m pip install -q -e ".[notebooks,test,judge]"
 	$(PY) -c "from csrip_lib.widgets import install_lab_settings as i; print('JupyterLab settings:', i())"
 	@touch $(STAMP)
@@ -36,9 +40,9 @@ chromium:  ## best effort: Debian's chromium for tests/test_browser.py (which sk
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 	  echo "chromium could not be installed: tests/test_browser.py will be skipped"
 
-lab: venv  ## JupyterLab on the notebooks (saving widget state, so figures survive a reopen)
+lab: venv  ## JupyterLab on the notebooks (saving widget state, so figures survive a reopen); as root (Docker, cloud notebooks) with --allow-root
 	@$(PY) -c "from csrip_lib.widgets import install_lab_settings as i; i()"
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 data: venv  ## download and verify LFW deep-funneled into data/
 	$(PY) -m csrip_lib data --dest data/

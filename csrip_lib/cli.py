@@ -16,7 +16,8 @@ from .errors import CSRIPError, describe_os_error
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("csrip_lib.download", "download and verify LFW deep-funneled"),
-    "demo": ("csrip_lib.notebook_runner", "execute the notebooks in quick mode into build/"),
+    "demo": ("csrip_lib.notebook_runner", "execute the notebooks into build/ (default: the pretrained tour, "
+                                              "shipped models; --preset quick trains tiny models)"),
     "train-recognizers": ("csrip_lib.train_recognizers", "train the three SqueezeNet identity priors"),
     "train-sr": ("csrip_lib.train_sr", "train the cascaded SR network with Eq. 4"),
     "train-competitor": ("csrip_lib.competitors", "train a Table 1 competitor (SRCNN, VDSR, lp, SRGAN, URDGN, NBSRF-like)"),

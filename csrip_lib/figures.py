@@ -7,6 +7,7 @@ override it, with a warning for each model trained otherwise.
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -28,6 +29,15 @@ from .metrics import psnr, ssim_eval
 from .models.sr import CascadedSR, shape_table
 from .outputs import check_dir
 from .zoo import DEFAULT_SR, available, resolve
+
+
+TITLE_CHARS_PER_INCH = 13  # characters of a 9-point column title per inch of figure
+
+
+def model_label(model) -> str:
+    """A figure's name for an SR model: what `load_sr` read from its checkpoint (`describe_model`), else
+    the class name (a model built in the notebook)."""
+    return getattr(model, "label", type(model).__name__)
 
 
 def save_figure(fig: plt.Figure, name: str, dpi: int = 150) -> Path:
@@ -221,8 +231,8 @@ def image_grid(columns: dict[str, torch.Tensor], scores: bool = True, cell: floa
             ax.imshow(to_image(columns[name][r]), interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
-            if r == 0:
-                ax.set_title(name, fontsize=9)
+            if r == 0:  # long model names (`describe_model` labels) wrap to the column's width
+                ax.set_title(textwrap.fill(name, width=int(cell * TITLE_CHARS_PER_INCH)), fontsize=9)
             if scores and 0 < c < len(names) - 1 and columns[name].shape == target.shape:
                 ax.set_xlabel(_scores_label(columns[name][r], target[r]), fontsize=9)
         if notes:
@@ -312,22 +322,23 @@ def fig12_intermediate(model, hr: torch.Tensor, save: bool = False,
                        degradation: DegradationConfig | None = None) -> plt.Figure:
     """Fig. 12 (A.1): the 2x (48 px) and 4x (96 px) outputs of the first two SR modules,
     `model(lr, all_scales=True)`, next to bicubic and the ground truth at the same size."""
-    degradation = for_models({"C-SRIP": model}, degradation)
+    label = model_label(model)
+    degradation = for_models({label: model}, degradation)
     model = model.eval()
     device = next(model.parameters()).device
     pyr = make_pyramid(hr.to(device), degradation)
     x48, x96, _ = model(pyr["lr"], all_scales=True)
     lr = pyr["lr"]
-    cols = {"LR input": lr, "Bicubic 48": upsample_bicubic(lr, 2), "C-SRIP 48": x48, "GT 48": pyr["x2"],
-            "Bicubic 96": upsample_bicubic(lr, 4), "C-SRIP 96": x96, "GT 96": pyr["x4"]}
+    cols = {"LR input": lr, "Bicubic 48": upsample_bicubic(lr, 2), "SR 48": x48, "GT 48": pyr["x2"],
+            "Bicubic 96": upsample_bicubic(lr, 4), "SR 96": x96, "GT 96": pyr["x4"]}
     cols = {k: v.float().clamp(0, 1).cpu() for k, v in cols.items()}
     fig = image_grid(cols, scores=False, cell=1.4)
     for r in range(len(hr)):
-        for c, (name, gt) in enumerate([("Bicubic 48", "GT 48"), ("C-SRIP 48", "GT 48"),
-                                        ("Bicubic 96", "GT 96"), ("C-SRIP 96", "GT 96")]):
+        for c, (name, gt) in enumerate([("Bicubic 48", "GT 48"), ("SR 48", "GT 48"),
+                                        ("Bicubic 96", "GT 96"), ("SR 96", "GT 96")]):
             col = list(cols).index(name)
             fig.axes[r * len(cols) + col].set_xlabel(_scores_label(cols[name][r], cols[gt][r]), fontsize=9)
-    fig.suptitle("Intermediate scales: 2x and 4x outputs of the cascade (Fig. 12)", fontsize=10, y=1.0,
+    fig.suptitle(f"Intermediate scales: 2x and 4x outputs (SR) of {label} (Fig. 12)", fontsize=10, y=1.0,
                  va="bottom")
     if save:
         save_figure(fig, "fig12_intermediate.png")
@@ -336,10 +347,11 @@ def fig12_intermediate(model, hr: torch.Tensor, save: bool = False,
 
 def fig13_sharpening(model, hr: torch.Tensor, save: bool = False, device=None,
                      degradation: DegradationConfig | None = None) -> plt.Figure:
-    """Fig. 13 (A.2): C-SRIP output and the same output sharpened with the 3x3 kernel
+    """Fig. 13 (A.2): the model's output and the same output sharpened with the 3x3 kernel
     [0,-1,0; -1,5,-1; 0,-1,0] (clipped), next to the LR input and the target."""
-    cols = super_resolve({"C-SRIP": model}, hr, degradation, device=device)
-    cols = {"LR input": cols["LR input"], "C-SRIP": cols["C-SRIP"], "Enhanced": sharpen(cols["C-SRIP"]),
+    label = model_label(model)
+    cols = super_resolve({label: model}, hr, degradation, device=device)
+    cols = {"LR input": cols["LR input"], label: cols[label], "Enhanced": sharpen(cols[label]),
             "Target": cols["Target"]}
     fig = image_grid(cols, title="Sharpening post-process (A.2, Fig. 13)")
     if save:
@@ -422,8 +434,8 @@ def fig_alpha_balance(terms: dict, alpha: float, alphas=None) -> plt.Figure:
 # ------------------------------------------------------------------------------ `csrip figures`
 def add_arguments(p) -> None:
     p.add_argument("--checkpoint", nargs="*", default=[], metavar="CKPT",
-                   help="SR checkpoints or shipped names; the first is the main (C-SRIP) model, all appear "
-                        "in Figs. 6/7, two or more also give the ablation Fig. 9 (default: the shipped csrip-quick)")
+                   help="SR checkpoints or shipped names; the first is the main model, all appear "
+                        f"in Figs. 6/7, two or more also give the ablation Fig. 9 (default: the shipped {DEFAULT_SR})")
     p.add_argument("--data", default=None, help="face folder (default: $CSRIP_DATA, data/lfw-deepfunneled, "
                    "else synthetic faces); examples come from its identity-disjoint test split")
     p.add_argument("--results", default=None, metavar="CSV",

@@ -23,8 +23,10 @@ For every face in a photo:
    is, padded to 24 (*native* LR).
 4. Run the SR network through the fast path (`inference.Upscaler`) and write
    OUT/<image>_face<k>_sr.png (192 x 192), OUT/<image>_face<k>_lr-simulated.png (or lr-native),
-   and with --panel OUT/<image>_face<k>_panel.png (LR | bicubic | C-SRIP | input crop) and
-   OUT/<image>_detections.png (the photo with the boxes).
+   and with --panel OUT/<image>_face<k>_panel.png (LR | bicubic | the model | input crop) and
+   OUT/<image>_detections.png (the photo with the boxes). The model is named from its checkpoint
+   (`models.registry.describe_model`: its shipped name and what it is, e.g. "csrip-quick (C+SSIM+M,
+   alpha 0)"), in the panels and in the last line printed.
 """
 from __future__ import annotations
 
@@ -57,7 +59,7 @@ from .outputs import check_dir
 from .inference import Upscaler
 from .progress import tqdm
 from .runtime import pick_device
-from .zoo import resolve
+from .zoo import DEFAULT_SR, resolve
 
 # Framing of the training data, measured with `measure_framing` on 200 random LFW deep-funneled images
 # of the development set (a face was found in all 200; 2026-11-27): the cascade's box side is 0.590 of
@@ -300,12 +302,12 @@ def _uint8(x: torch.Tensor) -> torch.Tensor:
     return x.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
 
 
-def _panel(result: dict[str, Any], title: str, path: Path, gap: int = 8, top: int = 40) -> None:
-    """LR (nearest) | bicubic | C-SRIP | input crop, every image at 192 x 192 screen pixels, as a PNG."""
+def _panel(result: dict[str, Any], title: str, path: Path, label: str, gap: int = 8, top: int = 40) -> None:
+    """LR (nearest) | bicubic | the model (`label`) | input crop, every image at 192 x 192 screen pixels."""
     from matplotlib.figure import Figure  # lazy, as in every module that only sometimes plots: CLI speed
     kind = "simulated" if result["simulated"] else "native"
     cols = [(f"LR {LR_SIZE}x{LR_SIZE} ({kind})", F.interpolate(result["lr"][None], scale_factor=8)[0]),
-            ("bicubic", result["bicubic"]), ("C-SRIP", result["sr"])]
+            ("bicubic", result["bicubic"]), (label, result["sr"])]
     if result["crop"] is not None:
         cols.append(("input crop", result["crop"]))
     w, h = len(cols) * (HR_SIZE + gap) + gap, HR_SIZE + top + gap  # pixels at dpi 100
@@ -320,8 +322,9 @@ def _panel(result: dict[str, Any], title: str, path: Path, gap: int = 8, top: in
 
 
 def save_results(results: list[dict[str, Any]], image: torch.Tensor, out: Path, name: str,
-                 panel: bool = False, force: bool = False) -> list[dict[str, Any]]:
-    """Write each face's SR/LR PNGs (and panels); existing files are kept unless force (with a warning).
+                 panel: bool = False, force: bool = False, label: str = "SR") -> list[dict[str, Any]]:
+    """Write each face's SR/LR PNGs (and panels, the SR column titled `label`); existing files are kept
+    unless force (with a warning).
 
     Returns one row per face: image, face, box, lr (simulated/native), sr (path or None if skipped).
     """
@@ -339,7 +342,7 @@ def save_results(results: list[dict[str, Any]], image: torch.Tensor, out: Path, 
         write_png(_uint8(r["sr"]), str(files["sr"]))
         write_png(_uint8(r["lr"]), str(files["lr"]))
         if panel:
-            _panel(r, f"{name}, face {k}: {LR_SIZE} px -> {HR_SIZE} px", files["panel"])
+            _panel(r, f"{name}, face {k}: {LR_SIZE} px -> {HR_SIZE} px", files["panel"], label)
         rows.append({"image": name, "face": k, "box": tuple(round(v) for v in r["box"]), "lr": kind,
                      "sr": str(files["sr"])})
     if panel and results and results[0]["score"] is not None:
@@ -364,14 +367,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a photo or a folder of photos (searched recursively)")
     p.add_argument("--checkpoint", default=None, metavar="NAME_OR_PATH",
                    help="SR checkpoint written by `csrip train-sr` (e.g. runs/sr/best.pt) or a shipped "
-                        "name (checkpoints/manifest.json); default: the shipped csrip-quick")
+                        f"name (checkpoints/manifest.json); default: the shipped {DEFAULT_SR}")
     p.add_argument("-o", "--out", required=True, type=Path, help="output folder (created if missing)")
     p.add_argument("--no-detect", action="store_true",
                    help="treat each image as a cropped face: centre square (250x250 LFW images: the "
                         "centre 192 crop used in training); images <= 24 px are used as native LR")
     p.add_argument("--panel", action="store_true",
-                   help="also write a comparison panel per face (LR | bicubic | C-SRIP | input crop) "
-                        "and the photo with its detections")
+                   help="also write a comparison panel per face (LR | bicubic | the model, named from its "
+                        "checkpoint | input crop) and the photo with its detections")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--min-face", type=positive_int, default=24, metavar="N",
                    help="smallest face to detect: box side in photo pixels (default 24, the cascade's "
@@ -441,10 +444,12 @@ def run(args: argparse.Namespace) -> int:
             if not results:
                 warnings.warn(f"no face found in {path}; if it is already a cropped face, use --no-detect")
                 continue
-            rows += save_results(results, image, out, name, panel=args.panel, force=args.force)
+            rows += save_results(results, image, out, name, panel=args.panel, force=args.force,
+                                 label=upscaler.model.label)
     written = [r for r in rows if r["sr"]]
     if 0 < len(rows) <= 20:
         print(pd.DataFrame(rows).fillna("").to_string(index=False))
+    print(f"used {upscaler.model.description}")
     print(f"{len(written)} face(s) hallucinated from {len(files)} image(s) into {out}"
           + (f"; {len(rows) - len(written)} skipped (exist; use --force)" if len(rows) > len(written) else ""))
     return 0 if rows else 1

@@ -5,7 +5,9 @@ the shipped models of checkpoints/ instead of training, see csrip_lib.zoo); `csr
 quick` runs the tour that trains tiny models on the CPU while you watch.
 
 Notebooks execute with nbclient in a fresh `python3` kernel, with cwd = the notebook's folder
-(as in Jupyter). Parameters are injected papermill-style: a cell tagged "injected-parameters" is
+(as in Jupyter), connected over IPC sockets in a private temporary folder on POSIX systems (the kernel
+is local; over TCP ipykernel >= 7 logs "Kernel is running over TCP without encryption" for every
+notebook), TCP elsewhere. Parameters are injected papermill-style: a cell tagged "injected-parameters" is
 inserted after the cell tagged "parameters", so the notebook's own defaults stay visible and the
 override is explicit. Executed copies (outputs and tracebacks included) go to build/.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -76,10 +79,12 @@ def run_notebook(path: str | Path, out_dir: str | Path | None = None,
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / path.name
     nb = inject_parameters(nbformat.read(path, as_version=4), parameters or {})
-    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, coalesce_streams=True,
-                            resources={"metadata": {"path": str(Path(cwd) if cwd else path.parent)}})
     try:
-        client.execute()
+        with tempfile.TemporaryDirectory(prefix="csrip-kernel-") as sockets:
+            client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, coalesce_streams=True,
+                                    resources={"metadata": {"path": str(Path(cwd) if cwd else path.parent)}},
+                                    config=_kernel_transport(Path(sockets)))
+            client.execute()
     except (CellExecutionError, CellTimeoutError, DeadKernelError) as e:
         nbformat.write(nb, out)
         where = _error_of(nb) or f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
@@ -87,6 +92,14 @@ def run_notebook(path: str | Path, out_dir: str | Path | None = None,
                          f"traceback: {out}") from e
     nbformat.write(nb, out)
     return out
+
+
+def _kernel_transport(folder: Path):
+    """jupyter_client settings: IPC sockets under `folder` where the OS has them (POSIX), else TCP."""
+    from traitlets.config import Config
+    if os.name != "posix":
+        return Config()
+    return Config({"KernelManager": {"transport": "ipc", "ip": str(folder / "kernel")}})
 
 
 def _kernel_cpu_s() -> float:
@@ -114,7 +127,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     check_dir(args.out or project_root() / "build")
     check_dir(figures_dir(create=False), "figures folder")
-    os.environ["CSRIP_DATA"] = str(resolve_data(args.data))  # every kernel uses the same faces
+    data = resolve_data(args.data)  # announced once here; a synthetic set is made once, here
+    parameters = {"PRESET": args.preset, **({"DATA": str(data)} if args.data else {})}
     nbs = find_notebooks(only=args.only)
     if not nbs:
         raise CSRIPError(f"no notebooks matching {NOTEBOOK_GLOB!r}"
@@ -126,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         for nb in bar:
             bar.set_postfix_str(nb.name)
             start, cpu = time.perf_counter(), _kernel_cpu_s()
-            out = run_notebook(nb, args.out, {"PRESET": args.preset}, timeout=args.timeout)
+            out = run_notebook(nb, args.out, parameters, timeout=args.timeout)
             done.append((nb.name, time.perf_counter() - start, _kernel_cpu_s() - cpu, out))
     written = sorted(p for p, t in _pngs(figs).items() if before.get(p) != t)
     print(f"\nexecuted notebooks (copies with outputs; PRESET {args.preset!r}; wall time and the kernel's CPU "

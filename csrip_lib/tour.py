@@ -5,19 +5,26 @@ trained (runs are shared through `config.runs_dir()`), and shows the shipped mod
 `checkpoints/` (csrip_lib.zoo) next to the short live runs, so a result is visible in minutes.
 `PRESET = "pretrained"` trains nothing: notebooks 03, 05 and 06 load the shipped models (they are
 `quick`-preset models, so data and sizes follow `quick`). `"small"` / `"paper"` train everything.
+
+The tour works on any face folder. The shipped identity priors saved the names of the identities they
+were trained on (`identities` in their checkpoints); `prior_coverage` looks those names up among the
+training identities of the user's data (full LFW holds all of them; synthetic faces or a user's own
+folder none), and notebook 05 says in one computed sentence which faces get an identity term.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from . import zoo
 from .ablation import VARIANTS, run_dir, train_variants
 from .checkpoint import load_checkpoint
 from .config import runs_dir
 from .errors import CSRIPError
-from .data import identities_digest, resolve_data
+from .data import per_identity_split, resolve_data
 from .train_recognizers import ensure_recognizers, training_folder
 from .train_sr import train_sr
 
@@ -62,26 +69,84 @@ def describe(path: str | Path, kind: str = "sr") -> str:
 def recognizers(root: str | Path, preset: str) -> tuple[Path, pd.DataFrame]:
     """(run folder, accuracy table) of the three identity priors (Sec. 3.3).
 
-    "pretrained", and "quick" when checkpoints/ ships them: the shipped recognizers (the quick models
-    of notebook 03 trained for tens of epochs, so that the identity terms of notebook 05 carry identity);
-    otherwise notebook 03's run under runs/<preset>/ (trained now if missing, reused if finished).
+    "pretrained": the shipped recognizers (the quick models of notebook 03 trained for tens of epochs, so
+    that the identity terms of notebook 05 carry identity). "quick": the same when checkpoints/ ships them
+    and they know at least half of the data's training identities (`prior_coverage`: the LFW development
+    subset, full LFW); otherwise notebook 03's run under runs/<preset>/ (trained now if missing, reused).
     """
-    if preset == PRETRAINED or (preset == "quick" and _shipped_priors_know(root)):
-        folder = shipped(SHIPPED_RECOGNIZERS, kind="recognizers")
+    if preset == PRETRAINED or (preset == "quick" and has_shipped(SHIPPED_RECOGNIZERS, kind="recognizers")
+                                and prior_coverage(root, preset, shipped_priors()).mostly_known):
+        folder = shipped_priors()
         table = folder / "accuracy.csv"
         return folder, pd.read_csv(table) if table.is_file() else pd.DataFrame()
     folder = runs_dir() / preset / "recognizers"
     return folder, ensure_recognizers(root, preset, folder)
 
 
-def _shipped_priors_know(root: str | Path) -> bool:
-    """True when checkpoints/ ships recognizers trained on exactly the quick identities of `root` (the
-    digest they saved), e.g. the LFW development subset; other data trains its own (notebook 03)."""
-    if not has_shipped(SHIPPED_RECOGNIZERS, kind="recognizers"):
-        return False
-    folder = shipped(SHIPPED_RECOGNIZERS, kind="recognizers")
-    saved = load_checkpoint(folder / "rec192" / "best.pt", kind="recognizer")["config"]["data"]["identities_sha256"]
-    return saved == identities_digest(training_folder(resolve_data(root, verbose=False), "quick").identities)
+def shipped_priors() -> Path:
+    """The folder of the shipped identity priors (checksums verified)."""
+    return shipped(SHIPPED_RECOGNIZERS, kind="recognizers")
+
+
+def prior_identities(folder: str | Path) -> list[str]:
+    """The identity names a recognizers folder was trained on, as its checkpoints saved them."""
+    return list(load_checkpoint(Path(folder) / "rec192" / "best.pt", kind="recognizer")["identities"])
+
+
+@dataclass(frozen=True)
+class PriorCoverage:
+    """Which of the data's training identities (the identity universe of both training stages) the
+    identity priors know. Faces of the others get no identity term in Eq. 4 (`CSRIPLoss`)."""
+    priors: int        # identities the priors were trained on
+    identities: int    # training identities of the data
+    known: int         # training identities of the data that the priors know
+    images: int        # training images of the data
+    known_images: int  # of those, images of known identities
+
+    @property
+    def mostly_known(self) -> bool:
+        return self.known > 0 and 2 * self.known >= self.identities
+
+    def sentence(self) -> str:
+        """One sentence for the notebook, computed from the counts."""
+        if self.known == 0:
+            return (f"The identity priors know none of the {self.identities:,} training identities of this data "
+                    f"(they were trained on {self.priors:,} other identities), so the identity term of Eq. 4 is "
+                    "zero on every face here and there is nothing for alpha to weigh.")
+        if self.known == self.identities:
+            return (f"The identity priors know all {self.identities:,} training identities of this data "
+                    f"({self.images:,} images): every training face gets the identity term.")
+        return (f"The identity priors know {self.known:,} of the {self.identities:,} training identities of this "
+                f"data ({self.known_images:,} of {self.images:,} images); the faces of the other "
+                f"{self.identities - self.known:,} get the reconstruction terms only, no identity term.")
+
+
+def prior_coverage(root: str | Path, preset: str, priors: str | Path) -> PriorCoverage:
+    """Look the identity names saved with the priors in `priors` up among the training identities of the
+    face folder `root` (`training_folder` of the notebook PRESET's model preset)."""
+    known = set(prior_identities(priors))
+    data = training_folder(resolve_data(root, verbose=False), model_preset(preset))
+    counts = pd.Series([data.identities[k] for k in data.labels]).value_counts()
+    hit = counts[counts.index.isin(known)]
+    return PriorCoverage(priors=len(known), identities=len(counts), known=len(hit), images=int(counts.sum()),
+                         known_images=int(hit.sum()))
+
+
+def known_faces(root: str | Path, preset: str, priors: str | Path, n: int = 16,
+                seed: int = 0) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """`n` seeded SR training faces (the 90% of each identity's images, `per_identity_split`) whose
+    identities the priors in `priors` know: (the data's identity names, uint8 N x 3 x 192 x 192 HR, labels
+    indexing those names), for the identity terms of notebook 05's alpha explorer. Only these n images
+    are decoded. Empty tensors when the priors know none (`prior_coverage` says so)."""
+    known = set(prior_identities(priors))
+    data = training_folder(resolve_data(root, verbose=False), model_preset(preset))
+    train_idx, _ = per_identity_split(data.labels, val_fraction=0.1, seed=0)
+    pool = torch.tensor([i for i in train_idx.tolist() if data.identities[data.labels[i]] in known], dtype=torch.long)
+    pick = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:n]].tolist()
+    faces = [data[i] for i in pick]
+    if not faces:
+        return data.identities, torch.empty(0, 3, 192, 192, dtype=torch.uint8), torch.empty(0, dtype=torch.long)
+    return data.identities, torch.stack([f[0] for f in faces]), torch.tensor([f[1] for f in faces])
 
 
 def table2_checkpoints(root: str | Path, preset: str, runs: Path, train: bool) -> dict[str, Path]:
@@ -104,6 +169,6 @@ def table2_checkpoints(root: str | Path, preset: str, runs: Path, train: bool) -
         paths = {name: run_dir(runs / "ablation", name) / "best.pt" for name in VARIANTS}
         paths = {name: path for name, path in paths.items() if path.is_file()}
     if "C-SRIP" not in paths:
-        train_sr(root, preset, runs / "sr", recognizers=rec, resume=True, progress=False)
+        train_sr(root, preset, runs / "sr", recognizers=rec, resume=True, progress=False, partial_priors=True)
         paths["C-SRIP"] = runs / "sr" / "best.pt"
     return paths

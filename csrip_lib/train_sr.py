@@ -176,13 +176,15 @@ def sr_datasets(root: Path, preset: str | Preset, progress: bool = True):
 
 
 def check_identity_universe(recognizers: dict, identities: list[str], recognizers_dir, preset: str,
-                            root: Path) -> None:
+                            root: Path, partial: bool = False) -> None:
     """Fail before training if the recognizers were trained on another identity set than the SR data
-    (compares the `identities_sha256` their checkpoints saved with the digest of `identities`)."""
+    (compares the `identities_sha256` their checkpoints saved with the digest of `identities`).
+    partial: accept recognizers that know only some of the identities (the others get no identity term,
+    `CSRIPLoss`), e.g. shipped priors on a superset of their data; they must know at least one."""
     want = identities_digest(identities)
     for size, rec in recognizers.items():
         have = getattr(rec, "identities_sha256", None) or identities_digest(rec.identities)
-        if have != want:
+        if have != want and not (partial and set(rec.identities) & set(identities)):
             raise CSRIPError(
                 f"the recognizers in {recognizers_dir} ({size} px) were trained on another identity set "
                 f"({len(rec.identities)} identities, sha256 {have}) than this SR training data "
@@ -192,7 +194,8 @@ def check_identity_universe(recognizers: dict, identities: list[str], recognizer
 
 
 def _load_priors(recognizers: str | Path | dict | None, loss: LossConfig, identities: list[str],
-                 labels: torch.Tensor, preset: str = DEFAULT_PRESET, root: Path | None = None) -> CSRIPLoss:
+                 labels: torch.Tensor, preset: str = DEFAULT_PRESET, root: Path | None = None,
+                 partial: bool = False) -> CSRIPLoss:
     """The Eq. 4 loss with the recognizers of `recognizers` (a run folder or a loaded dict), checked
     against the training data: they must cover the loss's scales and know exactly its identities."""
     recs = None
@@ -202,7 +205,7 @@ def _load_priors(recognizers: str | Path | dict | None, loss: LossConfig, identi
             recs = recognizers
         else:
             recs = load_recognizers(recognizers, scales=(48, 96, 192) if loss.multiscale else (192,))
-        check_identity_universe(recs, identities, recognizers, preset, root)
+        check_identity_universe(recs, identities, recognizers, preset, root, partial)
     try:
         loss_fn = CSRIPLoss.from_config(loss, recs, identities=identities)
     except ValueError as e:
@@ -230,8 +233,8 @@ def train_sr(data: str | Path | None = None, preset: str = DEFAULT_PRESET, out: 
              arch: str | None = None, train: TrainConfig | None = None, resume: bool = False,
              force: bool = False, device: str | torch.device | None = None,
              degradation: DegradationConfig | None = None,
-             init: str | Path | None = None, progress: bool = True, strict_resume: bool = False
-             ) -> pd.DataFrame:
+             init: str | Path | None = None, progress: bool = True, strict_resume: bool = False,
+             partial_priors: bool = False) -> pd.DataFrame:
     """Train the SR network of `preset` with Eq. 4 and return the per-epoch log (also out/log.csv).
 
     data: face folder (None: `resolve_data`'s order); recognizers: a `csrip train-recognizers` run
@@ -242,7 +245,8 @@ def train_sr(data: str | Path | None = None, preset: str = DEFAULT_PRESET, out: 
     init: an SR checkpoint of the same network to start from (e.g. a shared C+SSIM+M start for runs
     that differ only in alpha), instead of the seeded initialisation. The run folder is checked before
     any data is read (`outputs.check_runs`); `strict_resume` (the --resume flag) makes "nothing to
-    resume" an error instead of a new run.
+    resume" an error instead of a new run. partial_priors: accept recognizers that know only some of the
+    training identities (`check_identity_universe`; the tour's shipped priors on a superset of their data).
     """
     p = get_preset(preset)
     loss = loss or p.loss
@@ -264,7 +268,8 @@ def train_sr(data: str | Path | None = None, preset: str = DEFAULT_PRESET, out: 
         train_ds, hr, labels, val_hr, val_labels = sr_datasets(root, preset, progress=progress and rank == 0)
         if len(hr) < tcfg.batch_size:
             raise CSRIPError(f"{root}: {len(hr)} training images, fewer than one batch ({tcfg.batch_size})")
-        loss_fn = _load_priors(recognizers, loss, train_ds.identities, labels, preset, root).to(dev)
+        loss_fn = _load_priors(recognizers, loss, train_ds.identities, labels, preset, root,
+                               partial_priors).to(dev)
 
         torch.manual_seed(tcfg.seed)  # the same initial weights in every process
         model = build_model(sr_cfg)

@@ -56,13 +56,24 @@ def test_qualitative_grid_columns_and_scores(model, fig_dir):
     assert (fig_dir / "fig07_details.png").is_file()
 
 
+def test_long_model_names_wrap_instead_of_running_into_the_next_column(model):
+    """Model labels name the checkpoint and its configuration; they wrap within their column."""
+    fig = figures.image_grid({"LR": _hr(1), "c-srip-quick (C-SRIP, alpha 0.001)": _hr(1), "Target": _hr(1)})
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        assert ax.title.get_window_extent(renderer).width <= ax.get_window_extent(renderer).width * 1.15
+    assert _titles(fig)[1] == "c-srip-quick (C-SRIP,\nalpha 0.001)"
+
+
 def test_intermediate_and_sharpening_figures(model, fig_dir):
     fig = figures.fig12_intermediate(model, _hr(2), save=True)
-    assert _titles(fig) == ["LR input", "Bicubic 48", "C-SRIP 48", "GT 48", "Bicubic 96", "C-SRIP 96", "GT 96"]
+    assert _titles(fig) == ["LR input", "Bicubic 48", "SR 48", "GT 48", "Bicubic 96", "SR 96", "GT 96"]
+    assert "CascadedSR" in fig._suptitle.get_text()  # no checkpoint: the class, never a made-up "C-SRIP"
     assert fig.axes[1].get_images()[0].get_array().shape[:2] == (48, 48)
     assert fig.axes[5].get_images()[0].get_array().shape[:2] == (96, 96)
     fig13 = figures.fig13_sharpening(model, _hr(1), save=True)
-    assert _titles(fig13) == ["LR input", "C-SRIP", "Enhanced", "Target"]
+    assert _titles(fig13) == ["LR input", "CascadedSR", "Enhanced", "Target"]
     assert {p.name for p in fig_dir.iterdir()} == {"fig12_intermediate.png", "fig13_sharpening.png"}
 
 

@@ -127,6 +127,37 @@ def test_cli_writes_sr_lr_and_panels(checkpoint, photos, tmp_path, capsys):
     assert read(out / "astronaut_face1_panel.png").shape[-2:] == (240, 4 * 200 + 8)  # 4 columns at 1:1
 
 
+def test_the_model_is_named_from_its_checkpoint_in_panels_and_printout(checkpoint, astronaut, tmp_path,
+                                                                       capsys, monkeypatch):
+    """The panel's SR column and the last printed line name the model from its saved config (its shipped
+    name and Table 2 variant), never a fixed "C-SRIP": an alpha-0 multi-scale model is C+SSIM+M."""
+    import csrip_lib.hallucinate as h
+
+    ckpt = torch.load(checkpoint, weights_only=True)
+    config = {**ckpt["config"], "preset": "tiny", "name": "my-model",
+              "loss": {"reconstruction": "ssim", "multiscale": True, "alpha": 0.0}}
+    named = save_checkpoint({"model": ckpt["model"], "config": config}, tmp_path / "named.pt", kind="sr")
+    labels = []
+    monkeypatch.setattr(h, "_panel", lambda result, title, path, label: labels.append(label))
+    write_png(astronaut, str(tmp_path / "a.png"))
+    assert hallucinate("--checkpoint", named, tmp_path / "a.png", "-o", tmp_path / "out", "--panel") == 0
+    assert labels == ["my-model (C+SSIM+M, alpha 0)"]
+    assert "used my-model: tiny cascade, C+SSIM+M (alpha 0)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("csrip-quick", "csrip-quick: quick cascade, C+SSIM+M (alpha 0)"),
+    ("c-srip-quick", "c-srip-quick: quick cascade, C-SRIP (alpha 0.001)")])
+def test_shipped_models_are_described_by_their_saved_config(name, expected):
+    from csrip_lib import zoo
+    from csrip_lib.checkpoint import load_checkpoint
+    from csrip_lib.models.registry import describe_model
+
+    if name not in zoo.available("sr"):
+        pytest.skip(f"{name} is not shipped in checkpoints/")
+    assert describe_model(load_checkpoint(zoo.resolve(name), kind="sr")["config"]) == expected
+
+
 def test_nothing_is_overwritten_without_force(checkpoint, photos, tmp_path, capsys):
     out = tmp_path / "out"
     image = photos / "astronaut.png"

@@ -90,6 +90,19 @@ def test_runner_executes_in_the_notebook_folder_with_parameters(tmp_path, monkey
     assert nbformat.read(src, as_version=4).cells[-1].outputs == []  # source left untouched
 
 
+def test_kernels_run_without_the_unencrypted_tcp_warning(tmp_path, capfd):
+    """ipykernel >= 7 logs "Kernel is running over TCP without encryption" to stderr for every notebook
+    on TCP; the runner connects its local kernels over IPC sockets in a temporary folder instead (POSIX)."""
+    import os
+
+    src = tiny_notebook(tmp_path / "03_t.ipynb", "print('ran')")
+    run_notebook(src, tmp_path / "build", timeout=120)
+    err = capfd.readouterr().err
+    if os.name == "posix":
+        assert "without encryption" not in err, err
+    assert nbformat.read(tmp_path / "build" / "03_t.ipynb", as_version=4).cells[-1].outputs[0]["text"] == "ran\n"
+
+
 def test_runner_reports_the_failing_cell(tmp_path):
     src = tiny_notebook(tmp_path / "02_t.ipynb", "raise ValueError('no faces here')")
     with pytest.raises(CSRIPError, match=r"02_t\.ipynb failed in cell 2.*ValueError: no faces here"):

@@ -1,6 +1,10 @@
-"""What the notebooks load per PRESET (csrip_lib.tour): the shipped models, found without training."""
+"""What the notebooks load per PRESET (csrip_lib.tour): the shipped models, found without training, and
+the identity priors looked up in any face folder (a superset of their data, or faces they never saw)."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import pandas as pd
 import pytest
 
 from csrip_lib import tour
@@ -12,3 +16,91 @@ def test_pretrained_notebook_06_uses_the_shipped_pair_and_trains_nothing(tmp_pat
     assert paths == {name: tour.shipped(n) for name, n in tour.SHIPPED_PAIR.items()}
     assert not (tmp_path / "runs").exists()  # nothing trained, nothing written
     assert "C-SRIP: shipped c-srip-quick" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ the identity priors on any data
+# Notebook 05 looks the shipped priors' identity names (saved in their checkpoints) up in the user's data.
+shipped_priors = pytest.mark.skipif(not tour.has_shipped(tour.SHIPPED_RECOGNIZERS, kind="recognizers"),
+                                    reason="no shipped recognizers")
+SYNTHETIC = 8  # identities of 10 images: 4 in the train split (synthetic_0000, 0004, 0006, 0007), 3 in test
+
+
+@pytest.fixture(scope="module")
+def synthetic_faces(tmp_path_factory) -> Path:
+    """Faces of identities the shipped priors never saw, enough for the quick preset's universe
+    (>= 10 images per identity) and for notebook 05's test images."""
+    from csrip_lib.data import make_synthetic_faces
+    return make_synthetic_faces(tmp_path_factory.mktemp("synthetic") / "faces", SYNTHETIC, 10, seed=0,
+                                progress=False)
+
+
+@pytest.fixture()
+def no_training(monkeypatch):
+    """Fail instead of training recognizers; records the data they would have been trained on."""
+    calls = []
+    monkeypatch.setattr(tour, "ensure_recognizers", lambda root, preset, folder: calls.append(root) or pd.DataFrame())
+    return calls
+
+
+@shipped_priors
+def test_a_superset_of_the_priors_data_uses_the_shipped_priors_in_both_modes(lfw_root, synthetic_faces, tmp_path,
+                                                                               no_training):
+    """Full LFW holds every identity the shipped priors know, plus others. Stand-in: the LFW of $CSRIP_DATA
+    (the priors' own data) linked beside synthetic identities. The priors are looked up by name: all
+    their identities are found, the others are counted as unknown, and quick mode trains nothing."""
+    superset = tmp_path / "superset"
+    superset.mkdir()
+    for folder in [*Path(lfw_root).iterdir(), *Path(synthetic_faces).iterdir()]:
+        if folder.is_dir():
+            (superset / folder.name).symlink_to(folder)
+    priors = tour.prior_identities(tour.shipped_priors())
+    coverage = tour.prior_coverage(superset, "quick", tour.shipped_priors())
+    extra = coverage.identities - len(priors)
+    assert (coverage.priors, coverage.known, extra) == (len(priors), len(priors), 4)  # the 4 synthetic train ids
+    assert coverage.known_images == coverage.images - 4 * 10
+    assert coverage.sentence().startswith(f"The identity priors know {len(priors)} of the {len(priors) + 4} "
+                                          "training identities of this data")
+    assert "the other 4 get the reconstruction terms only" in coverage.sentence()
+    for preset in (tour.PRETRAINED, "quick"):
+        assert tour.recognizers(superset, preset)[0] == tour.shipped_priors()
+    assert no_training == []
+    ids, hr, labels = tour.known_faces(superset, "quick", tour.shipped_priors(), n=16)
+    assert hr.shape == (16, 3, 192, 192) and {ids[k] for k in labels.tolist()} <= set(priors)
+
+
+@shipped_priors
+def test_data_the_priors_do_not_know_is_said_in_one_sentence(synthetic_faces, no_training):
+    """Synthetic faces: no identity the priors know, which the sentence says instead of a zero identity
+    loss; quick mode trains its own priors on them (notebook 03's run); no known face to show."""
+    coverage = tour.prior_coverage(synthetic_faces, tour.PRETRAINED, tour.shipped_priors())
+    assert (coverage.known, coverage.identities) == (0, 4)
+    assert coverage.sentence().startswith("The identity priors know none of the 4 training identities of this data")
+    assert tour.known_faces(synthetic_faces, tour.PRETRAINED, tour.shipped_priors())[1].shape[0] == 0
+    tour.recognizers(synthetic_faces, "quick")
+    assert no_training == [synthetic_faces]
+
+
+@pytest.mark.slow
+@shipped_priors
+@pytest.mark.skipif(not all(map(tour.has_shipped, tour.SHIPPED_PAIR.values())), reason="no shipped models")
+def test_pretrained_notebook_05_on_faces_the_priors_do_not_know(synthetic_faces, tmp_path, monkeypatch):
+    """The pretrained tour's notebook 05 on synthetic faces: it says that the priors know none of them and
+    leaves the identity panel out, so no "0.000 -> 0.000" identity finding and no alpha slider appear."""
+    import nbformat
+
+    from csrip_lib.notebook_runner import find_notebooks, run_notebook
+
+    monkeypatch.setenv("CSRIP_DATA", str(synthetic_faces))
+    monkeypatch.setenv("CSRIP_FIGURES", str(tmp_path / "figures"))
+    monkeypatch.setenv("CSRIP_RUNS", str(tmp_path / "runs"))
+    (path,) = find_notebooks(only="05_")
+    out = run_notebook(path, tmp_path / "build", {"PRESET": tour.PRETRAINED, "MAX_IMAGES": 8})
+    executed = nbformat.read(out, as_version=4)
+    text = "\n".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    widgets = [o for c in executed.cells for o in c.get("outputs", [])
+               if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    sentence = "The identity priors know none of the 4 training identities of this data"
+    assert text.count(sentence) == 2  # under the priors' table, and where the alpha explorer would be
+    assert "The alpha explorer is left out." in text
+    assert " -> " not in text and "train ce" not in text and not widgets
+    assert not (tmp_path / "runs").exists()  # pretrained: nothing trained

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -259,6 +260,21 @@ def test_recognizers_of_another_identity_set_are_refused_before_training(faces, 
     assert f"({len(ids)} identities, sha256 {identities_digest(ids)}" in msg
     assert "csrip train-recognizers" in msg and "--preset tiny" in msg
     assert not (tmp_path / "out" / "last.pt").exists()  # refused before training
+
+
+def test_partial_priors_train_with_no_identity_term_for_the_identities_they_do_not_know(faces, tmp_path, capsys):
+    """partial_priors (the tour's shipped priors on a superset of their data): the same recognizers that
+    are refused above train, the unknown identity's faces get the reconstruction terms only (the
+    printed share), and priors that know none of the identities are still refused."""
+    ids = FaceFolder(faces, "train", min_images=2).identities
+    fewer = write_recognizers(tmp_path / "fewer", ids[:-1])
+    run(faces, tmp_path / "out", fewer, LossConfig(alpha=0.01), partial_priors=True)
+    assert (tmp_path / "out" / "best.pt").is_file()
+    known = re.search(r"the recognizers know (\d+)% of the training images' identities", capsys.readouterr().out)
+    assert known and 0 < int(known.group(1)) < 100
+    strangers = write_recognizers(tmp_path / "strangers", ["nobody_1", "nobody_2"])
+    with pytest.raises(CSRIPError, match="another identity set"):
+        run(faces, tmp_path / "out2", strangers, LossConfig(alpha=0.01), partial_priors=True)
 
 
 def _with_images_per_identity(src: Path, dst: Path, n: int) -> Path:

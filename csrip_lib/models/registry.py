@@ -2,7 +2,8 @@
 
 Every SR checkpoint has kind "sr". Its config names the model in "model" (absent in C-SRIP runs, which
 store their SRConfig under "sr") and holds that model's config dataclass under the same key, so
-`load_sr` rebuilds any of them; `csrip evaluate`, `hallucinate` and `figures` all load through it.
+`load_sr` rebuilds any of them; `csrip evaluate`, `hallucinate` and `figures` all load through it, and
+`describe_model` names any of them from the same config (labels and printouts never hard-code "C-SRIP").
 """
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ COMPETITORS: dict[str, tuple[type[nn.Module], type]] = {
     "nbsrf": (NBSRF, NBSRFConfig), "srcnn": (SRCNN, SRCNNConfig), "vdsr": (VDSR, VDSRConfig),
     "lp": (LP, LPConfig), "srgan": (SRGAN, SRGANConfig), "urdgn": (URDGN, URDGNConfig)}
 MODEL_NAMES = ("csrip", *COMPETITORS)
+# Table 1's names for the competitors; ours differ from the cited methods where the model files say so.
+COMPETITOR_LABELS = {"nbsrf": "NBSRF-like forest", "srcnn": "SRCNN", "vdsr": "VDSR", "lp": "lp", "srgan": "SRGAN",
+                     "urdgn": "URDGN"}
 
 
 def check_name(name: str) -> str:
@@ -65,6 +69,41 @@ def stored_model(config: dict[str, Any]) -> str:
     return config.get("model") or "csrip"
 
 
+def variant(config: dict[str, Any]) -> tuple[str, float | None]:
+    """The paper's name for what a checkpoint config trained, and its alpha where Eq. 4 has one: a Table 2
+    variant for C-SRIP's networks (Sec. 4.3: Baseline, B+SSIM, C+SSIM, C+SSIM+M with alpha 0, C-SRIP with
+    alpha > 0), a Table 1 name for a competitor (alpha None)."""
+    name = stored_model(config)
+    if name != "csrip":
+        return COMPETITOR_LABELS.get(name, name), None
+    if not config.get("loss"):  # a checkpoint that did not record its loss
+        return ("baseline network" if (config.get("sr") or {}).get("arch") == "baseline" else "cascade"), None
+    loss = config["loss"]
+    rec = "SSIM" if loss.get("reconstruction", "ssim") == "ssim" else "MSE"
+    if (config.get("sr") or {}).get("arch") == "baseline":
+        return ("B+SSIM" if rec == "SSIM" else "Baseline"), None
+    if not loss.get("multiscale", True):
+        return f"C+{rec}", None
+    alpha = float(loss.get("alpha", 0.0))
+    return ("C-SRIP" if alpha > 0 else f"C+{rec}+M"), alpha
+
+
+def describe_model(config: dict[str, Any], name: str | None = None, short: bool = False) -> str:
+    """A model named from its checkpoint config, for labels and printouts: "csrip-quick (C+SSIM+M, alpha 0)"
+    (short) or "csrip-quick: quick cascade, C+SSIM+M (alpha 0)". `name` defaults to the config's shipped or
+    run name; without one, only what the config says."""
+    name = name or config.get("name") or config.get("variant")
+    what, alpha = variant(config)
+    if short:
+        what += "" if alpha is None else f", alpha {alpha:g}"
+        return f"{name} ({what})" if name else what
+    what += "" if alpha is None else f" (alpha {alpha:g})"
+    arch = "baseline network" if (config.get("sr") or {}).get("arch") == "baseline" else "cascade"
+    kind = arch if stored_model(config) == "csrip" else "size"
+    size = f"{config['preset']} {kind}, " if config.get("preset") else ""
+    return f"{name + ': ' if name else ''}{size}{what}"
+
+
 def load_sr(path: str | Path, map_location: str | torch.device = "cpu", model: str | None = None) -> nn.Module:
     """Any SR model in eval mode from a checkpoint of kind "sr"; `model` (if given) must match. The model's
     `.degradation` is the one it was trained under (`config.degradation_of`), which evaluation uses."""
@@ -82,4 +121,6 @@ def load_sr(path: str | Path, map_location: str | torch.device = "cpu", model: s
     except (TypeError, ValueError) as e:  # unknown fields or values: another version's or an edited config
         raise CSRIPError(f"{path}: the checkpoint's {name!r} config does not describe a csrip model ({e})") from None
     net.degradation = degradation_of(config)
+    net.label = describe_model(config, short=True)  # figure and panel labels (hallucinate, figures)
+    net.description = describe_model(config, name=config.get("name") or str(path))  # printouts
     return load_weights(net, ckpt, path).to(map_location).eval()
