@@ -607,7 +607,7 @@ def run(args: argparse.Namespace) -> int:
         df = evaluate_models(models, args.data, split, batch_size=args.batch_size, device=device, judge=judge,
                              degradation=None if args.sigma is None else DegradationConfig(sigma=args.sigma),
                              max_images=args.max_images, num_workers=args.workers)
-    df.to_csv(out, index=False)
+    df.to_csv(out, index=False, errors="backslashreplace")  # a non-UTF-8 file name: \udcXX, not a crash
     summary = summarize_results(df)
     summary.to_csv(summary_path(out))
     with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 200):
