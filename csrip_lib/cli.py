@@ -4,14 +4,19 @@ Each command's module defines `add_arguments(parser)` and `run(args) -> int | No
 only when its command runs, so `csrip --help` is instant. User errors (`CSRIPError`), usage errors
 (a bad option or number, see `argtypes`) and file-system errors (`OSError`: unreadable, unwritable,
 full disk, symlink loop) print one line, "csrip <command>: error: ...", and exit with status 2.
+Warnings print one line each, "csrip <command>: warning: ...", not Python's two-line form with the
+source line. File names that are not valid UTF-8 (decoded by Python with surrogate escapes) print with
+a backslash escape for each such byte, as on stderr, instead of failing the print.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+import warnings
 
 from .errors import CSRIPError, describe_os_error
+from .progress import tqdm
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -38,6 +43,13 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def one_line_warnings(command: str) -> None:
+    """Show every warning of this process as one line on stderr (between progress bars)."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        tqdm.write(f"csrip {command}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+    warnings.showwarning = show
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = Parser(
         prog="csrip", description="C-SRIP face hallucination: data, training, evaluation, figures.")
@@ -57,6 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")  # as stderr: a non-UTF-8 name prints as \udcXX
+    with warnings.catch_warnings():  # restores Python's warning display when the command returns
+        one_line_warnings(args.command)
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
     except CSRIPError as e:

@@ -26,6 +26,10 @@ Policies (a tutorial must not stop on one bad file in 500,000):
   as "ground truth". `load_hr(..., upsample_small=True)` upsamples instead, for arbitrary photos.
 - Entries that cannot be examined (symbolic-link loops, unreadable identity folders) are skipped
   with one warning naming them; an unreadable root is a CSRIPError.
+- Images whose header announces more than MAX_PIXELS pixels are refused before decoding
+  (`check_pixels`) and skipped the same way, reported as too large.
+- File and folder names need not be UTF-8: files are opened by Python (surrogate escapes), and
+  splits and digests hash a name's bytes (`os.fsencode`).
 """
 from __future__ import annotations
 
@@ -48,7 +52,7 @@ from .errors import CSRIPError, describe_os_error
 from .progress import tqdm
 from .synthetic import make_synthetic_faces
 
-__all__ = ["FaceFolder", "IndexedFaces", "FaceDataWarning", "ImageTooSmall", "load_hr", "decode_rgb",
+__all__ = ["FaceFolder", "IndexedFaces", "FaceDataWarning", "ImageTooSmall", "ImageTooLarge", "load_hr", "decode_rgb",
            "hr_crop", "load_cached", "per_identity_split", "identity_split", "identities_digest", "resolve_data",
            "make_synthetic_faces", "list_faces", "identity_folders", "check_headers"]
 
@@ -59,6 +63,10 @@ SPLITS = ("train", "val", "test", "all")
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # train / val / test share of identities
 SPLIT_SALT = "csrip-split-v1/"  # changes the split only if bumped; independent of other hashes
 SYNTHETIC_DIR, LFW_DIR = "synthetic", "lfw-deepfunneled"
+# Larger images are refused from their header, before decoding: a 30000 x 30000 PNG can be a 2.6 MB file
+# and would need 2.7 GB as uint8 and 11 GB as float. 100 megapixels covers every camera photo (a 48 MP
+# phone photo is 8000 x 6000) and takes at most 1.2 GB as float.
+MAX_PIXELS = 100_000_000
 
 # torchvision 0.29 deprecates torchvision.io decoding in favour of torchcodec; we use it while it
 # exists (fast, libjpeg-turbo) and fall back to PIL otherwise, so the notice is noise for users.
@@ -68,6 +76,14 @@ warnings.filterwarnings("ignore", message="The image decoding and encoding capab
 
 class FaceDataWarning(UserWarning):
     """A data file was skipped (not an image, corrupt, or too small)."""
+
+
+class ImageTooLarge(CSRIPError):
+    """An image whose header announces more than MAX_PIXELS pixels: refused before decoding."""
+
+    def __init__(self, message: str, size: tuple[int, int]):
+        super().__init__(message)
+        self.size = size  # (width, height) in pixels
 
 
 class ImageTooSmall(CSRIPError):
@@ -96,16 +112,40 @@ def looks_like_image(path: str | Path) -> bool:
 
 def _decode_torchvision(path: Path) -> torch.Tensor:
     # torchvision.io's image decoding is deprecated (0.29) and may be gone: imported here, PIL decodes then
-    from torchvision.io import ImageReadMode, decode_image, read_file
-    return decode_image(read_file(str(path)), mode=ImageReadMode.RGB, apply_exif_orientation=True)
+    from torchvision.io import ImageReadMode, decode_image
+    data = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)  # Python opens any file name
+    return decode_image(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
+
+
+def check_pixels(path: Path) -> None:
+    """ImageTooLarge if the header of `path` announces more than MAX_PIXELS pixels (nothing is decoded:
+    PIL reads only the header). Files PIL cannot identify are left to the decoders."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our limit decides
+            with Image.open(path) as img:
+                w, h = img.size
+    except Image.DecompressionBombError as e:  # over twice PIL's own limit: PIL does not say the size
+        pixels = int((re.findall(r"\d+", str(e)) or [0])[0])
+        raise ImageTooLarge(f"{path}: image of {pixels / 1e6:,.0f} megapixels is too large to decode safely; "
+                            f"the limit is {MAX_PIXELS / 1e6:g} megapixels (downscale it first)", (0, 0)) from None
+    except (OSError, ValueError, SyntaxError):  # unidentified or damaged header: the decoders say which
+        return
+    if w * h > MAX_PIXELS:
+        raise ImageTooLarge(f"{path}: image of {w}x{h} px ({w * h / 1e6:,.0f} megapixels) is too large to decode "
+                            f"safely; the limit is {MAX_PIXELS / 1e6:g} megapixels (downscale it first)", (w, h))
 
 
 def _decode_pil(path: Path) -> torch.Tensor:
     with Image.open(path) as img:
         img = ImageOps.exif_transpose(img)
-        if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit gray: rescale, don't clip
+        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16/32-bit gray: rescale, don't clip
             a = np.asarray(img, dtype=np.float64)
-            a = a / (65535.0 if a.max() > 255 or img.mode.startswith("I;16") else 255.0)
+            if not np.isfinite(a).all():
+                raise ValueError(f"a {img.mode} image with NaN or infinite pixels")
+            # float images ("F") in [0, 1] are scaled to 255; larger values are read as 8 or 16 bit
+            a = a / (65535.0 if a.max() > 255 or img.mode.startswith("I;16") else
+                     1.0 if img.mode == "F" and a.max() <= 1 else 255.0)
             a = np.repeat((a.clip(0, 1) * 255 + 0.5).astype(np.uint8)[..., None], 3, axis=2)
         else:
             a = np.asarray(img.convert("RGB"))
@@ -122,9 +162,12 @@ def decode_rgb(path: str | Path) -> torch.Tensor:
 
     torchvision.io (libjpeg-turbo, libpng) decodes; PIL decodes what torchvision cannot read
     (other formats, 16-bit PNG on older torchvision). A JPEG that torchvision rejects is corrupt
-    or truncated: it is not handed to the more lenient PIL. Raises CSRIPError if undecodable.
+    or truncated: it is not handed to the more lenient PIL. Raises CSRIPError if undecodable, and
+    ImageTooLarge, before decoding, if the header announces more than MAX_PIXELS pixels (`check_pixels`).
+    Gray 16-bit, 32-bit integer and 32-bit float images (TIFF) are rescaled to 8 bit, never clipped.
     """
     path = Path(path)
+    check_pixels(path)
     try:
         x = _decode_torchvision(path)
     except (ImportError, AttributeError):  # a torchvision without image decoding
@@ -176,7 +219,7 @@ def load_hr(path: str | Path, upsample_small: bool = False) -> torch.Tensor:
 def identity_split(identity: str) -> str:
     """"train" / "val" / "test" for an identity name, from a salted SHA-256 (not Python's hash(),
     which changes between runs). Stable across machines, versions and dataset sizes."""
-    digest = hashlib.sha256((SPLIT_SALT + identity).encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(os.fsencode(SPLIT_SALT + identity)).hexdigest()  # any folder name, UTF-8 or not
     u = int(digest[:12], 16) / 16 ** 12
     train, val, _ = SPLIT_FRACTIONS
     return "train" if u < train else "val" if u < train + val else "test"
@@ -317,7 +360,7 @@ def _cap_per_identity(items: list[tuple[Path, str]], cap: int | None,
 def identities_digest(identities: Sequence[str]) -> str:
     """A short SHA-256 of an identity list: what recognizer and SR checkpoints save, so that a
     mismatch between the two training stages is caught before training."""
-    return hashlib.sha256("\n".join(identities).encode()).hexdigest()[:16]
+    return hashlib.sha256(os.fsencode("\n".join(identities))).hexdigest()[:16]  # names as their bytes
 
 
 def _balanced_subset(items: list[tuple[Path, str]], max_images: int | None, min_images: int,
@@ -454,13 +497,15 @@ def load_cached(dataset: FaceFolder, progress: bool = True,
 
     images = torch.empty(len(items), 3, HR_SIZE, HR_SIZE, dtype=torch.uint8)
     ok = torch.zeros(len(items), dtype=torch.bool)
-    bad, small = [], []
+    bad, small, large = [], [], []
     with ThreadPoolExecutor(workers) as pool:
         results = pool.map(decode, range(len(items)))
         for k, x in enumerate(tqdm(results, total=len(items), desc="decoding faces", unit="img",
                                    disable=not progress)):
             if isinstance(x, ImageTooSmall):
                 small.append(f"{items[k][0]} ({x.size[0]}x{x.size[1]} px)")
+            elif isinstance(x, ImageTooLarge):
+                large.append(items[k][0])
             elif isinstance(x, CSRIPError):
                 bad.append(items[k][0])
             else:
@@ -470,9 +515,11 @@ def load_cached(dataset: FaceFolder, progress: bool = True,
         _warn_skipped(bad, "could not be decoded (corrupt or truncated)", stacklevel=2)
     if small:
         _warn_skipped(small, f"are too small (the face region must be at least {HR_SIZE} px)", stacklevel=2)
+    if large:
+        _warn_skipped(large, f"are too large (over {MAX_PIXELS / 1e6:g} megapixels)", stacklevel=2)
     if not ok.any():
         raise CSRIPError(f"{dataset.root}: none of the {len(items)} images is usable ({len(bad)} could not "
-                         f"be decoded, {len(small)} are smaller than {HR_SIZE} px)")
+                         f"be decoded, {len(small)} are smaller than {HR_SIZE} px, {len(large)} too large)")
     return images[ok], torch.as_tensor(labels, dtype=torch.int64)[ok]
 
 
@@ -499,7 +546,8 @@ def resolve_data(data: str | Path | None = None, verbose: bool = True) -> Path:
                 raise CSRIPError(f"data folder {value} (from {source}) cannot be resolved, a symbolic-link "
                                  f"loop? ({e})") from None
             if not path.is_dir():
-                raise CSRIPError(f"data folder {path} (from {source}) does not exist; expected "
+                found = "is a file, not a folder" if path.exists() else "does not exist"
+                raise CSRIPError(f"data folder {path} (from {source}) {found}; expected a folder laid out as "
                                  "<root>/<identity>/<image>, e.g. data/lfw-deepfunneled after `make data`")
             _announce(f"data: {path} (from {source})", path, verbose)
             return path

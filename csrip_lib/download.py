@@ -10,15 +10,19 @@ Steps, each safe to interrupt:
 2. rename to `<dest>/lfw-deepfunneled.zip` once all announced bytes arrived;
 3. extract into a temporary folder in `<dest>`, find the `<identity>/<image>` root inside,
    check the counts (13,233 images of 5,749 identities for the official archive);
-4. rename the checked folder to `<dest>/lfw-deepfunneled` (atomic), delete the archive.
+4. rename the checked folder to `<dest>/lfw-deepfunneled` (atomic), delete the archive if this run
+   downloaded it; an archive placed in `<dest>` by hand (offline machines) is kept, and the run says so.
 An existing `<dest>/lfw-deepfunneled` is never replaced without `force=True`. An archive that fails
-step 3 is deleted if this run downloaded it (a rerun downloads it again), but an archive placed in
-`<dest>` by hand (offline machines) is never deleted: it is renamed `<name>.bad-<timestamp>`.
+step 3 is deleted if this run downloaded it (a rerun downloads it again), but a hand-placed archive is
+never deleted: it is renamed `<name>.bad-<timestamp>` (`-2`, `-3`, ... if that name is taken).
+A failure to write (full disk) during extraction is reported as such, and keeps the archive.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import http.client
+import itertools
 import os
 import re
 import shutil
@@ -34,13 +38,15 @@ from pathlib import Path
 
 from .argtypes import nonnegative_int
 from .data import LFW_DIR, check_headers, list_faces
-from .errors import CSRIPError
+from .checkpoint import umask
+from .errors import CSRIPError, describe_os_error
 from .outputs import check_dir
 from .progress import tqdm
 
 LFW_URL = "https://umass-vis-lfw.github.io/lfw-deepfunneled.zip"
 LFW_IMAGES, LFW_IDENTITIES = 13_233, 5_749
 CHUNK = 1 << 20
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
 TIMEOUT_S = 60
 
 
@@ -112,7 +118,11 @@ def extract(archive: Path, into: Path) -> None:
                 t.extractall(into, **kwargs)
         else:
             raise CSRIPError(f"{archive} is not a zip or tar archive (truncated or wrong file?)")
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as e:
+    except OSError as e:
+        if e.errno in WRITE_ERRORS:  # the destination failed, not the archive: the caller keeps it
+            raise
+        raise CSRIPError(f"{archive} is truncated or corrupt ({type(e).__name__}: {e})") from e
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as e:
         raise CSRIPError(f"{archive} is truncated or corrupt ({type(e).__name__}: {e})") from e
 
 
@@ -149,7 +159,9 @@ def _discard(archive: Path, hand_placed: bool) -> str:
     if not hand_placed:
         archive.unlink(missing_ok=True)
         return "deleted the downloaded archive, so a rerun downloads it again"
-    aside = archive.with_name(f"{archive.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
+    stamp = f"{archive.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}"
+    aside = next(p for k in itertools.count(1) if not os.path.lexists(
+        p := archive.with_name(stamp if k == 1 else f"{stamp}-{k}")))  # two failures in one second
     os.replace(archive, aside)
     return f"moved the archive you placed there aside to {aside} (not deleted); a rerun downloads a new one"
 
@@ -175,6 +187,7 @@ def download_lfw(dest: str | Path = "data", url: str = LFW_URL, force: bool = Fa
     if not hand_placed:
         download(url, archive, progress)
     tmp = Path(tempfile.mkdtemp(prefix=f".{LFW_DIR}.", dir=dest))
+    tmp.chmod(0o777 & ~umask())  # mkdtemp's 0700 would hide the data from other users once renamed
     try:
         print(f"extracting {archive} ...")
         extract(archive, tmp)
@@ -192,9 +205,16 @@ def download_lfw(dest: str | Path = "data", url: str = LFW_URL, force: bool = Fa
             os.replace(root, target)
     except CSRIPError as e:
         raise CSRIPError(f"{e}; {_discard(archive, hand_placed)}") from None
+    except OSError as e:  # writing failed (full disk, quota, permissions): the archive is fine, keep it
+        raise CSRIPError(f"could not extract {archive} into {dest}: {describe_os_error(e)}; the archive "
+                         "was kept (LFW needs about 250 MB unpacked): free space and run again") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    archive.unlink()
+    if hand_placed:
+        print(f"kept the archive you placed: {archive} (delete it to free "
+              f"{archive.stat().st_size / 1e6:,.0f} MB)")
+    else:
+        archive.unlink()
     print(f"LFW ready: {target} ({n:,} images, {k:,} identities)")
     return target
 

@@ -605,7 +605,7 @@ def run(args: argparse.Namespace) -> int:
                              degradation=None if args.sigma is None else DegradationConfig(sigma=args.sigma),
                              max_images=args.max_images, num_workers=args.workers)
     out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out, index=False)
+    df.to_csv(out, index=False, errors="backslashreplace")  # a non-UTF-8 file name: \udcXX, not a crash
     summary = summarize_results(df)
     summary.to_csv(summary_path(out))
     with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 200):

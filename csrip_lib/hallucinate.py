@@ -31,8 +31,9 @@ For every face in a photo:
 from __future__ import annotations
 
 import argparse
+import io
 import math
-import sys
+import os
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -45,7 +46,7 @@ import torch.nn.functional as F
 from skimage.color import rgb2ycbcr
 from skimage.data import lbp_frontal_face_cascade_filename
 from skimage.feature import Cascade
-from torchvision.io import write_png
+from torchvision.io import encode_png
 from torchvision.transforms.v2 import functional as TF
 from torchvision.utils import draw_bounding_boxes
 
@@ -55,7 +56,7 @@ from .data import IMAGE_EXTENSIONS, LFW_SIZE, decode_rgb, looks_like_image
 from .degradation import DEFAULT, degrade, for_models, upsample_bicubic
 from .errors import CSRIPError
 from .models.registry import load_sr
-from .outputs import check_dir
+from .outputs import check_dir, write_output
 from .inference import Upscaler
 from .progress import tqdm
 from .runtime import pick_device
@@ -302,8 +303,9 @@ def _uint8(x: torch.Tensor) -> torch.Tensor:
     return x.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
 
 
-def _panel(result: dict[str, Any], title: str, path: Path, label: str, gap: int = 8, top: int = 40) -> None:
-    """LR (nearest) | bicubic | the model (`label`) | input crop, every image at 192 x 192 screen pixels."""
+def _panel(result: dict[str, Any], title: str, label: str, gap: int = 8, top: int = 40) -> bytes:
+    """LR (nearest) | bicubic | the model (`label`) | input crop, every image at 192 x 192 screen pixels:
+    PNG bytes."""
     from matplotlib.figure import Figure  # lazy, as in every module that only sometimes plots: CLI speed
     kind = "simulated" if result["simulated"] else "native"
     cols = [(f"LR {LR_SIZE}x{LR_SIZE} ({kind})", F.interpolate(result["lr"][None], scale_factor=8)[0]),
@@ -318,13 +320,23 @@ def _panel(result: dict[str, Any], title: str, path: Path, label: str, gap: int 
         ax.set_title(name, fontsize=9, pad=3)
         ax.set_axis_off()
     fig.suptitle(title, fontsize=9, y=1 - 4 / h, va="top")
-    fig.savefig(path, dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()
+
+
+def _png(image: torch.Tensor) -> bytes:
+    """PNG bytes of a uint8 3 x H x W image (written by Python, so any file name works, see save_results)."""
+    return encode_png(image).numpy().tobytes()
 
 
 def save_results(results: list[dict[str, Any]], image: torch.Tensor, out: Path, name: str,
                  panel: bool = False, force: bool = False, label: str = "SR") -> list[dict[str, Any]]:
     """Write each face's SR/LR PNGs (and panels, the SR column titled `label`); existing files are kept
     unless force (with a warning).
+
+    Every file goes through `outputs.write_output`: an entry at an output name, a dangling symbolic link
+    included, counts as existing, and `force` replaces the link itself, never writing through it.
 
     Returns one row per face: image, face, box, lr (simulated/native), sr (path or None if skipped).
     """
@@ -334,21 +346,23 @@ def save_results(results: list[dict[str, Any]], image: torch.Tensor, out: Path, 
         files = {"sr": out / f"{name}_face{k}_sr.png", "lr": out / f"{name}_face{k}_lr-{kind}.png"}
         if panel:
             files["panel"] = out / f"{name}_face{k}_panel.png"
-        existing = [p.name for p in files.values() if p.exists()]
+        existing = [p.name for p in files.values() if os.path.lexists(p)]
         if existing and not force:
             warnings.warn(f"{out / existing[0]} exists; skipping {name} face {k} (use --force to overwrite)")
             rows.append({"image": name, "face": k, "lr": kind, "sr": None})
             continue
-        write_png(_uint8(r["sr"]), str(files["sr"]))
-        write_png(_uint8(r["lr"]), str(files["lr"]))
+        write_output(files["sr"], _png(_uint8(r["sr"])), force=True)
+        write_output(files["lr"], _png(_uint8(r["lr"])), force=True)
         if panel:
-            _panel(r, f"{name}, face {k}: {LR_SIZE} px -> {HR_SIZE} px", files["panel"], label)
+            shown = os.fsencode(name).decode(errors="replace")  # a title needs text; a file name may be bytes
+            write_output(files["panel"], _panel(r, f"{shown}, face {k}: {LR_SIZE} px -> {HR_SIZE} px", label),
+                         force=True)
         rows.append({"image": name, "face": k, "box": tuple(round(v) for v in r["box"]), "lr": kind,
                      "sr": str(files["sr"])})
     if panel and results and results[0]["score"] is not None:
         path = out / f"{name}_detections.png"
-        if force or not path.exists():
-            write_png(_detections(image, results), str(path))
+        if force or not os.path.lexists(path):
+            write_output(path, _png(_detections(image, results)), force=True)
     return rows
 
 
@@ -414,17 +428,12 @@ def _load_upscaler(checkpoint: str | Path | None, device: str) -> Upscaler:
     return Upscaler(model, device=dev, compile=False)  # a few faces per photo: compiling would not pay
 
 
-def _cli_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    tqdm.write(f"csrip hallucinate: warning: {message}", file=sys.stderr)
-
-
 def run(args: argparse.Namespace) -> int:
     inp, out = Path(args.input), check_dir(args.out)
     if not inp.exists():
         raise CSRIPError(f"input not found: {inp} (expected a photo or a folder of photos)")
     with warnings.catch_warnings():
         warnings.simplefilter("default", UserWarning)  # each distinct warning once (--sigma: not per image)
-        warnings.showwarning = _cli_warning
         files = list_images(inp, exclude=out)
         if not files:
             raise CSRIPError(f"no images in {inp} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")

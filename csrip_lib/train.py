@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import shutil
 import time
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -35,10 +34,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from .argtypes import positive_float, positive_int
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import TRAINING_STATE, atomic_write, load_checkpoint, save_checkpoint
 from .config import TrainConfig, to_dict, with_legacy_degradation
 from .errors import CSRIPError
-from .outputs import check_runs
+from .outputs import check_runs, lock_runs
 from .progress import tqdm
 from .runtime import pick_device
 
@@ -184,6 +183,11 @@ class _Run:
     def resume(self) -> FitState:
         """Model, optimizers, schedulers and state from last.pt (same `config` and `kind` required)."""
         ckpt = load_checkpoint(self.last_path, kind=self.kind)
+        missing = [k for k in TRAINING_STATE if not isinstance(ckpt.get(k), dict)]
+        if missing:
+            raise CSRIPError(f"cannot resume from {self.last_path}: it has no {', '.join(missing)} (a csrip "
+                             "last.pt has the model, optimizer, scheduler and training state); start over "
+                             "with --force, or choose another folder")
         # a run started before checkpoints saved "degradation" keeps its own form of the same config
         self.config = with_legacy_degradation(self.config, ckpt["config"])
         if ckpt["config"] != self.config:
@@ -273,8 +277,8 @@ class _Run:
 
     def write_log(self, state: FitState) -> None:
         if self.rank == 0:
-            pd.DataFrame(state.history).to_csv(self.out_dir / "log.csv.tmp", index=False)
-            shutil.move(self.out_dir / "log.csv.tmp", self.out_dir / "log.csv")
+            csv = pd.DataFrame(state.history).to_csv(index=False).encode()
+            atomic_write(self.out_dir / "log.csv", lambda f: f.write(csv))
 
 
 def _stop_reason(state: FitState, cfg: TrainConfig, monitor: str) -> str | None:
@@ -308,50 +312,60 @@ def fit(model: torch.nn.Module, step_fn: StepFn, eval_fn: EvalFn | None, train_l
     An existing run in `out_dir` is an error unless `resume` (continue) or `force` (start over);
     `resume` of a run that has best.pt or log.csv but no last.pt is an error (it cannot continue
     exactly, and starting over would replace them); `resume` with no run there starts one (announced).
+    `out_dir` is locked for the whole run (`outputs.lock_runs`): another process training there is an error.
     """
     if mode not in ("max", "min"):
         raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
     out_dir, device = Path(out_dir), pick_device(device)
-    _prepare_out_dir(out_dir, resume, force)
-    run = _Run(model, step_fn, _sharded(train_loader, seed=cfg.seed), cfg, out_dir, kind, config, extra,
-               device, save_every_s)
-    if resume and run.last_path.exists():
-        state = run.resume()
-        if run.rank == 0:
-            print(f"resuming {out_dir} at epoch {state.epoch + 1}, batch {state.batch} (step {state.step})")
-    else:
-        if resume and run.rank == 0:
-            print(f"{out_dir}: nothing to resume (no last.pt): starting a new run")
-        state = run.start()
-    better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
-    # one bar per run; each epoch's results go into its postfix (the full rows are in log.csv)
-    bar = tqdm(total=run.total_steps, initial=state.step, desc=out_dir.name, unit="step", disable=run.rank != 0)
-    while state.finished is None:
-        t0 = run.train_epoch(state, bar)
-        # End of an epoch (or of training, at max_steps): evaluate, log, keep the best, maybe stop.
-        row = run.log_row(state, eval_fn, val_loader)
-        if monitor not in row:
-            raise CSRIPError(f"monitor {monitor!r} is not among the logged metrics {sorted(row)}")
-        state.seconds += time.time() - t0
-        row["seconds"] = round(state.seconds, 2)
-        state.history.append(row)
-        if state.best is None or better(row[monitor], state.best):
-            state.best, state.bad_epochs = row[monitor], 0
-            run.save(run.best_path, metrics=row, epoch=row["epoch"])
+    with lock_runs([out_dir]):  # no other process trains in out_dir while this one does
+        _prepare_out_dir(out_dir, resume, force)
+        run = _Run(model, step_fn, _sharded(train_loader, seed=cfg.seed), cfg, out_dir, kind, config, extra,
+                   device, save_every_s)
+        if resume and run.last_path.exists():
+            state = run.resume()
+            if run.rank == 0:
+                print(f"resuming {out_dir} at epoch {state.epoch + 1}, batch {state.batch} (step {state.step})")
         else:
-            state.bad_epochs += 1
-        for sch in run.schedulers.values():
-            sch.step()
-        state.epoch, state.batch, state.sums = state.epoch + 1, 0, {}
-        state.finished = _stop_reason(state, cfg, monitor)
-        bar.set_postfix_str(f"epoch {row['epoch']}/{cfg.epochs} {monitor} {row[monitor]:.4g}")
-        state.epoch_rng = _rng_state(run.train_loader)
-        run.save_last(state)
-        run.write_log(state)
-    bar.close()
+            if resume and run.rank == 0:
+                print(f"{out_dir}: nothing to resume (no last.pt): starting a new run")
+            state = run.start()
+        _train(run, state, eval_fn, val_loader, monitor, mode)
+    return pd.DataFrame(state.history)
+
+
+def _train(run: _Run, state: FitState, eval_fn: EvalFn | None, val_loader: DataLoader | None, monitor: str,
+           mode: str) -> None:
+    """`fit`'s loop: epochs until a stop reason, each evaluated, logged and checkpointed."""
+    cfg, out_dir = run.cfg, run.out_dir
+    better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
+    # one bar per run, closed also on an error (whose message then starts on a line of its own); each
+    # epoch's results go into its postfix (the full rows are in log.csv)
+    with tqdm(total=run.total_steps, initial=state.step, desc=out_dir.name, unit="step",
+              disable=run.rank != 0) as bar:
+        while state.finished is None:
+            t0 = run.train_epoch(state, bar)
+            # End of an epoch (or of training, at max_steps): evaluate, log, keep the best, maybe stop.
+            row = run.log_row(state, eval_fn, val_loader)
+            if monitor not in row:
+                raise CSRIPError(f"monitor {monitor!r} is not among the logged metrics {sorted(row)}")
+            state.seconds += time.time() - t0
+            row["seconds"] = round(state.seconds, 2)
+            state.history.append(row)
+            if state.best is None or better(row[monitor], state.best):
+                state.best, state.bad_epochs = row[monitor], 0
+                run.save(run.best_path, metrics=row, epoch=row["epoch"])
+            else:
+                state.bad_epochs += 1
+            for sch in run.schedulers.values():
+                sch.step()
+            state.epoch, state.batch, state.sums = state.epoch + 1, 0, {}
+            state.finished = _stop_reason(state, cfg, monitor)
+            bar.set_postfix_str(f"epoch {row['epoch']}/{cfg.epochs} {monitor} {row[monitor]:.4g}")
+            state.epoch_rng = _rng_state(run.train_loader)
+            run.save_last(state)
+            run.write_log(state)
     if run.rank == 0:
         print(f"{out_dir}: finished ({state.finished}); best {monitor} = {state.best:.4g}")
-    return pd.DataFrame(state.history)
 
 
 def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,6 +16,7 @@ log.csv) and <out>/accuracy.csv, the rank-1 train/validation accuracy per scale.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from dataclasses import replace
 from functools import partial
@@ -29,7 +30,7 @@ from torch.utils.data import DataLoader, Subset, TensorDataset
 from torchvision.transforms import v2
 
 from .argtypes import positive_int
-from .checkpoint import load_checkpoint
+from .checkpoint import atomic_write, load_checkpoint
 from .config import (DEFAULT_PRESET, HR_SIZE, PRESETS, RESIDUAL_SIGMAS, SCALES, DegradationConfig, Preset, TrainConfig,
                      get_preset, runs_dir, to_dict)
 from .data import FaceFolder, identities_digest, load_cached, per_identity_split, resolve_data
@@ -181,6 +182,7 @@ def train_recognizers(data: str | Path | None = None, preset: str | Preset = DEF
     bad = [s for s in scales if s not in RESIDUAL_SIGMAS]
     if bad or not scales:
         raise CSRIPError(f"scales must be among {sorted(RESIDUAL_SIGMAS)}, got {list(scales)}")
+    kept = _kept_accuracy(out / "accuracy.csv", scales, force)  # a bad file is an error now, not after training
     check_runs([out / f"rec{s}" for s in scales], resume=resume, force=force, strict_resume=strict_resume)
     device = pick_device(device)
     dataset, images, labels, train_idx, val_idx = load_identities(data, p, progress)
@@ -222,13 +224,31 @@ def train_recognizers(data: str | Path | None = None, preset: str | Preset = DEF
                      "paper_train": PAPER_ACCURACY[size][0], "paper_val": PAPER_ACCURACY[size][1],
                      "best_epoch": best["epoch"], "epochs": len(log), "minutes": (time.time() - t0) / 60})
     table = pd.DataFrame(rows)
-    if out.exists():  # rows of scales trained by an earlier call (--scales) are kept in the file
-        path, merged = out / "accuracy.csv", table
-        if path.is_file():
-            kept = pd.read_csv(path)
-            merged = pd.concat([kept[~kept["scale"].isin(scales)], table]).sort_values("scale", ignore_index=True)
-        merged.to_csv(path, index=False)
+    merged = pd.concat([t for t in (kept, table) if len(t)]).sort_values("scale", ignore_index=True)
+    csv = merged.to_csv(index=False).encode()
+    atomic_write(out / "accuracy.csv", lambda f: f.write(csv))
     return table
+
+
+def _kept_accuracy(path: Path, scales: tuple[int, ...], force: bool) -> pd.DataFrame:
+    """The rows of `path` (accuracy.csv) for the scales not trained now, checked before any training:
+    a file that is not such a table (one row per scale) is an error, or with `force` replaced."""
+    if not os.path.lexists(path):
+        return pd.DataFrame()
+    try:
+        kept = pd.read_csv(path)
+        ok = "scale" in kept and kept["scale"].isin(SCALES).all() and not kept["scale"].duplicated().any()
+    except (OSError, ValueError, UnicodeError) as e:  # pandas' ParserError and EmptyDataError are ValueErrors
+        kept, ok = None, False
+        why = " ".join(str(e).split())[:120]
+    else:
+        why = f"expected a 'scale' column with one row per scale among {list(SCALES)}"
+    if ok:
+        return kept[~kept["scale"].isin(scales)]
+    if not force:
+        raise CSRIPError(f"{path} is not an accuracy table written by csrip ({why}); move it away, or pass "
+                         "--force to replace it; nothing was trained")
+    return pd.DataFrame()
 
 
 def ensure_recognizers(data: str | Path | None = None, preset: str | Preset = DEFAULT_PRESET,
@@ -246,7 +266,7 @@ def ensure_recognizers(data: str | Path | None = None, preset: str | Preset = DE
         if other:
             raise CSRIPError(f"{out} holds recognizers of preset {sorted(other)}, not {p.name!r}; pass "
                              "another out folder, or retrain with `csrip train-recognizers --force`")
-        if all(c["state"]["finished"] for c in ckpts):
+        if all(isinstance(c.get("state"), dict) and c["state"].get("finished") for c in ckpts):
             print(f"recognizers: reusing {out}")
             return pd.read_csv(out / "accuracy.csv")
     return train_recognizers(data, p, out, resume=True, **kw)

@@ -23,14 +23,16 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import clean_state_dict, load_checkpoint, save_checkpoint
+from .checkpoint import atomic_write, clean_state_dict, load_checkpoint, save_checkpoint
 from .config import SCALES
 from .errors import CSRIPError
-from .outputs import check_dir
+from .outputs import check_dir, plain_name
 
 CHECKPOINTS_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 MANIFEST = "manifest.json"
@@ -140,35 +142,56 @@ def export(src: str | Path, name: str, kind: str = "sr", description: str = "",
 
     kind "sr": src is a checkpoint (runs/Y/best.pt) -> checkpoints/<name>.pt.
     kind "recognizers": src is a `csrip train-recognizers` folder -> checkpoints/<name>/rec{48,96,192}/best.pt
-    (and its accuracy.csv, if any). Returns the manifest entry. An existing shipped `name` is replaced
-    only with `force`.
+    (and its accuracy.csv, if any). Returns the manifest entry.
+    `name` is a plain name (`outputs.plain_name`): everything is written inside `root`. Anything already
+    at `<root>/<name>[.pt]` (a shipped model, another file or folder, a symbolic link) is replaced only
+    with `force`. The new files are written beside it first and swapped in only when all are written,
+    so a failed export changes nothing: neither the old files nor the manifest.
     """
     if kind not in KINDS:
         raise CSRIPError(f"unknown kind {kind!r}; expected one of {sorted(KINDS)}")
+    name = plain_name(name, "shipped model name")
     root, src = check_dir(_root(root), "checkpoints folder"), Path(src)
     if not src.exists():
         raise CSRIPError(f"{src} not found (expected {KINDS[kind]})")
-    if name in available(root=root) and not force:
-        raise CSRIPError(f"{root} already ships {name!r}; pass --force to replace it")
-    if kind == "sr":
-        rel = f"{name}.pt"
-        files = [export_checkpoint(src, root / rel, "sr", name)]
-    else:
-        rel = name
-        if (root / rel).exists():
-            shutil.rmtree(root / rel)
-        files = [export_checkpoint(src / f"rec{s}" / "best.pt", root / rel / f"rec{s}" / "best.pt", "recognizer")
-                 for s in SCALES]
-        if (src / "accuracy.csv").is_file():
-            files.append(Path(shutil.copy(src / "accuracy.csv", root / rel / "accuracy.csv")))
-    entry = {"kind": kind, "path": rel, "description": description,
-             "files": {f.relative_to(root).as_posix(): sha256(f) for f in files}}
-    path = root / MANIFEST
-    data = json.loads(path.read_text()) if path.is_file() else {"format": 1, "models": {}}
-    data["models"][name] = entry
-    data["models"] = dict(sorted(data["models"].items()))
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    rel = f"{name}.pt" if kind == "sr" else name
+    target = root / rel
+    if not force and (name in available(root=root) or os.path.lexists(target)):
+        what = f"ships {name!r}" if name in available(root=root) else f"already has {target}"
+        raise CSRIPError(f"{root} {what}; pass --force to replace it")
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.export.", dir=root))
+    try:
+        if kind == "sr":
+            files = [export_checkpoint(src, staging / rel, "sr", name)]
+        else:
+            files = [export_checkpoint(src / f"rec{s}" / "best.pt", staging / rel / f"rec{s}" / "best.pt",
+                                       "recognizer") for s in SCALES]
+            if (src / "accuracy.csv").is_file():
+                files.append(Path(shutil.copyfile(src / "accuracy.csv", staging / rel / "accuracy.csv")))
+        entry = {"kind": kind, "path": rel, "description": description,
+                 "files": {f.relative_to(staging).as_posix(): sha256(f) for f in files}}
+        _swap_in(staging / rel, target, staging / ".replaced", root / MANIFEST, name, entry)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return entry
+
+
+def _swap_in(new: Path, target: Path, aside: Path, manifest_path: Path, name: str, entry: dict[str, Any]) -> None:
+    """Move `new` to `target` (what was there goes `aside`) and record `entry` in the manifest; if the
+    manifest cannot be written, the old `target` is put back."""
+    data = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"format": 1, "models": {}}
+    data["models"] = dict(sorted({**data["models"], name: entry}.items()))
+    if os.path.lexists(target):
+        os.replace(target, aside)
+    os.replace(new, target)
+    try:
+        atomic_write(manifest_path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))
+    except BaseException:
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+        if os.path.lexists(aside):
+            os.replace(aside, target)
+        raise
 
 
 # ---------------------------------------------------------------------------------- command line

@@ -5,6 +5,13 @@ Everything is generated at test time in tmp folders: broken images of every kind
 loops, unreadable files and folders, a checkpoint with a code-running pickle payload, random-step
 `kill -9` of real training processes followed by `--resume`, and bad arguments for every command.
 Unreadable files need an unprivileged user: as root the tests drop to `nobody` (seteuid) for them.
+
+The second round (issue 23, after an adversarial run of 161 cases) adds one or more tests per defect:
+export names that leave `--dest`, two processes on one run folder, archive names, a full disk (a file-size
+limit on a real training process), edited, damaged and non-finite checkpoints, resume without training
+state, huge image headers, names that are not UTF-8, a malformed accuracy.csv, dangling symbolic links
+at output names, misleading messages, file permissions and warnings. Nothing needs a large allocation:
+huge images are headers only.
 """
 from __future__ import annotations
 
@@ -13,13 +20,16 @@ import errno
 import io
 import os
 import random
+import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
 import warnings
 import zipfile
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,7 +45,7 @@ import csrip_lib.hallucinate  # noqa: F401
 import csrip_lib.identity  # noqa: F401
 import csrip_lib.notebook_runner  # noqa: F401
 import csrip_lib.train_sr  # noqa: F401
-from csrip_lib.checkpoint import VERSION, load_checkpoint, save_checkpoint
+from csrip_lib.checkpoint import VERSION, load_checkpoint, save_checkpoint, umask
 from csrip_lib.cli import COMMANDS, main
 from csrip_lib.config import TrainConfig, get_preset, to_dict
 from csrip_lib.data import FaceDataWarning, FaceFolder, list_faces, load_cached, load_hr
@@ -85,8 +95,12 @@ def cli(argv: list[str], capsys) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
+PROGRESS_BAR = re.compile(r"\|.*\| *\d+/\d+ \[")  # a tqdm line: not a message
+
+
 def assert_one_line_error(code: int, err: str, words: str = "") -> None:
-    lines = [line for line in err.splitlines() if line.strip() and "warning" not in line]
+    lines = [line for line in err.splitlines()
+             if line.strip() and "warning" not in line and not PROGRESS_BAR.search(line)]
     assert code == 2, err
     assert "Traceback" not in err and len(lines) == 1 and "error:" in lines[0], err
     assert words.lower() in lines[0].lower(), (words, lines[0])
@@ -578,3 +592,425 @@ def test_damaged_judge_cache_is_rebuilt_with_one_warning(face_root, tmp_path, mo
     assert len(df) == 8 and (df.loc[df.model == "hr", "id_dist"] == 0).all()
     rebuilt = EmbeddingCache(face_root)  # the rewritten file holds the 4 HR descriptors
     assert len(rebuilt.table) == 4
+
+
+# ================================================================ second round (issue 23): 15 defects
+def tiny_sr_checkpoint(path: Path, config: dict | None = None, model: dict | None = None) -> Path:
+    """A C-SRIP checkpoint of the tiny preset (random weights), with an edited config or model if given."""
+    cfg = get_preset("tiny").sr
+    return save_checkpoint({"model": CascadedSR(cfg).state_dict() if model is None else model,
+                            "config": {"sr": to_dict(cfg)} if config is None else config}, path, "sr")
+
+
+def fake_recognizers(folder: Path) -> Path:
+    """A folder laid out as `csrip train-recognizers` writes it (tiny stand-in weights; export only copies)."""
+    for s in (48, 96, 192):
+        save_checkpoint({"model": {"w": torch.zeros(2)}, "config": {}}, folder / f"rec{s}" / "best.pt", "recognizer")
+    return folder
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# -- 1. export --kind recognizers deleted folders; 2. export wrote outside --dest
+@pytest.mark.parametrize("name", [".", "", "..", "../../ESCAPED", "ABSOLUTE", "a/b", ".hidden"])
+@pytest.mark.parametrize("kind", ["sr", "recognizers"])
+def test_export_names_are_plain_names_inside_dest(kind, name, tmp_path, capsys):
+    sandbox = tmp_path / "sandbox"
+    dest = sandbox / "checkpoints"
+    (sandbox / "precious.txt").parent.mkdir(parents=True)
+    (sandbox / "precious.txt").write_text("keep me")
+    (dest / "other").mkdir(parents=True)
+    (dest / "other" / "model.pt").write_bytes(b"keep me too")
+    src = tiny_sr_checkpoint(tmp_path / "run" / "best.pt") if kind == "sr" else fake_recognizers(tmp_path / "rec")
+    before, absolute = tree(tmp_path), tmp_path.parent / f"{tmp_path.name}-ESCAPED"  # outside tmp_path
+    name = str(absolute) if name == "ABSOLUTE" else name
+    code, err = cli(["export", str(src), "--kind", kind, "--name", name, "--dest", str(dest), "--force"], capsys)
+    assert_one_line_error(code, err, "not a plain name")
+    assert tree(tmp_path) == before and not absolute.exists() and not absolute.with_suffix(".pt").exists()
+
+
+def test_export_never_deletes_what_it_did_not_make_and_a_failed_export_changes_nothing(tmp_path, capsys):
+    dest, src = tmp_path / "checkpoints", fake_recognizers(tmp_path / "rec")
+    (dest / "mine").mkdir(parents=True)
+    (dest / "mine" / "notes.txt").write_text("not a shipped model")
+    code, err = cli(["export", str(src), "--kind", "recognizers", "--name", "mine", "--dest", str(dest)], capsys)
+    assert_one_line_error(code, err, "pass --force")
+    assert (dest / "mine" / "notes.txt").read_text() == "not a shipped model"
+    assert main(["export", str(src), "--kind", "recognizers", "--name", "recs", "--dest", str(dest)]) == 0
+    shipped = tree(dest)
+    (src / "rec192" / "best.pt").write_bytes(b"damaged")  # the next export fails half-way
+    code, err = cli(["export", str(src), "--kind", "recognizers", "--name", "recs", "--dest", str(dest),
+                     "--force"], capsys)
+    assert_one_line_error(code, err, "not a readable checkpoint")
+    assert tree(dest) == shipped  # old files and the manifest that names them, unchanged
+    assert sorted(p.name for p in dest.iterdir()) == ["manifest.json", "mine", "recs"]  # no staging left
+
+
+# -- 3. two runs on one folder overwrote each other
+HOLD_LOCK = """
+import sys, time
+from csrip_lib.outputs import lock_runs
+with lock_runs(sys.argv[1:]):  # what train.fit holds while it trains
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_run_folder_is_locked_while_a_process_trains_in_it(tmp_path, capsys):
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run), *(str(run / f"rec{s}") for s in (48, 96, 192))],
+                              stdout=subprocess.PIPE, text=True,
+                              env=env, cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        for argv in (["train-sr", "--preset", "tiny", "--alpha", "0"], ["train-recognizers", "--preset", "tiny"],
+                     ["train-competitor", "--model", "srcnn", "--preset", "tiny"]):
+            code, err = cli([*argv, "--data", str(tmp_path / "none"), "--out", str(run)], capsys)
+            assert_one_line_error(code, err, "in use: another csrip process is training in it")
+        from test_train import run as toy_run  # the check inside fit, for a process that passed the first one
+        with pytest.raises(CSRIPError, match="in use"):
+            toy_run(run)
+        assert not any((run / f).exists() for f in ("last.pt", "best.pt", "log.csv"))  # nothing written
+    finally:
+        holder.kill()
+        holder.wait()
+    code, err = cli(["train-sr", "--preset", "tiny", "--alpha", "0", "--data", str(tmp_path / "none"),
+                     "--out", str(run)], capsys)
+    assert_one_line_error(code, err, "does not exist")  # free again: the next check (the data) speaks
+
+
+def test_fit_holds_the_lock_for_the_whole_run_and_releases_it(tmp_path):
+    from csrip_lib.outputs import _LOCKS, lock_runs
+    from test_train import CFG, eval_fn, make_loaders, make_model, step_fn
+    locked = []
+
+    def step(model, batch, device):
+        locked.append(tmp_path.resolve() in _LOCKS)
+        return step_fn(model, batch, device)
+
+    train, val = make_loaders()
+    fit(make_model(), step, eval_fn, train, val, replace(CFG, max_steps=3), tmp_path, kind="toy", config={},
+        monitor="acc", device="cpu")
+    assert locked == [True] * 3 and tmp_path.resolve() not in _LOCKS  # held while training, then released
+    with lock_runs([tmp_path]), lock_runs([tmp_path]):  # re-entrant within one process
+        assert tmp_path.resolve() in _LOCKS
+    assert tmp_path.resolve() not in _LOCKS
+
+
+# -- 4. archive names collided; a successful run deleted the user's archive
+def test_bad_archives_in_the_same_second_get_distinct_names(tmp_path, monkeypatch):
+    import csrip_lib.download as download
+    monkeypatch.setattr(download.time, "strftime", lambda fmt: "20260101-000000")
+    blobs = []
+    for k in range(3):
+        blobs.append(b"PK\x03\x04 garbage %d" % k)
+        (tmp_path / "lfw-deepfunneled.zip").write_bytes(blobs[-1])
+        with pytest.raises(CSRIPError, match="moved the archive you placed there aside"):
+            download_lfw(tmp_path, url="http://127.0.0.1:9/lfw-deepfunneled.zip", progress=False)
+    first = tmp_path / "lfw-deepfunneled.zip.bad-20260101-000000"
+    aside = [first, first.with_name(first.name + "-2"), first.with_name(first.name + "-3")]
+    assert [p.read_bytes() for p in aside] == blobs  # none overwritten
+
+
+def test_a_successful_run_keeps_the_archive_the_user_placed(tmp_path, capsys):
+    archive = tmp_path / "lfw-deepfunneled.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for k in range(2):
+            z.writestr(f"lfw-deepfunneled/Ada/Ada_000{k}.jpg", jpeg(smooth(250, 250, k)))
+    blob = archive.read_bytes()
+    target = download_lfw(tmp_path, url="http://127.0.0.1:9/lfw-deepfunneled.zip", expected_images=2,
+                          expected_identities=1, progress=False)
+    assert archive.read_bytes() == blob and "kept the archive you placed" in capsys.readouterr().out
+    assert sorted(p.name for p in (target / "Ada").iterdir()) == ["Ada_0000.jpg", "Ada_0001.jpg"]
+    assert target.stat().st_mode & 0o777 == 0o777 & ~umask()  # not mkdtemp's 0700
+
+
+# -- 5. a full disk during a checkpoint save gave a traceback
+FULL_DISK = """
+import resource, signal, sys
+from csrip_lib.cli import main
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, like a full disk
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_a_full_disk_during_a_checkpoint_save_is_one_line_and_keeps_earlier_files(few_faces, tmp_path):
+    out = tmp_path / "run"
+    args = ["train-sr", "--data", str(few_faces), "--preset", "tiny", "--alpha", "0", "--epochs", "4",
+            "--max-steps", "4", "--steps-per-epoch", "1", "--batch-size", "4", "--device", "cpu", "--out", str(out)]
+    size = tiny_sr_checkpoint(tmp_path / "probe.pt").stat().st_size  # best.pt fits, last.pt (+ Adam state) not
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", FULL_DISK, str(int(size * 1.5)), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert_one_line_error(proc.returncode, proc.stderr, "could not write")
+    assert "the disk is full" in proc.stderr and "Traceback" not in proc.stderr
+    assert (out / "best.pt").is_file() and load_checkpoint(out / "best.pt")["epoch"] == 1  # written before
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt"]  # no temporary file, no half-written last.pt
+
+
+# -- 6. edited checkpoints crashed or took gigabytes before an error
+def shared_reference_config(depth: int = 64) -> list:
+    """A list holding itself twice over `depth` levels: tiny as a pickle, 2**depth items as a repr."""
+    x: list = [0]
+    for _ in range(depth):
+        x = [x, x]
+    return x
+
+
+TINY = to_dict(get_preset("tiny").sr)
+EDITED = {  # config edits -> words of the one-line error
+    "negative sigma": ({"sr": TINY, "degradation": {"sigma": -1.0}}, "degradation config is not valid"),
+    "config not a dict": ("paper", "'config' is a str"),
+    "model section not a dict": ({"sr": [512, 256]}, "csrip config is a list"),
+    "channels 1e5": ({"sr": {**TINY, "stem_channels": 100_000}}, "weights do not fit"),
+    "stem 1e6": ({"sr": {**TINY, "stem_channels": 1_000_000}}, "weights do not fit"),
+    "blocks 1e6": ({"sr": {**TINY, "blocks": 1_000_000}}, "weights do not fit"),
+    "negative channels": ({"sr": {**TINY, "channels": [-8, 8, 8]}}, "channels=[-8, 8, 8] is not a valid value"),
+    "float channels": ({"sr": {**TINY, "stem_channels": 8.5}}, "stem_channels=8.5 is not a valid value"),
+    "unknown model": ({"model": "espcn", "espcn": {}}, "unknown SR model 'espcn'"),
+    "shared references": ({"sr": TINY, "notes": shared_reference_config()}, "more than 1,000,000 values"),
+}
+
+
+@contextlib.contextmanager
+def no_real_model_larger_than(weights: dict[str, torch.Tensor]):
+    """Fail (MemoryError) as soon as a model built outside the meta device holds a parameter larger, or more
+    parameters, than `weights`: an edited config must be refused before the model is built for real."""
+    largest, count = max(t.numel() for t in weights.values()), [0]
+
+    def guard(module, name, param):
+        if param is not None and param.device.type != "meta":
+            count[0] += 1
+            if param.numel() > largest or count[0] > len(weights):
+                raise MemoryError(f"a real model larger than the file's weights was built ({tuple(param.shape)})")
+
+    handle = torch.nn.modules.module.register_module_parameter_registration_hook(guard)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@pytest.mark.parametrize("case", list(EDITED))
+def test_an_edited_checkpoint_is_refused_before_any_model_is_built(case, tmp_path, capsys):
+    config, words = EDITED[case]
+    weights = CascadedSR(get_preset("tiny").sr).state_dict()
+    path = tiny_sr_checkpoint(tmp_path / "best.pt", config=config, model=weights)
+    with no_real_model_larger_than(weights):  # a stem of 1e6 once took 3 GB before its error
+        code, err = cli(["evaluate", "--checkpoint", str(path), "--out", str(tmp_path / "r.csv")], capsys)
+    assert_one_line_error(code, err, words)
+
+
+def test_init_from_a_shared_reference_config_is_refused_not_printed(few_faces, tmp_path, capsys):
+    path = tiny_sr_checkpoint(tmp_path / "init.pt", config={"sr": shared_reference_config()})
+    code, err = cli(["train-sr", "--preset", "tiny", "--alpha", "0", "--init", str(path), "--data",
+                     str(few_faces), "--device", "cpu", "--out", str(tmp_path / "run")], capsys)
+    assert_one_line_error(code, err, "more than 1,000,000 values")  # not a repr that never ends
+
+
+@pytest.mark.parametrize("edit, words", [
+    ({"identities": "Alice"}, "'identities' is not a list"), ({"identities": ["Alice"]}, "at least 2"),
+    ({"image_size": 50}, "image_size 50 is not one of"), ({"image_size": "48"}, "image_size '48'"),
+    ({"config": {"recognizer": {"width": 1e5}}}, "weights do not fit"),
+    ({"config": {"recognizer": {"dropout": "x"}}}, "dropout='x' is not a valid value")])
+def test_an_edited_recognizer_is_refused_before_it_is_built(edit, words, tmp_path):
+    from csrip_lib.config import RecognizerConfig
+    from csrip_lib.models import SqueezeNetRecognizer
+    from csrip_lib.models.recognizer import load_recognizers
+    cfg = RecognizerConfig(width=0.125)
+    for s in (48, 96, 192):
+        state = {"model": SqueezeNetRecognizer(3, cfg, image_size=s).state_dict(),
+                 "config": {"recognizer": to_dict(cfg)}, "identities": ["A", "B", "C"], "image_size": s}
+        if s == 48:
+            state = {**state, **edit}
+        save_checkpoint(state, tmp_path / f"rec{s}" / "best.pt", "recognizer")
+    with pytest.raises(CSRIPError, match=re.escape(words)):
+        load_recognizers(tmp_path)
+
+
+# -- 7. --resume with a last.pt without training state
+@pytest.mark.parametrize("command", ["train-sr", "train-recognizers"])
+def test_resume_from_a_model_without_training_state_says_what_is_missing(command, tmp_path, capsys):
+    run = tmp_path / "run" / ("rec48" if command == "train-recognizers" else "")
+    tiny_sr_checkpoint(run / "last.pt")  # a copy of best.pt, or an exported model
+    extra = ["--scales", "48"] if command == "train-recognizers" else ["--alpha", "0"]
+    code, err = cli([command, "--preset", "tiny", *extra, "--data", str(tmp_path / "none"),
+                     "--out", str(tmp_path / "run"), "--resume"], capsys)
+    assert_one_line_error(code, err, "no training state")
+
+
+# -- 8. a 30000 x 30000 PNG of a few MB asked for 10.8 GB
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header announces width x height RGB pixels, followed by four rows of data: what a
+    decoder would allocate for is in the header; the file stays tiny (no test allocates gigabytes)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * (1 + 3 * width) * 4))
+            + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("side", [30_000, 12_000])  # 900 MP: over PIL's own bomb limit; 144 MP: over ours only
+def test_an_image_too_large_is_refused_from_its_header_before_decoding(side, tmp_path, capsys):
+    from csrip_lib.data import MAX_PIXELS, ImageTooLarge
+    assert side * side > MAX_PIXELS
+    root = tmp_path / "faces"
+    for ident in ("Alice", "Bob"):
+        (root / ident).mkdir(parents=True)
+        (root / ident / "a.jpg").write_bytes(jpeg(smooth(250, 250, len(ident))))
+    (root / "Alice" / "huge.png").write_bytes(png_header_only(side, side))
+    with pytest.raises(ImageTooLarge, match="too large to decode safely"):
+        load_hr(root / "Alice" / "huge.png")
+    ds = FaceFolder(root, split="all")
+    with pytest.warns(FaceDataWarning, match=r"too large \(over 100 megapixels\): .*huge.png"):
+        images, _ = load_cached(ds, progress=False)  # what train-sr and train-recognizers read through
+    assert len(images) == 2
+    code, err = cli(["hallucinate", str(root / "Alice" / "huge.png"), "--no-detect", "--checkpoint",
+                     str(tiny_sr_checkpoint(tmp_path / "sr.pt")), "-o", str(tmp_path / "out")], capsys)
+    assert code == 1 and "too large to decode safely" in err and "Traceback" not in err
+
+
+# -- 9. non-UTF-8 names
+def test_names_that_are_not_utf8_work_everywhere(tmp_path, capsys):
+    from csrip_lib.data import decode_rgb, identities_digest, identity_split
+    odd = os.fsdecode(b"Jos\xe9")  # Latin-1 bytes: not valid UTF-8, Python decodes with surrogate escapes
+    root = tmp_path / "faces"
+    for ident in (odd, "Bob"):
+        (root / ident).mkdir(parents=True)
+        for k in range(2):
+            (root / ident / f"{ident}_{k}.jpg").write_bytes(jpeg(smooth(250, 250, k + len(ident))))
+    assert identity_split(odd) in ("train", "val", "test") and len(identities_digest([odd, "Bob"])) == 16
+    ds = FaceFolder(root, split="all")
+    assert ds.identities == ["Bob", odd]
+    assert decode_rgb(root / odd / f"{odd}_0.jpg").shape == (3, 250, 250)  # not "corrupt or truncated JPEG"
+    out = tmp_path / os.fsdecode(b"out\xff")
+    code = main(["hallucinate", str(root / odd), "--no-detect", "--panel", "--checkpoint",
+                 str(tiny_sr_checkpoint(tmp_path / "sr.pt")), "-o", str(out)])
+    assert code == 0
+    assert {os.fsencode(p.name) for p in out.iterdir()} == {
+        b"Jos\xe9_%d_face1_%s.png" % (k, kind) for k in range(2) for kind in (b"sr", b"lr-simulated", b"panel")}
+    assert main(["evaluate", "--data", str(root), "--all", "--no-identity", "--device", "cpu",
+                 "--out", str(tmp_path / "r.csv")]) == 0  # the table names the file with a \udcXX escape
+    assert "Jos\\udce9/Jos\\udce9_0.jpg" in (tmp_path / "r.csv").read_text(encoding="utf-8")
+
+
+# -- 10. NaN or Inf weights
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+@pytest.mark.parametrize("command", ["evaluate", "hallucinate"])
+def test_non_finite_weights_are_refused_at_load(command, value, tmp_path, capsys):
+    state = CascadedSR(get_preset("tiny").sr).state_dict()
+    state["stem.0.weight"][0, 0, 0, 0] = value
+    path = tiny_sr_checkpoint(tmp_path / "best.pt", model=state)
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(png(smooth(64, 64)))
+    argv = {"evaluate": ["evaluate", "--checkpoint", str(path), "--out", str(tmp_path / "r.csv")],
+            "hallucinate": ["hallucinate", str(photo), "--no-detect", "--checkpoint", str(path),
+                            "-o", str(tmp_path / "out")]}[command]
+    code, err = cli(argv, capsys)
+    assert_one_line_error(code, err, "stem.0.weight holds NaN or infinite values")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "r.csv").exists()
+
+
+# -- 12. train-recognizers crashed on a malformed accuracy.csv, after training
+@pytest.mark.parametrize("content", ["not,a\ntable", "", "scale\n48\n48\n", '"unclosed\n'])
+def test_a_malformed_accuracy_csv_is_refused_before_training(content, tmp_path, capsys):
+    from csrip_lib.train_recognizers import _kept_accuracy
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "accuracy.csv").write_text(content)
+    code, err = cli(["train-recognizers", "--preset", "tiny", "--data", str(tmp_path / "none"),
+                     "--out", str(tmp_path / "run")], capsys)
+    assert_one_line_error(code, err, "is not an accuracy table written by csrip")
+    assert (tmp_path / "run" / "accuracy.csv").read_text() == content and not (tmp_path / "run" / "rec48").exists()
+    assert _kept_accuracy(tmp_path / "run" / "accuracy.csv", (48,), force=True).empty  # --force replaces it
+
+
+# -- 13. a dangling symlink named like an output file was written through
+def test_a_symlink_named_like_an_output_is_never_written_through(tmp_path, capsys):
+    photo, outside, out = tmp_path / "photo.png", tmp_path / "outside", tmp_path / "out"
+    photo.write_bytes(png(smooth(250, 250)))
+    outside.mkdir()
+    out.mkdir()
+    os.symlink(outside / "stolen.png", out / "photo_face1_sr.png")  # dangling, points out of the folder
+    argv = ["hallucinate", str(photo), "--no-detect", "--checkpoint", str(tiny_sr_checkpoint(tmp_path / "sr.pt")),
+            "-o", str(out)]
+    code, err = cli(argv, capsys)
+    assert code == 0 and "photo_face1_sr.png exists; skipping" in err  # kept without --force, as any output
+    assert list(outside.iterdir()) == [] and (out / "photo_face1_sr.png").is_symlink()
+    code, err = cli(argv + ["--force"], capsys)
+    assert code == 0 and list(outside.iterdir()) == []  # --force replaces the link, not its target
+    assert not (out / "photo_face1_sr.png").is_symlink() and (out / "photo_face1_sr.png").stat().st_size > 0
+
+
+# -- 14. misleading messages
+def test_a_full_disk_during_extraction_is_not_called_a_corrupt_archive(tmp_path, monkeypatch):
+    archive = tmp_path / "lfw-deepfunneled.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("lfw-deepfunneled/Ada/Ada_0001.jpg", jpeg(smooth(250, 250)))
+    blob = archive.read_bytes()
+
+    def full(self, *a, **kw):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "Ada_0001.jpg"))
+
+    monkeypatch.setattr(zipfile.ZipFile, "extractall", full)
+    with pytest.raises(CSRIPError, match="could not extract .*No space left on device.*archive was kept") as e:
+        download_lfw(tmp_path, url="http://127.0.0.1:9/lfw-deepfunneled.zip", progress=False)
+    assert "corrupt" not in str(e.value) and archive.read_bytes() == blob  # in place, not moved aside
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lfw-deepfunneled.zip"]
+
+
+def test_a_damaged_checkpoint_is_not_called_dangerous(tmp_path):
+    good = tiny_sr_checkpoint(tmp_path / "good.pt")
+    with zipfile.ZipFile(good) as z:
+        names = {n: z.read(n) for n in z.namelist()}
+    pkl = next(n for n in names if n.endswith("data.pkl"))
+    names[pkl] = names[pkl][:2] + b"\x99" * 16 + names[pkl][18:]  # an unknown pickle opcode
+    with zipfile.ZipFile(tmp_path / "bad.pt", "w") as z:
+        for n, data in names.items():
+            z.writestr(n, data)
+    with pytest.raises(CSRIPError, match="not a readable checkpoint: its data is damaged") as e:
+        load_checkpoint(tmp_path / "bad.pt")
+    assert "could run code" not in str(e.value)
+
+
+def test_a_file_given_as_data_folder_is_called_a_file(tmp_path, capsys):
+    (tmp_path / "faces.zip").write_bytes(b"PK")
+    code, err = cli(["evaluate", "--data", str(tmp_path / "faces.zip"), "--out", str(tmp_path / "r.csv")], capsys)
+    assert_one_line_error(code, err, "faces.zip (from argument) is a file, not a folder")
+
+
+@pytest.mark.parametrize("scale", [1.0, 255.0])
+def test_a_float32_tiff_decodes_to_its_picture_not_black(scale, tmp_path):
+    from csrip_lib.data import decode_rgb
+    gray = smooth(250, 250, channels=1)
+    Image.fromarray(gray.astype(np.float32) / 255 * scale, "F").save(tmp_path / "face.tif")
+    x = decode_rgb(tmp_path / "face.tif")
+    assert (x[0].int() - torch.from_numpy(gray).int()).abs().max() <= 1 and torch.equal(x[0], x[2])
+
+
+# -- 15. checkpoint permissions and multi-line warnings
+def test_written_files_get_the_umask_permissions_not_0600(tmp_path):
+    old = os.umask(0o022)
+    try:
+        ckpt = tiny_sr_checkpoint(tmp_path / "best.pt")
+        main(["export", str(ckpt), "--name", "m", "--dest", str(tmp_path / "checkpoints")])
+    finally:
+        os.umask(old)
+    for path in (ckpt, tmp_path / "checkpoints" / "m.pt", tmp_path / "checkpoints" / "manifest.json"):
+        assert path.stat().st_mode & 0o777 == 0o644, path
+
+
+def test_warnings_print_one_line_each(monkeypatch, capsys):
+    import csrip_lib.train_sr as train_sr
+
+    def warns(*a, **kw):
+        warnings.warn("skipped 2 file(s) that are not images:\n  a.jpg,\n  b.jpg", UserWarning)
+
+    monkeypatch.setattr(train_sr, "train_sr", warns)
+    code, err = cli(["train-sr", "--preset", "tiny"], capsys)
+    assert code == 0
+    assert err.splitlines() == ["csrip train-sr: warning: skipped 2 file(s) that are not images: a.jpg, b.jpg"]

@@ -29,8 +29,8 @@ import torch
 import torch.nn as nn
 from torchvision.models.squeezenet import Fire
 
-from ..checkpoint import load_checkpoint, load_weights
-from ..config import RESIDUAL_SIGMAS, RecognizerConfig, from_dict
+from ..checkpoint import checked_config, load_checkpoint, restore
+from ..config import RESIDUAL_SIGMAS, RecognizerConfig
 from ..degradation import residual
 from ..errors import CSRIPError
 
@@ -107,16 +107,23 @@ class SqueezeNetRecognizer(nn.Module):
 
 
 def load_recognizer(path: str | Path, map_location: str | torch.device = "cpu") -> SqueezeNetRecognizer:
-    """One frozen eval-mode recognizer from a "recognizer" checkpoint (identities in `.identities`)."""
+    """One frozen eval-mode recognizer from a "recognizer" checkpoint (identities in `.identities`).
+    Identities, image size and config are checked before the model is built (`checkpoint.restore`)."""
     ckpt = load_checkpoint(path, kind="recognizer", map_location=map_location)
-    identities = ckpt["identities"]
-    model = SqueezeNetRecognizer(len(identities), from_dict(RecognizerConfig, ckpt["config"]["recognizer"]),
-                                 image_size=ckpt["image_size"])
-    load_weights(model, ckpt, path)
+    identities, size = ckpt.get("identities"), ckpt.get("image_size")
+    if not isinstance(identities, list | tuple) or len(identities) < 2 \
+            or not all(isinstance(i, str) for i in identities):
+        raise CSRIPError(f"{path}: its 'identities' is not a list of at least 2 identity names (edited file?)")
+    if size not in RESIDUAL_SIGMAS or type(size) is not int:
+        raise CSRIPError(f"{path}: its image_size {size!r:.40} is not one of the recognizer scales "
+                         f"{sorted(RESIDUAL_SIGMAS)} (edited file?)")
+    cfg = checked_config(RecognizerConfig, ckpt["config"].get("recognizer"), path, "recognizer")
+    model = restore(lambda: SqueezeNetRecognizer(len(identities), cfg, image_size=size), ckpt, path, map_location)
     model.identities = list(identities)
-    model.identities_sha256 = ckpt["config"].get("data", {}).get("identities_sha256")
+    data = ckpt["config"].get("data")
+    model.identities_sha256 = data.get("identities_sha256") if isinstance(data, dict) else None
     model.requires_grad_(False)
-    return model.eval().to(map_location)
+    return model.eval()
 
 
 def load_recognizers(run_dir: str | Path, map_location: str | torch.device = "cpu",

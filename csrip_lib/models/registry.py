@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checkpoint import load_checkpoint, load_weights
+from ..checkpoint import checked_config, load_checkpoint, restore
 from ..config import SRConfig, degradation_of, from_dict, get_preset
 from ..errors import CSRIPError
 from .lp import LP, LPConfig
@@ -106,21 +106,28 @@ def describe_model(config: dict[str, Any], name: str | None = None, short: bool 
 
 def load_sr(path: str | Path, map_location: str | torch.device = "cpu", model: str | None = None) -> nn.Module:
     """Any SR model in eval mode from a checkpoint of kind "sr"; `model` (if given) must match. The model's
-    `.degradation` is the one it was trained under (`config.degradation_of`), which evaluation uses."""
+    `.degradation` is the one it was trained under (`config.degradation_of`), which evaluation uses.
+    The file, its config and its degradation are checked before any model is built (`checkpoint.restore`):
+    every problem is a one-line CSRIPError."""
     ckpt = load_checkpoint(path, kind="sr", map_location=map_location)
-    config = ckpt.get("config") or {}
+    config = ckpt["config"]
     name = stored_model(config)
+    if not isinstance(name, str) or name not in MODEL_NAMES:
+        raise CSRIPError(f"{path}: the checkpoint names an unknown SR model {name!r:.80}; known: "
+                         f"{', '.join(MODEL_NAMES)}")
     if model is not None and check_name(model) != name:
         raise CSRIPError(f"{path} holds a {name!r} model, not {check_name(model)!r}")
-    cfg = config.get("sr" if name == "csrip" else name)
-    if not isinstance(cfg, dict) or name not in MODEL_NAMES:
+    section = config.get("sr" if name == "csrip" else name)
+    if section is None:
         raise CSRIPError(f"{path}: the checkpoint's config has no {name!r} model section; "
                          "was it written by csrip train-sr or csrip train-competitor?")
+    cfg = checked_config(SRConfig if name == "csrip" else COMPETITORS[name][1], section, path, name)
     try:
-        net = build_sr(name, cfg)
-    except (TypeError, ValueError) as e:  # unknown fields or values: another version's or an edited config
-        raise CSRIPError(f"{path}: the checkpoint's {name!r} config does not describe a csrip model ({e})") from None
-    net.degradation = degradation_of(config)
+        degradation = degradation_of(config)
+    except (TypeError, ValueError) as e:
+        raise CSRIPError(f"{path}: its degradation config is not valid ({e})") from None
+    net = restore(lambda: build_sr(name, cfg), ckpt, path, map_location)
+    net.degradation = degradation
     net.label = describe_model(config, short=True)  # figure and panel labels (hallucinate, figures)
     net.description = describe_model(config, name=config.get("name") or str(path))  # printouts
-    return load_weights(net, ckpt, path).to(map_location).eval()
+    return net.eval()
