@@ -15,13 +15,15 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.patches import Rectangle
+from skimage import data as skdata
 
 from .analysis import COARSER, SIZES, correlation, module_detail, radial_power_spectrum
 from .argtypes import nonnegative_float, positive_int
-from .config import RESIDUAL_SIGMAS, DegradationConfig, figures_dir, get_preset
+from .config import HR_SIZE, RESIDUAL_SIGMAS, DegradationConfig, figures_dir, get_preset
 from .data import load_hr, resolve_data
 from .degradation import degrade, for_models, make_pyramid, residual, upsample_bicubic
 from .errors import CSRIPError
+from .hallucinate import crop_square, detect_faces, face_crop_box
 from .evaluate import (csd_curve, evaluate_models, image_attributes, load_models, one_line_warnings,
                        sample_images, sharpen, super_resolve, worst_images)
 from .error_analysis import MARGIN, concentration_curve, error_maps, loss_gradients, mass_fraction
@@ -251,6 +253,20 @@ def fig06_qualitative(models: dict, hr: torch.Tensor, save: bool = False, name: 
     if save:
         save_figure(fig, name)
     return fig
+
+
+def photo_samples(models: dict, photo: torch.Tensor | None = None, title: str | None = None) -> plt.Figure:
+    """Fig. 6's grid on a photo that is not LFW: the first face `csrip hallucinate` finds (framed as the
+    training faces are), its 192 px crop as the target. Default photo: scikit-image's astronaut (NASA,
+    public domain), so the figure can be shipped (checkpoints/MODEL_CARD.md's samples)."""
+    photo = torch.from_numpy(skdata.astronaut()).permute(2, 0, 1).contiguous() if photo is None else photo
+    faces = detect_faces(photo)
+    if not faces:
+        raise CSRIPError("no face found in the photo")
+    face = crop_square(photo, *face_crop_box(faces[0]["box"]))
+    hr = torch.nn.functional.interpolate(face[None], size=(HR_SIZE, HR_SIZE), mode="bicubic", antialias=True,
+                                         align_corners=False).clamp(0, 1)
+    return image_grid(super_resolve(models, hr), title=title)
 
 
 def fig07_details(models: dict, hr: torch.Tensor, box: tuple[int, int, int] = (56, 48, 96),

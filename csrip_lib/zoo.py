@@ -36,7 +36,7 @@ from .outputs import check_dir, plain_name
 
 CHECKPOINTS_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 MANIFEST = "manifest.json"
-DEFAULT_SR = "csrip-quick"
+DEFAULT_SR = "csrip-base"
 KINDS = {"sr": "one SR checkpoint (csrip train-sr)",
          "recognizers": "a folder of three recognizers (csrip train-recognizers)"}
 # What an exported checkpoint drops of a training checkpoint (train.py's resume state).
