@@ -208,8 +208,9 @@ def _base() -> Preset:
     skip of `tiny`. Ours, for CPU time, not the paper's: kernel_size 5 for stem, branch heads and output
     (the paper's 9x9 costs 1.3x the step time at this width). Loss: C+SSIM+M of Table 2 (multi-scale SSIM,
     Eq. 2 at 48/96/192 px, alpha 0: the shipped priors know only 116 identities). Schedule: Adam 1e-3,
-    batch 16, 11 epochs of 250 steps (2,750 steps, 44k faces, ~5.4 passes over the ~8.1k training
-    faces), lr x 1/3 after epochs 6 and 9; model selection on 200 val-split faces.
+    batch 16, 11 epochs of 250 steps (2,750 steps, 44k faces, ~5.9 passes over the 7,434 training
+    faces of the LFW development subset), lr x 1/3 after epochs 6 and 9; model selection on 200 val-split
+    faces.
     """
     return Preset(
         name="base",
