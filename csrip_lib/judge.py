@@ -21,6 +21,7 @@ import hashlib
 import importlib.util
 import multiprocessing as mp
 import os
+import signal
 import warnings
 import zipfile
 from collections.abc import Callable, Sequence
@@ -163,7 +164,11 @@ _WORKER: FaceJudge | None = None  # a worker process's own judge
 
 
 def _start_worker() -> None:
+    """A judge worker ignores Ctrl-C: the interrupt belongs to the process that owns the pool (a notebook
+    kernel that is shut down interrupts its whole process group), which then stops the workers itself,
+    instead of every worker printing a KeyboardInterrupt traceback."""
     global _WORKER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER = FaceJudge(workers=0)
 
 
