@@ -109,6 +109,10 @@ class PriorCoverage:
 
     def sentence(self) -> str:
         """One sentence for the notebook, computed from the counts."""
+        if self.identities == 0:
+            return ("This data has no training identity with enough images for the identity universe of both "
+                    "training stages (the preset's minimum per identity, in the train split), so the identity term "
+                    "of Eq. 4 has no face to act on here and there is nothing for alpha to weigh.")
         if self.known == 0:
             return (f"The identity priors know none of the {self.identities:,} training identities of this data "
                     f"(they were trained on {self.priors:,} other identities), so the identity term of Eq. 4 is "
@@ -125,7 +129,10 @@ def prior_coverage(root: str | Path, preset: str, priors: str | Path) -> PriorCo
     """Look the identity names saved with the priors in `priors` up among the training identities of the
     face folder `root` (`training_folder` of the notebook PRESET's model preset)."""
     known = set(prior_identities(priors))
-    data = training_folder(resolve_data(root, verbose=False), model_preset(preset))
+    try:
+        data = training_folder(resolve_data(root, verbose=False), model_preset(preset))
+    except CSRIPError:  # a small folder of one's own: no identity has the preset's minimum of images
+        return PriorCoverage(priors=len(known), identities=0, known=0, images=0, known_images=0)
     counts = pd.Series([data.identities[k] for k in data.labels]).value_counts()
     hit = counts[counts.index.isin(known)]
     return PriorCoverage(priors=len(known), identities=len(counts), known=len(hit), images=int(counts.sum()),
@@ -137,9 +144,13 @@ def known_faces(root: str | Path, preset: str, priors: str | Path, n: int = 16,
     """`n` seeded SR training faces (the 90% of each identity's images, `per_identity_split`) whose
     identities the priors in `priors` know: (the data's identity names, uint8 N x 3 x 192 x 192 HR, labels
     indexing those names), for the identity terms of notebook 05's alpha explorer. Only these n images
-    are decoded. Empty tensors when the priors know none (`prior_coverage` says so)."""
+    are decoded. Empty tensors when the priors know none, or the data has no training identity
+    (`prior_coverage` says so)."""
     known = set(prior_identities(priors))
-    data = training_folder(resolve_data(root, verbose=False), model_preset(preset))
+    try:
+        data = training_folder(resolve_data(root, verbose=False), model_preset(preset))
+    except CSRIPError:  # no training identity at all (`prior_coverage` says so)
+        return [], torch.empty(0, 3, 192, 192, dtype=torch.uint8), torch.empty(0, dtype=torch.long)
     train_idx, _ = per_identity_split(data.labels, val_fraction=0.1, seed=0)
     pool = torch.tensor([i for i in train_idx.tolist() if data.identities[data.labels[i]] in known], dtype=torch.long)
     pick = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:n]].tolist()
