@@ -138,7 +138,7 @@ def test_the_model_is_named_from_its_checkpoint_in_panels_and_printout(checkpoin
               "loss": {"reconstruction": "ssim", "multiscale": True, "alpha": 0.0}}
     named = save_checkpoint({"model": ckpt["model"], "config": config}, tmp_path / "named.pt", kind="sr")
     labels = []
-    monkeypatch.setattr(h, "_panel", lambda result, title, path, label: labels.append(label))
+    monkeypatch.setattr(h, "_panel", lambda result, title, label: labels.append(label) or b"png")
     write_png(astronaut, str(tmp_path / "a.png"))
     assert hallucinate("--checkpoint", named, tmp_path / "a.png", "-o", tmp_path / "out", "--panel") == 0
     assert labels == ["my-model (C+SSIM+M, alpha 0)"]

@@ -18,7 +18,7 @@ from torchvision.io import decode_image, write_png
 from csrip_lib import zoo
 from csrip_lib.checkpoint import save_checkpoint
 from csrip_lib.cli import main
-from csrip_lib.config import DegradationConfig, to_dict
+from csrip_lib.config import DegradationConfig, degradation_of, to_dict
 from csrip_lib.errors import CSRIPError
 from csrip_lib.evaluate import evaluate_models, summarize_results
 from csrip_lib.models import CascadedSR
@@ -51,9 +51,10 @@ def test_shipped_model_matches_its_checksum_and_loads_with_weights_only(name):
     if entry["kind"] == "sr":
         model = load_sr(path)
         assert isinstance(model, CascadedSR)
-        # shipped before checkpoints saved their degradation: read as the default they were trained with
-        assert "degradation" not in torch.load(path, weights_only=True)["config"]
-        assert model.degradation == DegradationConfig()
+        # files shipped before checkpoints saved their degradation read as the default they were trained
+        # with; later ones (csrip-base) saved it: every shipped SR model was trained under the default
+        config = torch.load(path, weights_only=True)["config"]
+        assert model.degradation == degradation_of(config) == DegradationConfig()
     else:
         assert sorted(load_recognizers(path)) == [48, 96, 192]
 
