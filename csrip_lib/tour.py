@@ -125,13 +125,22 @@ class PriorCoverage:
                 f"{self.identities - self.known:,} get the reconstruction terms only, no identity term.")
 
 
+def _training_identities(root: str | Path, preset: str):
+    """The data's identity universe for `preset` (`training_folder`), or None for a small folder of one's
+    own where no identity has the preset's minimum of images."""
+    folder = resolve_data(root, verbose=False)  # a missing folder stays an error
+    try:
+        return training_folder(folder, model_preset(preset))
+    except CSRIPError:
+        return None
+
+
 def prior_coverage(root: str | Path, preset: str, priors: str | Path) -> PriorCoverage:
     """Look the identity names saved with the priors in `priors` up among the training identities of the
     face folder `root` (`training_folder` of the notebook PRESET's model preset)."""
     known = set(prior_identities(priors))
-    try:
-        data = training_folder(resolve_data(root, verbose=False), model_preset(preset))
-    except CSRIPError:  # a small folder of one's own: no identity has the preset's minimum of images
+    data = _training_identities(root, preset)
+    if data is None:
         return PriorCoverage(priors=len(known), identities=0, known=0, images=0, known_images=0)
     counts = pd.Series([data.identities[k] for k in data.labels]).value_counts()
     hit = counts[counts.index.isin(known)]
@@ -147,9 +156,8 @@ def known_faces(root: str | Path, preset: str, priors: str | Path, n: int = 16,
     are decoded. Empty tensors when the priors know none, or the data has no training identity
     (`prior_coverage` says so)."""
     known = set(prior_identities(priors))
-    try:
-        data = training_folder(resolve_data(root, verbose=False), model_preset(preset))
-    except CSRIPError:  # no training identity at all (`prior_coverage` says so)
+    data = _training_identities(root, preset)
+    if data is None:  # no training identity at all (`prior_coverage` says so)
         return [], torch.empty(0, 3, 192, 192, dtype=torch.uint8), torch.empty(0, dtype=torch.long)
     train_idx, _ = per_identity_split(data.labels, val_fraction=0.1, seed=0)
     pool = torch.tensor([i for i in train_idx.tolist() if data.identities[data.labels[i]] in known], dtype=torch.long)
