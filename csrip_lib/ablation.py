@@ -61,8 +61,14 @@ EXPERIMENTS = {"table1": [*COMPETITOR_NAMES, "C-SRIP"], "table2": list(VARIANTS)
 
 
 def run_dir(out: Path, name: str) -> Path:
-    """<out>/baseline, b_ssim, c_ssim, c_ssim_m, c_srip."""
+    """<out>/baseline, b_ssim, c_ssim, c_ssim_m, c_srip (competitors: srcnn, nbsrf_like, ...)."""
     return out / name.lower().replace("+", "_").replace("-", "_")
+
+
+def shipped_name(name: str, preset: str) -> str:
+    """The checkpoints/ name of a Table 1/2 model trained at `preset`: "C-SRIP" -> "c-srip-quick",
+    "NBSRF-like" -> "nbsrf-like-quick" (`csrip reproduce table1 --ship`)."""
+    return f"{run_dir(Path(), name).name.replace('_', '-')}-{preset}"
 
 
 def train_variants(names: list[str], data, preset: str, out: Path, recognizers=None, alpha: float | None = None,

@@ -11,17 +11,22 @@ table2         Table 2's identity question (Sec. 4.3): C+SSIM+M (alpha 0) and C-
                rank-1, AUC, and the paired difference pooled over seeds with 95% bootstrap intervals over
                identities (`evaluate.paired_bootstrap`) and its seed-to-seed spread. `--all-variants`
                adds Baseline, B+SSIM and C+SSIM at the first seed.
-default-model  `csrip evaluate` of shipped SR models (`--models`; default: every shipped one) against
+default-model  `csrip evaluate` of shipped SR models (`--models`; default: the default model and `--compare-to`) against
                bicubic and HR, with paired differences to `--compare-to`.
 
 Equal budget means equal steps x batch, not equal wall time: wall time on a shared machine is not
-reproducible, steps x batch is the same on every machine. The default, 1,000 steps of batch 16 (16,000
-images, ~11 passes over the quick identity universe's 1,478 training images), is 2.4x `csrip-quick`'s
-425, so that lp and SRGAN, whose learning rate is capped at 1e-4 (`competitors.schedule`), have time to
-move; whether every network then clearly beats bicubic is measured (table1's verdict line), not assumed.
+reproducible, steps x batch is the same on every machine. The default, 500 steps of batch 16 (8,000
+images, about 5.4 passes over the quick identity universe's 1,478 training images), is 1.2x
+`csrip-quick`'s 425 steps and the longest at which the fifteen trainings of Tables 1 and 2 (with
+`--all-variants`) fit in about an hour and a half on a 2-core CPU, two trainings at a time. lp and SRGAN
+have their learning rate capped at 1e-4 (`competitors.schedule`); whether every network clearly beats
+bicubic at this budget is measured (table1's verdict line), not assumed.
 Training runs go to `--runs` (default runs/reproduce/), one folder per preset, budget and seed (Table 1
 and Table 2's seed 0 share the C+SSIM+M and C-SRIP runs); they resume where a killed command stopped and
 are reused when finished (`ablation.train_variants`).
+`--ship table1` measures nothing: it exports the runs behind results/table1.json into checkpoints/ as
+`<model>-<preset>` (srcnn-quick, ..., c-srip-quick; `ablation.shipped_name`), each manifest entry
+recording the command that trained and scored it, for notebook 06's pretrained Table 1.
 Identity priors (C-SRIP, and lp / SRGAN's feature loss): `--recognizers`, else the shipped
 `recognizers-quick` when they were trained on this data's quick identities, else runs/<preset>/recognizers
 (trained there if missing; `tour.recognizers`). The identity judge (`csrip_lib.judge`) scores when it is
@@ -42,7 +47,7 @@ import pandas as pd
 
 from . import judge as judge_mod
 from . import results, zoo
-from .ablation import COMPETITOR_NAMES, VARIANTS, run_dir, train_variants
+from .ablation import COMPETITOR_NAMES, VARIANTS, run_dir, shipped_name, train_variants
 from .argtypes import nonnegative_int, positive_int
 from .checkpoint import load_checkpoint
 from .config import PRESETS, TrainConfig, get_preset, project_root, runs_dir
@@ -56,7 +61,7 @@ from .tour import recognizers as default_recognizers
 from .train_recognizers import training_folder
 
 NAMES = ("table1", "table2", "default-model")
-STEPS, BATCH, VALIDATE_EVERY = 1000, 16, 50
+STEPS, BATCH, VALIDATE_EVERY = 500, 16, 50
 SEEDS = (0, 1, 2)
 ALPHA = 0.001  # the paper's (Sec. 3.4)
 TABLE1 = [*COMPETITOR_NAMES, "C+SSIM+M", "C-SRIP"]
@@ -213,7 +218,7 @@ def pooled(df: pd.DataFrame, seeds: list[int], per_seed: pd.DataFrame) -> pd.Dat
 
 
 def default_model(root: Path, args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
-    names = args.models or zoo.available("sr")
+    names = args.models or [zoo.DEFAULT_SR, args.compare_to]
     models = load_models(names)
     if args.compare_to not in models:
         raise CSRIPError(f"--compare-to {args.compare_to!r} is not among the evaluated models {list(models)}")
@@ -237,6 +242,34 @@ def default_model(root: Path, args: argparse.Namespace) -> tuple[dict[str, pd.Da
 MEASURE = {"table1": table1, "table2": table2, "default-model": default_model}
 
 
+def ship(args: argparse.Namespace) -> list[str]:
+    """Export Table 1's runs (this call's --runs, --preset and budget, seed 0) into checkpoints/ as
+    `shipped_name(model, preset)`, after checking that they are the runs results/table1 measured: same
+    preset and budget, and each checkpoint's kept step the one the result records."""
+    result = results.read(Path(args.out), "table1")
+    if result is None:
+        raise CSRIPError(f"{Path(args.out) / 'table1.json'} is missing: measure it first (csrip reproduce table1)")
+    (tables, prov), budget = result, {"steps": args.max_steps, "batch_size": args.batch_size}
+    if prov["preset"] != args.preset or {k: prov["budget"][k] for k in budget} != budget:
+        raise CSRIPError(f"results/table1 was measured at preset {prov['preset']} and {prov['budget']}; pass the "
+                         "same --preset, --max-steps and --batch-size to ship its runs")
+    kept = tables[""].set_index("model")["kept_step"]
+    folder, shipped = runs_folder(args, seed=0), []
+    for model in TABLE1:
+        best = run_dir(folder, model) / "best.pt"
+        step = load_checkpoint(best, kind="sr").get("metrics", {}).get("step") if best.is_file() else "missing"
+        if not (pd.isna(kept[model]) and step is None or step == kept[model]):
+            raise CSRIPError(f"{best}: kept step {step}, but results/table1 scored step {kept[model]}: not the "
+                             "measured run (pass the --runs the result was measured with)")
+        name = shipped_name(model, args.preset)
+        what = "Table 1 competitor" if model in COMPETITOR_NAMES else "Tables 1-2 cascade"
+        zoo.export(best, name, "sr", f"{model} ({what}), trained from scratch at {args.max_steps} steps of batch "
+                   f"{args.batch_size}, seed 0, `{args.preset}` sizes: results/table1", force=args.force,
+                   command=prov["command"], result="table1", configuration=model)
+        shipped.append(name)
+    return shipped
+
+
 # ------------------------------------------------------------------------------------ command line
 def runs_folder(args: argparse.Namespace, seed: int) -> Path:
     """The runs of one preset, budget and seed (another budget never resumes them). Table 1 and Table 2's
@@ -257,7 +290,7 @@ def command(name: str, root: Path, args: argparse.Namespace) -> str:
     """The command that measures result `name` again as this call did (run from the repository root)."""
     parts = ["csrip", "reproduce", name, "--data", str(root), "--out", _display(args.out)]
     if name == "default-model":
-        parts += ["--models", *(args.models or zoo.available("sr")), "--compare-to", args.compare_to]
+        parts += ["--models", *(args.models or [zoo.DEFAULT_SR, args.compare_to]), "--compare-to", args.compare_to]
     else:
         parts += ["--runs", _display(args.runs), "--preset", args.preset, "--max-steps", str(args.max_steps),
                   "--batch-size", str(args.batch_size)]
@@ -278,11 +311,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "from results/ (between <!-- results:NAME --> markers)")
     parser.add_argument("--check", action="store_true", help="with --render: change nothing, exit 1 if a "
                         "document differs from what results/ renders")
+    parser.add_argument("--ship", action="store_true", help="with table1: export its measured runs into "
+                        "checkpoints/ (replacing shipped models of the same name only with --force); measures nothing")
     parser.add_argument("--data", default=None, help="face folder <root>/<identity>/<image> "
                         "(default: $CSRIP_DATA, data/lfw-deepfunneled, else synthetic faces)")
     parser.add_argument("--out", default=str(results.results_dir()), help="results folder (default: results/)")
     parser.add_argument("--force", action="store_true", help="overwrite existing result files (training runs "
-                        "are resumed or reused, never retrained)")
+                        "are resumed or reused, never retrained); with --ship, replace shipped models")
     parser.add_argument("--runs", default=str(runs_dir() / "reproduce"), help="training runs (default: runs/reproduce)")
     parser.add_argument("--preset", default="quick", choices=sorted(PRESETS),
                         help="model sizes and identity universe (default: quick; tiny for smoke tests)")
@@ -296,7 +331,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recognizers", default=None, help="identity priors (a run folder or a shipped name; "
                         "default: recognizers-quick when they know this data's quick identities)")
     parser.add_argument("--models", nargs="+", default=None, metavar="CKPT", help="default-model: SR checkpoints "
-                        "or shipped names (default: every shipped SR model)")
+                        f"or shipped names (default: {zoo.DEFAULT_SR} and --compare-to; Table 1/2's are in those results)")
     parser.add_argument("--compare-to", default=COMPARE_TO, metavar="MODEL",
                         help=f"default-model: paired differences against this model (default {COMPARE_TO})")
     parser.add_argument("--max-images", type=positive_int, default=None, help="score a fixed subset of N test "
@@ -305,15 +340,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: best available)")
 
 
-def run(args: argparse.Namespace) -> int:
+def measure(args: argparse.Namespace) -> None:
+    """Measure each named result into --out, with its provenance."""
     out = Path(args.out)
-    if args.render:
-        if args.names:
-            raise CSRIPError("--render takes no NAME: it renders every block from --out")
-        changed = results.render_docs(out, write=not args.check)
-        for doc in changed:
-            print(f"{doc}: {'differs from' if args.check else 'rendered from'} {out}")
-        return 1 if args.check and changed else 0
     names = list(NAMES) if "all" in args.names else args.names
     unknown = sorted(set(names) - set(NAMES))
     if unknown or not names:
@@ -330,6 +359,25 @@ def run(args: argparse.Namespace) -> int:
         prov = results.provenance(command(name, root, args), started, max_images=args.max_images, **fields)
         for path in results.write(out, name, tables, prov, force=args.force):
             print(f"wrote {path}")
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if args.render:
+        if args.names:
+            raise CSRIPError("--render takes no NAME: it renders every block from --out")
+        changed = results.render_docs(out, write=not args.check)
+        for doc in changed:
+            print(f"{doc}: {'differs from' if args.check else 'rendered from'} {out}")
+        return 1 if args.check and changed else 0
+    if args.ship:
+        if args.names != ["table1"]:
+            raise CSRIPError("--ship ships table1's runs (Table 2's seed-0 pair is among them): csrip reproduce "
+                             "table1 --ship")
+        for name in ship(args):
+            print(f"shipped {name}")
+    else:
+        measure(args)
     if out.resolve() == results.results_dir().resolve():
         for doc in results.render_docs(out):
             print(f"rendered {doc}")

@@ -39,6 +39,7 @@ from .outputs import check_dir
 
 DOCS = ("README.md", "checkpoints/MODEL_CARD.md")
 RECOGNIZERS_CSV = "checkpoints/recognizers-quick/accuracy.csv"
+MANIFEST = "checkpoints/manifest.json"
 MARKER = re.compile(r"<!-- results:(?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /results:(?P=name) -->", re.S)
 OPEN = re.compile(r"<!-- results:([\w-]+) -->")
 
@@ -278,6 +279,28 @@ def render_recognizers(root: Path) -> str:
                       "paper train / val (CASIA-WebFace)"], rows, "lrrrrrr"))
 
 
+def render_shipped(root: Path, folder: Path) -> str:
+    """A model-card section per shipped model of results/table1 (`csrip reproduce table1 --ship`): what it is,
+    its file and SHA-256 from checkpoints/manifest.json, and its scores from results/table1."""
+    manifest = json.loads((root / MANIFEST).read_text())["models"] if (root / MANIFEST).is_file() else {}
+    entries = {n: e for n, e in manifest.items() if e.get("result") == "table1"}
+    result = read(folder, "table1")
+    if not entries or result is None:
+        return "not shipped yet: run `csrip reproduce table1`, then `csrip reproduce table1 --ship`"
+    (tables, prov), sections = result, []
+    rows = tables[""].set_index("model")
+    for name, e in entries.items():
+        r = rows.loc[e["configuration"]]
+        files = ", ".join(f"`{rel}` ({(root / 'checkpoints' / rel).stat().st_size / 1e6:.2f} MB) sha256 `{d}`"
+                          for rel, d in e["files"].items())
+        kept = f"kept step {int(r['kept_step'])}" if r.get("kept_step", 0) > 0 else "one forest fit, no steps"
+        sections.append(f"### {name}\n\n{e['description']}; {kept}. {files}.\nTest split (results/table1): PSNR "
+                        f"{_num(r['psnr'], 2)} dB ({_ci(r, 'dpsnr', 2)} over bicubic), SSIM {_num(r['ssim'], 3)} "
+                        f"({_ci(r, 'dssim', 3)}).")
+    return (f"Trained and scored by\n`{prov['command']}`\n(measured {prov['date']}; results/table1.json has "
+            "the rest of the provenance), shipped by `csrip reproduce table1 --ship`.\n\n" + "\n\n".join(sections))
+
+
 RENDERERS: dict[str, Callable[[dict[str, pd.DataFrame], dict[str, Any]], str]] = {
     "table1": render_table1, "table2": render_table2, "default-model": render_default_model}
 
@@ -287,8 +310,11 @@ def render_block(name: str, folder: Path | None = None, root: Path | None = None
     root = root or project_root()
     if name == "recognizers-quick":
         return render_recognizers(root)
+    if name == "table1-models":
+        return render_shipped(root, folder or root / "results")
     if name not in RENDERERS:
-        raise CSRIPError(f"unknown results block {name!r}; known: {', '.join([*RENDERERS, 'recognizers-quick'])}")
+        raise CSRIPError(f"unknown results block {name!r}; known: "
+                         f"{', '.join([*RENDERERS, 'recognizers-quick', 'table1-models'])}")
     result = read(folder or root / "results", name)
     if result is None:
         return f"not measured yet: run `csrip reproduce {name}`"

@@ -137,12 +137,13 @@ def export_checkpoint(src: str | Path, dst: str | Path, kind: str, name: str | N
 
 
 def export(src: str | Path, name: str, kind: str = "sr", description: str = "",
-           root: str | Path | None = None, force: bool = False) -> dict[str, Any]:
+           root: str | Path | None = None, force: bool = False, **provenance: str) -> dict[str, Any]:
     """Export a training run as shipped model `name` into checkpoints/ and record it in the manifest.
 
     kind "sr": src is a checkpoint (runs/Y/best.pt) -> checkpoints/<name>.pt.
     kind "recognizers": src is a `csrip train-recognizers` folder -> checkpoints/<name>/rec{48,96,192}/best.pt
-    (and its accuracy.csv, if any). Returns the manifest entry.
+    (and its accuracy.csv, if any). Returns the manifest entry, which also records `provenance`
+    (e.g. command="csrip reproduce table1 ...", result="table1", configuration="SRCNN").
     `name` is a plain name (`outputs.plain_name`): everything is written inside `root`. Anything already
     at `<root>/<name>[.pt]` (a shipped model, another file or folder, a symbolic link) is replaced only
     with `force`. The new files are written beside it first and swapped in only when all are written,
@@ -169,7 +170,7 @@ def export(src: str | Path, name: str, kind: str = "sr", description: str = "",
                                        "recognizer") for s in SCALES]
             if (src / "accuracy.csv").is_file():
                 files.append(Path(shutil.copyfile(src / "accuracy.csv", staging / rel / "accuracy.csv")))
-        entry = {"kind": kind, "path": rel, "description": description,
+        entry = {"kind": kind, "path": rel, "description": description, **provenance,
                  "files": {f.relative_to(staging).as_posix(): sha256(f) for f in files}}
         _swap_in(staging / rel, target, staging / ".replaced", root / MANIFEST, name, entry)
     finally:
@@ -200,12 +201,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", required=True, help="shipped name, e.g. csrip-quick")
     p.add_argument("--kind", choices=sorted(KINDS), default="sr", help="what src holds (default: sr)")
     p.add_argument("--description", default="", help="one line for the manifest")
+    p.add_argument("--command", default=None, help="the command that trained src, recorded in the manifest")
     p.add_argument("--dest", type=Path, default=None, help=f"checkpoints folder (default: {CHECKPOINTS_DIR})")
     p.add_argument("--force", action="store_true", help="replace a shipped model of the same name")
 
 
 def run(args: argparse.Namespace) -> int:
-    entry = export(args.src, args.name, args.kind, args.description, args.dest, force=args.force)
+    provenance = {"command": args.command} if args.command else {}
+    entry = export(args.src, args.name, args.kind, args.description, args.dest, force=args.force, **provenance)
     root = _root(args.dest)
     for rel, digest in entry["files"].items():
         print(f"{root / rel}  {(root / rel).stat().st_size / 1e6:.2f} MB  sha256 {digest}")

@@ -18,6 +18,7 @@ from csrip_lib.cli import main as cli_main
 from csrip_lib.config import project_root
 from csrip_lib.data import FaceFolder
 from csrip_lib.errors import CSRIPError
+from csrip_lib.models.registry import load_sr
 
 from test_train_sr import write_recognizers
 
@@ -68,7 +69,7 @@ def test_the_committed_readme_and_model_card_are_rendered_from_results():
     readme, card = (root / d for d in results.DOCS)
     for name in ("table1", "table2", "default-model", "recognizers-quick"):
         assert f"<!-- results:{name} -->" in readme.read_text(), name
-    for name in ("default-model", "recognizers-quick"):
+    for name in ("default-model", "recognizers-quick", "table1-models"):
         assert f"<!-- results:{name} -->" in card.read_text(), name
     assert cli_main(["reproduce", "--render", "--check"]) == 0
 
@@ -151,3 +152,21 @@ def test_reproduce_table1_trains_every_competitor_and_both_cascades_at_one_budge
     assert prov["budget"]["steps"] == 1 and prov["judge"].startswith("skipped")
     assert (tmp_path / "runs" / "tiny-1x4" / "seed0" / "c_srip" / "best.pt").is_file()  # table2's seed 0 reuses it
     assert "Clearly above bicubic" in results.render_block("table1", out)
+
+    # --ship exports exactly the measured runs, names them by one rule, records the command, replaces only with --force
+    from csrip_lib import zoo
+    home = tmp_path / "repo"
+    monkeypatch.setattr(zoo, "CHECKPOINTS_DIR", home / "checkpoints")
+    ship = ["reproduce", "table1", "--ship", "--out", str(out), "--runs", str(tmp_path / "runs"), *TOY]
+    assert cli_main([*ship[:-2], "--batch-size", "8"]) == 2  # not the budget results/table1 measured
+    assert cli_main(ship) == 0
+    manifest = zoo.manifest()
+    assert sorted(manifest) == sorted(["nbsrf-like-tiny", "srcnn-tiny", "vdsr-tiny", "lp-tiny", "srgan-tiny",
+                                       "urdgn-tiny", "c-ssim-m-tiny", "c-srip-tiny"])
+    assert {e["command"] for e in manifest.values()} == {prov["command"]}
+    assert manifest["c-srip-tiny"]["configuration"] == "C-SRIP"
+    assert load_sr(zoo.resolve("c-srip-tiny")).description.startswith("c-srip-tiny")
+    block = results.render_block("table1-models", out, root=home)
+    assert "### srgan-tiny" in block and manifest["srgan-tiny"]["files"]["srgan-tiny.pt"] in block
+    assert cli_main(ship) == 2  # already shipped: only with --force
+    assert cli_main([*ship, "--force"]) == 0
