@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from . import zoo
-from .ablation import VARIANTS, run_dir, train_variants
+from .ablation import COMPETITOR_NAMES, VARIANTS, run_dir, shipped_name, train_variants
 from .checkpoint import load_checkpoint
 from .config import runs_dir
 from .errors import CSRIPError
@@ -30,7 +30,9 @@ from .train_sr import train_sr
 
 PRETRAINED = "pretrained"
 SHIPPED_RECOGNIZERS = "recognizers-quick"
-SHIPPED_PAIR = {"C-SRIP": "c-srip-quick", "C+SSIM+M": "c-ssim-m-quick"}  # Table 2's equal-budget pair
+# Table 2's pair (seed 0 of `csrip reproduce table2`) and Table 1's models, as shipped in checkpoints/
+SHIPPED_PAIR = {name: shipped_name(name, "quick") for name in ("C-SRIP", "C+SSIM+M")}
+SHIPPED_TABLE1 = {name: shipped_name(name, "quick") for name in (*COMPETITOR_NAMES, "C+SSIM+M", "C-SRIP")}
 
 
 def model_preset(preset: str) -> str:
@@ -166,6 +168,17 @@ def known_faces(root: str | Path, preset: str, priors: str | Path, n: int = 16,
     if not faces:
         return data.identities, torch.empty(0, 3, 192, 192, dtype=torch.uint8), torch.empty(0, dtype=torch.long)
     return data.identities, torch.stack([f[0] for f in faces]), torch.tensor([f[1] for f in faces])
+
+
+def table1_checkpoints(preset: str, runs: Path) -> dict[str, Path]:
+    """Notebook 06's Table 1 models by name (Sec. 4.2): in "pretrained" mode (or "quick" when all are
+    shipped) the shipped competitors and C+SSIM+M / C-SRIP, trained from scratch at one budget by
+    `csrip reproduce table1`; otherwise the finished runs of `csrip ablation --experiment table1` under
+    <runs>/ablation."""
+    if preset == PRETRAINED or (preset == "quick" and all(map(has_shipped, SHIPPED_TABLE1.values()))):
+        return {name: shipped(n) for name, n in SHIPPED_TABLE1.items()}
+    paths = {name: run_dir(runs / "ablation", name) / "best.pt" for name in SHIPPED_TABLE1}
+    return {name: path for name, path in paths.items() if path.is_file()}
 
 
 def table2_checkpoints(root: str | Path, preset: str, runs: Path, train: bool) -> dict[str, Path]:
