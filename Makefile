@@ -50,8 +50,9 @@ data: venv  ## download and verify LFW deep-funneled into data/
 figures: venv  ## regenerate the paper's figures into figures/ from checkpoints
 	$(PY) -m csrip_lib figures
 
-results: venv  ## measure every published table into results/ and render README.md / MODEL_CARD.md from them (hours on a CPU; training runs resume)
-	$(PY) -m csrip_lib reproduce all --force
+results: venv  ## measure every published table into results/, ship Table 1's models, render README.md / MODEL_CARD.md (hours on a CPU; training runs resume)
+	$(PY) -m csrip_lib reproduce all --all-variants --force
+	$(PY) -m csrip_lib reproduce table1 --ship --force
 
 bench: venv
 	$(PY) benchmarks/bench_sr.py
