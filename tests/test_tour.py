@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from csrip_lib import tour
+from csrip_lib import tour, zoo
 
 
 @pytest.mark.skipif(not all(map(tour.has_shipped, tour.SHIPPED_PAIR.values())), reason="no shipped models")
@@ -16,6 +16,26 @@ def test_pretrained_notebook_06_uses_the_shipped_pair_and_trains_nothing(tmp_pat
     assert paths == {name: tour.shipped(n) for name, n in tour.SHIPPED_PAIR.items()}
     assert not (tmp_path / "runs").exists()  # nothing trained, nothing written
     assert "C-SRIP: shipped c-srip-quick" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not all(map(tour.has_shipped, tour.SHIPPED_TABLE1.values())), reason="Table 1 not shipped")
+def test_pretrained_table1_is_every_competitor_and_the_pair_as_results_table1_shipped_them(tmp_path):
+    paths = tour.table1_checkpoints(tour.PRETRAINED, tmp_path / "runs")
+    assert list(paths) == ["NBSRF-like", "SRCNN", "VDSR", "lp", "SRGAN", "URDGN", "C+SSIM+M", "C-SRIP"]
+    manifest = zoo.manifest()
+    for name, path in paths.items():
+        entry = manifest[tour.SHIPPED_TABLE1[name]]
+        assert entry["configuration"] == name and entry["result"] == "table1"
+        assert entry["command"].startswith("csrip reproduce table1 ") and path == tour.shipped(tour.SHIPPED_TABLE1[name])
+    assert not (tmp_path / "runs").exists()
+
+
+def test_without_shipped_table1_notebook_06_scores_only_finished_runs(tmp_path):
+    """Another preset: the runs of `csrip ablation --experiment table1` that have a best.pt, nothing trained."""
+    srcnn = tmp_path / "ablation" / "srcnn" / "best.pt"
+    srcnn.parent.mkdir(parents=True)
+    srcnn.write_bytes(b"")
+    assert tour.table1_checkpoints("small", tmp_path) == {"SRCNN": srcnn}
 
 
 # ------------------------------------------------------------------ the identity priors on any data
