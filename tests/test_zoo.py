@@ -16,6 +16,7 @@ from skimage import data as skdata
 from torchvision.io import decode_image, write_png
 
 from csrip_lib import zoo
+from csrip_lib.ablation import COMPETITOR_NAMES
 from csrip_lib.checkpoint import save_checkpoint
 from csrip_lib.cli import main
 from csrip_lib.config import DegradationConfig, degradation_of, to_dict
@@ -28,6 +29,9 @@ from csrip_lib.models.registry import load_sr
 N_EVAL = 36  # held-out faces per model
 SHIPPED = zoo.available()
 SR_MODELS = zoo.available("sr")
+# Table 1's competitors are shipped as measured at one budget (results/table1 says which beat bicubic);
+# every other SR model is shipped as a model to use, so it must beat bicubic.
+CASCADES = [n for n in SR_MODELS if zoo.manifest()[n].get("configuration") not in COMPETITOR_NAMES]
 
 
 def _pt_files(name: str) -> list[Path]:
@@ -70,7 +74,7 @@ def test_model_card_records_the_manifest_checksums():
         assert f"## {name}" in card, f"MODEL_CARD.md has no section for {name}"
 
 
-@pytest.mark.parametrize("name", SR_MODELS)
+@pytest.mark.parametrize("name", CASCADES)
 def test_shipped_sr_model_beats_bicubic_on_held_out_faces(name, face_root):
     model = load_sr(zoo.resolve(name))
     df = evaluate_models({name: model}, face_root, "test", max_images=N_EVAL, progress=False)
