@@ -238,7 +238,9 @@ def render_table2(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
             f"`{prov['recognizers']}`. {_setup(prov)}\n\n{scores_table(t, label)}\n\n"
             f"Paired differences on the same test faces, pooled over seeds; 95% intervals from "
             f"{prov['bootstrap']:,} bootstrap resamples of identities (AUC: one value per model and seed, so no "
-            f"interval; rank-1: over the probes both models rank):\n\n{pooled}")
+            f"interval; rank-1: over the probes both models rank). The intervals resample test identities, not "
+            f"trainings: how much a difference moves from one training seed to the next is the seed-to-seed sd, "
+            f"from {len(prov['seeds'])} seeds.\n\n{pooled}")
 
 
 def render_default_model(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
