@@ -178,7 +178,9 @@ def run_ablation(data=None, preset: str = DEFAULT_PRESET, out: str | Path | None
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="face folder <root>/<identity>/<image> "
                         "(default: $CSRIP_DATA, data/lfw-deepfunneled, else synthetic faces)")
-    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS))
+    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
+                        help="sizes, schedule and identity universe (csrip_lib/config.py); table1's competitors at "
+                        "paper/small get their original papers' sizes, trained with our schedule and losses")
     parser.add_argument("--recognizers", default=None, help="run folder of `csrip train-recognizers` "
                         "(needed for C-SRIP in table2 unless --alpha 0; table1 uses runs/<preset>/recognizers, trained if missing)")
     parser.add_argument("--out", default=None, help="folder for the runs and tables (default: runs/<preset>/ablation)")

@@ -353,10 +353,11 @@ def measure(args: argparse.Namespace) -> None:
     for name in names:
         results.check_writable(out, name, args.force)  # before any training
     root = resolve_data(args.data)
+    git = results.git_state()  # the code this process runs, before a long run gives time to edit it
     for name in names:
         started = time.time()
         tables, fields = MEASURE[name](root, args)
-        prov = results.provenance(command(name, root, args), started, max_images=args.max_images, **fields)
+        prov = results.provenance(command(name, root, args), started, git, max_images=args.max_images, **fields)
         for path in results.write(out, name, tables, prov, force=args.force):
             print(f"wrote {path}")
 

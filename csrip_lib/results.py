@@ -83,11 +83,13 @@ def hardware() -> dict[str, Any]:
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "gpus": gpus}
 
 
-def provenance(command: str, started: float, **fields: Any) -> dict[str, Any]:
+def provenance(command: str, started: float, git: dict[str, Any], **fields: Any) -> dict[str, Any]:
     """The sidecar of a result measured since `started` (time.time()) by `command`, with `fields`
-    (preset, budget, data digests, ...)."""
+    (preset, budget, data digests, ...). `git` is `git_state()` taken when the run started, before any
+    measuring: the code a process runs is the code it started with, and an edit made during a long run
+    must not mark its result dirty (nor a commit made meanwhile claim it)."""
     now = datetime.now(timezone.utc)
-    return {"command": command, **git_state(), **fields, "hardware": hardware(), "torch": torch.__version__,
+    return {"command": command, **git, **fields, "hardware": hardware(), "torch": torch.__version__,
             "python": platform.python_version(), "date": now.strftime("%Y-%m-%d %H:%M UTC"),
             "wall_s": round(now.timestamp() - started, 1)}
 

@@ -165,8 +165,10 @@ def sr_datasets(root: Path, preset: str | Preset, progress: bool = True):
     Train: exactly the images the preset's recognizers are trained on (`train_recognizers.
     load_identities`: the same identities and the same 90% of each identity's images), as in the paper,
     where both stages use the same training set (Sec. 4.1), so the identity loss knows every face it sees.
-    Val: the "val" split (other identities), for early stopping. The recognizers' validation images
-    (val_idx, the other 10%) are never trained on (tests/test_train_sr.py checks it).
+    Val: the "val" split (other identities), for early stopping and the kept epoch. That choice is ours:
+    the paper (Sec. 4.1) selects the SR network on its per-identity 10% too; ours selects on people the
+    network never saw, as it is then tested. The recognizers' validation images (val_idx, the other 10%)
+    are never trained on (tests/test_train_sr.py checks it).
     """
     p = get_preset(preset) if isinstance(preset, str) else preset
     train_ds, images, labels, train_idx, _ = load_identities(root, p, progress=progress)

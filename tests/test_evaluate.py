@@ -17,8 +17,8 @@ from csrip_lib.judge import available as judge_available
 from csrip_lib.config import get_preset, to_dict
 from csrip_lib.degradation import make_pyramid, upsample_bicubic
 from csrip_lib.evaluate import (attribute_correlations, compare_to_paper, csd_curve, evaluate_models,
-                                image_attributes, model_name, paired_bootstrap, paired_effect, sharpen, sharpened,
-                                summarize_results, worst_images)
+                                gain_over_bicubic, image_attributes, model_name, paired_bootstrap, paired_effect,
+                                sharpen, sharpened, summarize_results, worst_images)
 from csrip_lib.models import CascadedSR
 
 N = 12  # images per evaluation in these tests
@@ -173,6 +173,16 @@ def test_sharpening_effect_and_tables(dataset):
     assert table.loc["C-SRIP", "paper_ssim"] == 0.8171 and np.isnan(table.loc["C-SRIP", "measured_ssim"])
     t2 = compare_to_paper(summary.rename(index={"bicubic+sharpen": "C+SSIM+M"}), "table2")
     assert t2.loc["C+SSIM+M", "paper_psnr"] == 26.4511
+
+
+def test_the_nbsrf_like_forest_is_set_beside_the_papers_nbsrf():
+    """Table 1's NBSRF-like row gets the paper's NBSRF numbers (the method it stands in for, as results/table1
+    does), not an empty paper cell next to a separate unmeasured NBSRF row."""
+    summary = pd.DataFrame({"images": [4, 4], "psnr_mean": [22.0, 23.0], "ssim_mean": [0.60, 0.65]},
+                           index=["bicubic", "NBSRF-like"])
+    table = compare_to_paper(summary)
+    assert table.loc["NBSRF-like", "paper_psnr"] == 25.092 and "NBSRF" not in table.index
+    assert gain_over_bicubic(summary).loc["NBSRF-like", "paper_dpsnr"] == pytest.approx(25.092 - 24.256)
 
 
 def test_worst_images_and_attributes(dataset):

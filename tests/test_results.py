@@ -32,9 +32,9 @@ def a_result(folder: Path, psnr: float = 25.5) -> list[Path]:
                       "dpsnr_high": [None, 3.2], "dssim": [None, 0.09], "dssim_low": [None, 0.08],
                       "dssim_high": [None, 0.1], "configuration": [None, "C+SSIM+M"], "steps": [None, 425],
                       "batch_size": [None, 16]})
-    prov = results.provenance("csrip reproduce default-model --force", time.time() - 90, models=["csrip-quick"],
-                              compare_to="csrip-quick", judge="none", test_data={"images": 10, "identities": 4,
-                                                                                  "sha256": "0123"})
+    prov = results.provenance("csrip reproduce default-model --force", time.time() - 90, results.git_state(),
+                              models=["csrip-quick"], compare_to="csrip-quick", judge="none",
+                              test_data={"images": 10, "identities": 4, "sha256": "0123"})
     return results.write(folder, "default-model", {"": t}, prov, force=True)
 
 
@@ -81,6 +81,26 @@ def test_a_result_is_never_overwritten_without_force(tmp_path, synthetic_root, c
     assert "--force" in capsys.readouterr().err
     assert (tmp_path / "default-model.json").read_text() == before
     assert cli_main(["reproduce", "table9", "--out", str(tmp_path)]) == 2
+
+
+def test_a_result_records_the_code_it_started_with_not_edits_made_while_it_ran(tmp_path, monkeypatch):
+    """The commit and dirty flag are taken when `csrip reproduce` starts: a tree edited (or a commit made)
+    during a long measurement is not the code that measured, and must not be recorded as it."""
+    from csrip_lib import reproduce
+
+    states = iter([{"commit": "a" * 40, "dirty": False}])  # at the start; every later look: edited
+    monkeypatch.setattr(results, "git_state", lambda root=None: next(states, {"commit": "b" * 40, "dirty": True}))
+
+    def measure(root, args):  # the stand-in measurement, during which the tree is edited
+        assert results.git_state()["dirty"], "the state was not taken before measuring"
+        return {"": pd.DataFrame({"model": ["bicubic"], "psnr": [22.4]})}, {}
+
+    monkeypatch.setitem(reproduce.MEASURE, "default-model", measure)
+    (tmp_path / "faces").mkdir()
+    out = tmp_path / "res"
+    assert cli_main(["reproduce", "default-model", "--data", str(tmp_path / "faces"), "--out", str(out)]) == 0
+    prov = results.read(out, "default-model")[1]
+    assert (prov["commit"], prov["dirty"]) == ("a" * 40, False)
 
 
 def test_reproduce_default_model_scores_shipped_models_against_bicubic(tmp_path, synthetic_root):

@@ -73,7 +73,7 @@ def test_real_forward_is_clipped_and_works_channels_last_and_bf16():
 
 
 def test_out_of_range_outputs_still_get_gradients_in_training():
-    """The DESIGN trap: a hard clamp passes no gradient once the output leaves [0, 1]."""
+    """The clipping trap (models/sr.py, "Clipping"): a hard clamp passes no gradient once the output leaves [0, 1]."""
     torch.manual_seed(0)
     m = CascadedSR.from_preset("tiny").train()
     with torch.no_grad():
