@@ -54,7 +54,10 @@ def test_shipped_model_matches_its_checksum_and_loads_with_weights_only(name):
         assert not {"optimizer", "scheduler", "state"} & ckpt.keys(), "shipped files are inference-only"
     if entry["kind"] == "sr":
         model = load_sr(path)
-        assert isinstance(model, CascadedSR)
+        if entry.get("configuration") in COMPETITOR_NAMES:  # Table 1's competitors, each its own architecture
+            assert not isinstance(model, CascadedSR) and load_sr(path, model=COMPETITOR_NAMES[entry["configuration"]])
+        else:
+            assert isinstance(model, CascadedSR)
         # files shipped before checkpoints saved their degradation read as the default they were trained
         # with; later ones (csrip-base) saved it: every shipped SR model was trained under the default
         config = torch.load(path, weights_only=True)["config"]
