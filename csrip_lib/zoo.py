@@ -201,13 +201,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", required=True, help="shipped name, e.g. csrip-quick")
     p.add_argument("--kind", choices=sorted(KINDS), default="sr", help="what src holds (default: sr)")
     p.add_argument("--description", default="", help="one line for the manifest")
-    p.add_argument("--command", default=None, help="the command that trained src, recorded in the manifest")
+    p.add_argument("--trained-by", default=None, metavar="COMMAND", help="the command that trained src, recorded "
+                   "in the manifest as its \"command\"")
     p.add_argument("--dest", type=Path, default=None, help=f"checkpoints folder (default: {CHECKPOINTS_DIR})")
     p.add_argument("--force", action="store_true", help="replace a shipped model of the same name")
 
 
 def run(args: argparse.Namespace) -> int:
-    provenance = {"command": args.command} if args.command else {}
+    provenance = {"command": args.trained_by} if args.trained_by else {}
     entry = export(args.src, args.name, args.kind, args.description, args.dest, force=args.force, **provenance)
     root = _root(args.dest)
     for rel, digest in entry["files"].items():

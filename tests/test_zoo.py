@@ -141,6 +141,15 @@ def test_export_keeps_weights_and_configs_only(tmp_path):
     assert zoo.available(root=tmp_path / "zoo") == ["my-model"]
 
 
+def test_csrip_export_records_the_command_that_trained_the_model(tmp_path):
+    model = CascadedSR.from_preset("tiny")
+    src = save_checkpoint({"model": model.state_dict(), "config": {"sr": to_dict(model.cfg)}}, tmp_path / "best.pt",
+                          kind="sr")
+    command = "csrip train-sr --preset tiny --out runs/t"
+    assert main(["export", str(src), "--name", "m", "--dest", str(tmp_path / "zoo"), "--trained-by", command]) == 0
+    assert zoo.manifest(tmp_path / "zoo")["m"]["command"] == command
+
+
 def test_hallucinate_without_a_checkpoint_uses_the_default(tmp_path, capsys):
     photo = tmp_path / "astronaut.png"
     write_png(torch.from_numpy(skdata.astronaut()).permute(2, 0, 1).contiguous(), str(photo))
