@@ -35,7 +35,7 @@ from torch.utils.data import Subset
 from .argtypes import nonnegative_float, positive_int
 from .checkpoint import load_checkpoint
 from .competitors import schedule, train_competitor
-from .config import DEFAULT_PRESET, PRESETS, LossConfig, TrainConfig, get_preset, runs_dir
+from .config import DEFAULT_PRESET, PRESETS, LossConfig, Preset, TrainConfig, get_preset, runs_dir
 from .data import resolve_data
 from .errors import CSRIPError
 from .evaluate import compare_to_paper, evaluate_models, gain_over_bicubic, summarize_results
@@ -71,11 +71,11 @@ def shipped_name(name: str, preset: str) -> str:
     return f"{run_dir(Path(), name).name.replace('_', '-')}-{preset}"
 
 
-def train_variants(names: list[str], data, preset: str, out: Path, recognizers=None, alpha: float | None = None,
+def train_variants(names: list[str], data, preset: Preset, out: Path, recognizers=None, alpha: float | None = None,
                    train: TrainConfig | None = None, force: bool = False, device=None, progress: bool = True
                    ) -> dict[str, Path]:
     """Train (or reuse / resume) each named variant; returns {name: best.pt}."""
-    alpha = get_preset(preset).loss.alpha if alpha is None else alpha
+    alpha = preset.loss.alpha if alpha is None else alpha
     best = {}
     for name in names:
         if name in COMPETITOR_NAMES:
@@ -130,25 +130,27 @@ def table(per_image: pd.DataFrame, paper: str | None = None) -> pd.DataFrame:
     return out.join(gains).join(summary[extra])
 
 
-def run_ablation(data=None, preset: str = DEFAULT_PRESET, out: str | Path | None = None, recognizers=None,
+def run_ablation(data=None, preset: str | Preset = DEFAULT_PRESET, out: str | Path | None = None, recognizers=None,
                  experiment: str = "table2", alpha: float | None = None, train: TrainConfig | None = None,
                  force: bool = False, device=None, max_images: int | None = None,
                  progress: bool = True, test_data=None) -> dict[str, pd.DataFrame]:
     """Run one experiment; returns its tables ({"table2": ...} or {"table3": ..., "table4": ...}).
 
+    `preset` is a Preset or its name (this entry point resolves it; everything below takes the object).
     Test scores come from the "test" split of `data`, or from every image of `test_data` (another
     face folder, e.g. LFW for models trained on CASIA-WebFace, Sec. 4.1)."""
     if experiment not in EXPERIMENTS:
         raise CSRIPError(f"unknown experiment {experiment!r}; expected one of {sorted(EXPERIMENTS)}")
-    alpha = get_preset(preset).loss.alpha if alpha is None else alpha
-    out = check_dir(Path(out) if out is not None else runs_dir() / preset / "ablation")
+    preset = get_preset(preset) if isinstance(preset, str) else preset
+    alpha = preset.loss.alpha if alpha is None else alpha
+    out = check_dir(Path(out) if out is not None else runs_dir() / preset.name / "ablation")
     root = resolve_data(data)
     test_root, test_split = (root, "test") if test_data is None else (resolve_data(test_data), "all")
     if test_data is not None and test_root.resolve() == root.resolve():
         raise CSRIPError(f"--test-data {test_root} is the training folder; omit --test-data to score its "
                          "identity-disjoint test split")
     if experiment == "table1" and recognizers is None:
-        recognizers = runs_dir() / preset / "recognizers"  # notebook 03's, shared with train-sr
+        recognizers = runs_dir() / preset.name / "recognizers"  # notebook 03's, shared with train-sr
         ensure_recognizers(root, preset, recognizers, device=device, progress=progress)
     if "C-SRIP" in EXPERIMENTS[experiment]:
         check_identity_prior(alpha, recognizers)  # before any training
@@ -170,7 +172,7 @@ def run_ablation(data=None, preset: str = DEFAULT_PRESET, out: str | Path | None
     for name, t in tables.items():
         t.to_csv(out / f"{name}.csv")
         with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 160):
-            print(f"\n{name} ({root.name if name.startswith('table3') else test_root.name}, preset {preset}):"
+            print(f"\n{name} ({root.name if name.startswith('table3') else test_root.name}, preset {preset.name}):"
                   f"\n{t.to_string()}")
     return tables
 
@@ -198,7 +200,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    train = schedule_from_args(args, get_preset(args.preset).train_sr)
-    run_ablation(args.data, args.preset, args.out, args.recognizers, args.experiment, args.alpha, train,
+    preset = get_preset(args.preset)
+    train = schedule_from_args(args, preset.train_sr)
+    run_ablation(args.data, preset, args.out, args.recognizers, args.experiment, args.alpha, train,
                  args.force, args.device, args.max_images, test_data=args.test_data)
     return 0

@@ -3,7 +3,7 @@
     csrip train-competitor --model srcnn|vdsr|lp|srgan|urdgn|nbsrf --data DIR --preset quick|paper
                            [--recognizers runs/X] --out runs/Y [--resume] [--force]
 
-Python: `train_competitor("vdsr", data, "quick", out)` -> the per-epoch log (also out/log.csv).
+Python: `train_competitor("vdsr", data, get_preset("quick"), out)` -> the per-epoch log (also out/log.csv).
 
 Same data, degradation and splits as `csrip train-sr` (`sr_datasets`, `pyramid`: the training images
 of the preset's recognizers, degraded on the fly by `make_pyramid`, Sec. 3.3; the "val" split for
@@ -41,7 +41,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import DegradationConfig, TrainConfig, get_preset, runs_dir, to_dict, with_legacy_degradation
+from .config import DegradationConfig, Preset, TrainConfig, get_preset, runs_dir, to_dict, with_legacy_degradation
 from .data import resolve_data
 from .degradation import DEFAULT
 from .errors import CSRIPError
@@ -141,11 +141,11 @@ def make_step(name: str, cfg: Any, recognizers, degradation: DegradationConfig, 
     return SRStep(content, degradation)
 
 
-def schedule(name: str, preset: str, train: TrainConfig | None = None) -> TrainConfig:
+def schedule(name: str, preset: Preset, train: TrainConfig | None = None) -> TrainConfig:
     """The preset's SR schedule (or `train`), with VDSR's gradient clipping when none is set and at most
     SRGAN's learning rate 1e-4 for the SRResNet models (lp, srgan): at 1e-3 Adam's first steps move the
     9x9 RGB conv over 32-64 unnormalised channels so far that the output leaves [0, 1] for good."""
-    tcfg = train or get_preset(preset).train_sr
+    tcfg = train or preset.train_sr
     if name == "vdsr" and tcfg.grad_clip is None:
         tcfg = replace(tcfg, grad_clip=0.4)
     return replace(tcfg, lr=min(tcfg.lr, 1e-4)) if name in ("lp", "srgan") else tcfg
@@ -220,8 +220,8 @@ def fit_forest(cfg, hr: torch.Tensor, val_loader: DataLoader, out: Path, config:
     return log
 
 
-def train_competitor(name: str, data: str | Path | None = None, preset: str = "quick",
-                     out: str | Path | None = None, *, recognizers: str | Path | dict | None = None,
+def train_competitor(name: str, data: str | Path | None, preset: Preset, out: str | Path | None = None, *,
+                     recognizers: str | Path | dict | None = None,
                      train: TrainConfig | None = None, resume: bool = False, force: bool = False,
                      device: str | torch.device | None = None, degradation: DegradationConfig | None = None,
                      progress: bool = True, strict_resume: bool = False) -> pd.DataFrame:
@@ -235,8 +235,8 @@ def train_competitor(name: str, data: str | Path | None = None, preset: str = "q
         raise CSRIPError("C-SRIP is trained by `csrip train-sr`; train-competitor trains "
                          f"{', '.join(COMPETITORS)}")
     cfg, tcfg = model_config(name, preset), schedule(name, preset, train)
-    degradation = degradation or get_preset(preset).degradation
-    out = Path(out) if out is not None else runs_dir() / preset / name
+    degradation = degradation or preset.degradation
+    out = Path(out) if out is not None else runs_dir() / preset.name / name
     check_runs([out], resume=resume, force=force, strict_resume=strict_resume)
     _check_run(out, name, resume)
     dev = pick_device(device)
@@ -245,7 +245,7 @@ def train_competitor(name: str, data: str | Path | None = None, preset: str = "q
     if len(hr) < tcfg.batch_size:
         raise CSRIPError(f"{root}: {len(hr)} training images, fewer than one batch ({tcfg.batch_size})")
     val_loader = DataLoader(TensorDataset(val_hr, val_labels), batch_size=max(tcfg.batch_size, 32))
-    config = {"preset": preset, **checkpoint_config(name, cfg), "degradation": to_dict(degradation),
+    config = {"preset": preset.name, **checkpoint_config(name, cfg), "degradation": to_dict(degradation),
               "data": str(root),
               "recognizers": str(recognizers) if name in NEEDS_RECOGNIZER and recognizers is not None else None}
     extra = {"identities": train_ds.identities}
@@ -284,7 +284,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    train = schedule_from_args(args, get_preset(args.preset).train_sr)
-    train_competitor(args.model, args.data, args.preset, args.out, recognizers=args.recognizers, train=train,
+    preset = get_preset(args.preset)
+    train = schedule_from_args(args, preset.train_sr)
+    train_competitor(args.model, args.data, preset, args.out, recognizers=args.recognizers, train=train,
                      resume=args.resume, force=args.force, device=args.device, strict_resume=True)
     return 0

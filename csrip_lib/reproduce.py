@@ -50,7 +50,7 @@ from . import results, zoo
 from .ablation import COMPETITOR_NAMES, VARIANTS, run_dir, shipped_name, train_variants
 from .argtypes import nonnegative_int, positive_int
 from .checkpoint import load_checkpoint
-from .config import PRESETS, TrainConfig, get_preset, project_root, runs_dir
+from .config import PRESETS, Preset, TrainConfig, get_preset, project_root, runs_dir
 from .data import identities_digest, resolve_data
 from .errors import CSRIPError
 from .evaluate import (PAPER_TABLE1, PAPER_TABLE2, evaluate_models, load_models, one_line_warnings,
@@ -74,12 +74,12 @@ PAPER_KEY = {"bicubic": "bicubic", **COMPETITOR_NAMES, "Baseline": "baseline", "
 PAPER = {**PAPER_TABLE1, **PAPER_TABLE2}
 
 
-def budget(preset: str, steps: int, batch: int, seed: int = 0) -> TrainConfig:
+def budget(preset: Preset, steps: int, batch: int, seed: int = 0) -> TrainConfig:
     """The equal budget: `steps` Adam steps of `batch`, validated every VALIDATE_EVERY steps, the best
     validation epoch kept, no early stop and no decay (the preset's learning rate throughout)."""
     per_epoch = min(VALIDATE_EVERY, steps)
     epochs = math.ceil(steps / per_epoch)
-    return replace(get_preset(preset).train_sr, epochs=epochs, steps_per_epoch=per_epoch, max_steps=steps,
+    return replace(preset.train_sr, epochs=epochs, steps_per_epoch=per_epoch, max_steps=steps,
                    batch_size=batch, patience=epochs, lr_milestones=(), seed=seed)
 
 
@@ -153,13 +153,14 @@ def priors(root: Path, args: argparse.Namespace) -> Path:
 
 def _train(names: list[str], root: Path, out: Path, rec: Path, args: argparse.Namespace, seed: int = 0
            ) -> dict[str, Path]:
-    return train_variants(names, root, args.preset, out, recognizers=rec, alpha=ALPHA,
-                          train=budget(args.preset, args.max_steps, args.batch_size, seed), device=args.device)
+    preset = get_preset(args.preset)
+    return train_variants(names, root, preset, out, recognizers=rec, alpha=ALPHA,
+                          train=budget(preset, args.max_steps, args.batch_size, seed), device=args.device)
 
 
 def _training(root: Path, args: argparse.Namespace, rec: Path) -> dict[str, Any]:
     """Provenance of the training side: preset, budget, identity universe, priors."""
-    ids = training_folder(root, args.preset).identities
+    ids = training_folder(root, get_preset(args.preset)).identities
     return {"preset": args.preset, "budget": {"steps": args.max_steps, "batch_size": args.batch_size,
                                               "validate_every": min(VALIDATE_EVERY, args.max_steps)},
             "train_data": {"root": str(root), "identities": len(ids), "identities_sha256": identities_digest(ids)},

@@ -1,5 +1,8 @@
 """What the tutorial notebooks train live and what they load, by their PRESET parameter.
 
+These helpers are the notebooks' boundary: they take the notebook's PRESET name (which may be
+"pretrained") and hand the library below a `config.Preset`, never a name.
+
 `PRESET = "quick"` trains tiny models on the CPU while you watch, reusing what an earlier notebook
 trained (runs are shared through `config.runs_dir()`), and shows the shipped models of
 `checkpoints/` (csrip_lib.zoo) next to the short live runs, so a result is visible in minutes.
@@ -22,7 +25,7 @@ import torch
 from . import zoo
 from .ablation import COMPETITOR_NAMES, VARIANTS, run_dir, shipped_name, train_variants
 from .checkpoint import load_checkpoint
-from .config import runs_dir
+from .config import get_preset, runs_dir
 from .errors import CSRIPError
 from .data import per_identity_split, resolve_data
 from .train_recognizers import ensure_recognizers, training_folder
@@ -82,7 +85,7 @@ def recognizers(root: str | Path, preset: str) -> tuple[Path, pd.DataFrame]:
         table = folder / "accuracy.csv"
         return folder, pd.read_csv(table) if table.is_file() else pd.DataFrame()
     folder = runs_dir() / preset / "recognizers"
-    return folder, ensure_recognizers(root, preset, folder)
+    return folder, ensure_recognizers(root, get_preset(preset), folder)
 
 
 def shipped_priors() -> Path:
@@ -132,7 +135,7 @@ def _training_identities(root: str | Path, preset: str):
     own where no identity has the preset's minimum of images."""
     folder = resolve_data(root, verbose=False)  # a missing folder stays an error
     try:
-        return training_folder(folder, model_preset(preset))
+        return training_folder(folder, get_preset(model_preset(preset)))
     except CSRIPError:
         return None
 
@@ -195,12 +198,13 @@ def table2_checkpoints(root: str | Path, preset: str, runs: Path, train: bool) -
             print(f"{name}: shipped {n}, {describe(paths[name])}")
         return paths
     rec, _ = recognizers(root, preset)
+    p = get_preset(preset)
     if train:
-        paths = train_variants(list(VARIANTS), root, preset, runs / "ablation", recognizers=rec, progress=False)
+        paths = train_variants(list(VARIANTS), root, p, runs / "ablation", recognizers=rec, progress=False)
     else:
         paths = {name: run_dir(runs / "ablation", name) / "best.pt" for name in VARIANTS}
         paths = {name: path for name, path in paths.items() if path.is_file()}
     if "C-SRIP" not in paths:
-        train_sr(root, preset, runs / "sr", recognizers=rec, resume=True, progress=False, partial_priors=True)
+        train_sr(root, p, runs / "sr", recognizers=rec, resume=True, progress=False, partial_priors=True)
         paths["C-SRIP"] = runs / "sr" / "best.pt"
     return paths

@@ -119,12 +119,7 @@ def _validator(train_loader: DataLoader, degradation: DegradationConfig) -> Eval
     return validate
 
 
-def _preset(preset: str | Preset, min_images: int | None, max_identities: int | None,
-            train: TrainConfig | None) -> Preset:
-    try:
-        p = get_preset(preset) if isinstance(preset, str) else preset
-    except ValueError as e:
-        raise CSRIPError(str(e)) from e
+def _overridden(p: Preset, min_images: int | None, max_identities: int | None, train: TrainConfig | None) -> Preset:
     return replace(p, min_images_per_identity=min_images or p.min_images_per_identity,
                    max_identities=max_identities or p.max_identities,
                    train_recognizer=train or p.train_recognizer)
@@ -137,16 +132,15 @@ def data_config(p: Preset, identities: list[str]) -> dict:
             "identities": len(identities), "identities_sha256": identities_digest(identities)}
 
 
-def training_folder(root: str | Path, preset: str | Preset) -> FaceFolder:
+def training_folder(root: str | Path, p: Preset) -> FaceFolder:
     """The identity universe of a preset (both training stages, Sec. 4.1): training-split identities
     with >= min_images_per_identity images, at most max_images_per_identity of each, then the caps."""
-    p = get_preset(preset) if isinstance(preset, str) else preset
     return FaceFolder(root, split="train", min_images=p.min_images_per_identity,
                       max_identities=p.max_identities, max_images=p.max_images,
                       max_per_identity=p.max_images_per_identity)
 
 
-def load_identities(data: str | Path | None, p: str | Preset, progress: bool = True):
+def load_identities(data: str | Path | None, p: Preset, progress: bool = True):
     """The training data of both stages: `training_folder`'s faces decoded into memory and the paper's
     90/10 split of each identity's images -> (dataset, images, labels, train_idx, val_idx).
     Recognizers train on train_idx and validate on val_idx; the SR network trains on train_idx."""
@@ -161,8 +155,8 @@ def load_identities(data: str | Path | None, p: str | Preset, progress: bool = T
     return dataset, images, labels, train_idx, val_idx
 
 
-def train_recognizers(data: str | Path | None = None, preset: str | Preset = DEFAULT_PRESET,
-                      out: str | Path | None = None, scales: tuple[int, ...] = SCALES, *,
+def train_recognizers(data: str | Path | None, preset: Preset, out: str | Path | None = None,
+                      scales: tuple[int, ...] = SCALES, *,
                       resume: bool = False, force: bool = False, device: str | None = None,
                       min_images: int | None = None, max_identities: int | None = None,
                       train: TrainConfig | None = None, progress: bool = True, strict_resume: bool = False
@@ -177,7 +171,7 @@ def train_recognizers(data: str | Path | None = None, preset: str | Preset = DEF
     error). out/accuracy.csv keeps the rows of scales not trained in this call; the returned table
     has this call's rows.
     """
-    p = _preset(preset, min_images, max_identities, train)
+    p = _overridden(preset, min_images, max_identities, train)
     out = Path(out) if out is not None else runs_dir() / p.name / "recognizers"
     bad = [s for s in scales if s not in RESIDUAL_SIGMAS]
     if bad or not scales:
@@ -251,13 +245,11 @@ def _kept_accuracy(path: Path, scales: tuple[int, ...], force: bool) -> pd.DataF
     return pd.DataFrame()
 
 
-def ensure_recognizers(data: str | Path | None = None, preset: str | Preset = DEFAULT_PRESET,
-                       out: str | Path | None = None, **kw) -> pd.DataFrame:
+def ensure_recognizers(data: str | Path | None, p: Preset, out: str | Path | None = None, **kw) -> pd.DataFrame:
     """The recognizers of `out` (trained if missing or unfinished) and their accuracy table.
 
     A finished run of the same preset is reused as is; a run of another preset is an error.
     """
-    p = _preset(preset, None, None, None)
     out = Path(out) if out is not None else runs_dir() / p.name / "recognizers"
     lasts = [out / f"rec{s}" / "last.pt" for s in kw.get("scales", SCALES)]
     if all(f.is_file() for f in lasts) and (out / "accuracy.csv").is_file():
@@ -317,8 +309,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    train = schedule_from_args(args, get_preset(args.preset).train_recognizer)
-    table = train_recognizers(args.data, args.preset, args.out, tuple(args.scales), resume=args.resume,
+    preset = get_preset(args.preset)
+    train = schedule_from_args(args, preset.train_recognizer)
+    table = train_recognizers(args.data, preset, args.out, tuple(args.scales), resume=args.resume,
                               force=args.force, device=args.device, min_images=args.min_images,
                               max_identities=args.max_identities, train=train, strict_resume=True)
     print(table.round(4).to_string(index=False))

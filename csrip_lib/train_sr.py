@@ -4,7 +4,7 @@
                    [--resume] [--force] [--loss ssim|mse] [--single-scale] [--arch cascaded|baseline]
                    [--sigma S] [--lr LR]
 
-Python: `train_sr(data, preset, out, recognizers=..., loss=LossConfig(...))` -> the per-epoch log.
+Python: `train_sr(data, get_preset(name), out, recognizers=..., loss=LossConfig(...))` -> the per-epoch log.
 
 What one step does: a batch of uint8 HR faces goes to the device, is degraded there into the
 quadruplet {24, 48, 96, 192} px (`make_pyramid` under the preset's `DegradationConfig`, or --sigma; Sec. 3.3;
@@ -159,7 +159,7 @@ def _init_distributed(device: str | torch.device | None) -> bool:
 
 
 # ------------------------------------------------------------------------------------------- data
-def sr_datasets(root: Path, preset: str | Preset, progress: bool = True):
+def sr_datasets(root: Path, p: Preset, progress: bool = True):
     """(train FaceFolder, train HR uint8, train labels, val HR uint8, val labels) for a preset.
 
     Train: exactly the images the preset's recognizers are trained on (`train_recognizers.
@@ -170,14 +170,13 @@ def sr_datasets(root: Path, preset: str | Preset, progress: bool = True):
     network never saw, as it is then tested. The recognizers' validation images (val_idx, the other 10%)
     are never trained on (tests/test_train_sr.py checks it).
     """
-    p = get_preset(preset) if isinstance(preset, str) else preset
     train_ds, images, labels, train_idx, _ = load_identities(root, p, progress=progress)
     val_ds = FaceFolder(root, "val", max_images=p.max_val_images)
     val_hr, val_labels = load_cached(val_ds, progress=progress)
     return train_ds, images[train_idx], labels[train_idx], val_hr, val_labels
 
 
-def check_identity_universe(recognizers: dict, identities: list[str], recognizers_dir, preset: str,
+def check_identity_universe(recognizers: dict, identities: list[str], recognizers_dir, preset: Preset,
                             root: Path, partial: bool = False) -> None:
     """Fail before training if the recognizers were trained on another identity set than the SR data
     (compares the `identities_sha256` their checkpoints saved with the digest of `identities`).
@@ -190,13 +189,13 @@ def check_identity_universe(recognizers: dict, identities: list[str], recognizer
             raise CSRIPError(
                 f"the recognizers in {recognizers_dir} ({size} px) were trained on another identity set "
                 f"({len(rec.identities)} identities, sha256 {have}) than this SR training data "
-                f"({len(identities)} identities, sha256 {want}; preset {preset!r}, {root}). Train them on "
-                f"this data first: `csrip train-recognizers --data {root} --preset {preset} --out DIR`, "
+                f"({len(identities)} identities, sha256 {want}; preset {preset.name!r}, {root}). Train them on "
+                f"this data first: `csrip train-recognizers --data {root} --preset {preset.name} --out DIR`, "
                 "then pass --recognizers DIR")
 
 
 def _load_priors(recognizers: str | Path | dict | None, loss: LossConfig, identities: list[str],
-                 labels: torch.Tensor, preset: str = DEFAULT_PRESET, root: Path | None = None,
+                 labels: torch.Tensor, preset: Preset, root: Path | None = None,
                  partial: bool = False) -> CSRIPLoss:
     """The Eq. 4 loss with the recognizers of `recognizers` (a run folder or a loaded dict), checked
     against the training data: they must cover the loss's scales and know exactly its identities."""
@@ -230,7 +229,7 @@ def _load_init(model: nn.Module, path: str | Path, sr_cfg) -> None:
     model.load_state_dict(ckpt["model"])
 
 
-def train_sr(data: str | Path | None = None, preset: str = DEFAULT_PRESET, out: str | Path | None = None, *,
+def train_sr(data: str | Path | None, preset: Preset, out: str | Path | None = None, *,
              recognizers: str | Path | dict | None = None, loss: LossConfig | None = None,
              arch: str | None = None, train: TrainConfig | None = None, resume: bool = False,
              force: bool = False, device: str | torch.device | None = None,
@@ -250,12 +249,11 @@ def train_sr(data: str | Path | None = None, preset: str = DEFAULT_PRESET, out: 
     resume" an error instead of a new run. partial_priors: accept recognizers that know only some of the
     training identities (`check_identity_universe`; the tour's shipped priors on a superset of their data).
     """
-    p = get_preset(preset)
-    loss = loss or p.loss
-    degradation = degradation or p.degradation
-    sr_cfg = replace(p.sr, arch=arch or p.sr.arch)
-    tcfg = train or p.train_sr
-    out = Path(out) if out is not None else runs_dir() / preset / "sr"
+    loss = loss or preset.loss
+    degradation = degradation or preset.degradation
+    sr_cfg = replace(preset.sr, arch=arch or preset.sr.arch)
+    tcfg = train or preset.train_sr
+    out = Path(out) if out is not None else runs_dir() / preset.name / "sr"
     check_runs([out], resume=resume, force=force, strict_resume=strict_resume)
     if sr_cfg.arch == "baseline" and loss.multiscale:
         raise CSRIPError("the Baseline network has no 2x/4x outputs (all upscaling is at the end, Sec. 4.3): "
@@ -295,8 +293,8 @@ def train_sr(data: str | Path | None = None, preset: str = DEFAULT_PRESET, out: 
             total, terms = loss_fn(net(pyr["lr"], all_scales=loss.multiscale), pyr, y.to(device))
             return {"loss": total, **terms}
 
-        config = {"preset": preset, "sr": to_dict(sr_cfg), "loss": to_dict(loss), "train": to_dict(tcfg),
-                  "degradation": to_dict(degradation), "data": str(root), "identities": data_config(p, train_ds.identities),
+        config = {"preset": preset.name, "sr": to_dict(sr_cfg), "loss": to_dict(loss), "train": to_dict(tcfg),
+                  "degradation": to_dict(degradation), "data": str(root), "identities": data_config(preset, train_ds.identities),
                   "recognizers": None if loss.alpha == 0 else str(recognizers),
                   "init": None if init is None else str(init)}
         history = []
@@ -380,11 +378,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    p = get_preset(args.preset)
+    p = get_preset(args.preset)  # the one lookup of the name; everything below takes the Preset
     loss = replace(p.loss, reconstruction=args.loss, multiscale=not args.single_scale,
                    alpha=p.loss.alpha if args.alpha is None else args.alpha)
     recognizers = None if args.recognizers is None else resolve(args.recognizers, kind="recognizers")
-    train_sr(args.data, args.preset, args.out, recognizers=recognizers, loss=loss, arch=args.arch,
+    train_sr(args.data, p, args.out, recognizers=recognizers, loss=loss, arch=args.arch,
              train=schedule_from_args(args, p.train_sr), resume=args.resume, force=args.force, device=args.device,
              init=args.init, strict_resume=True,
              degradation=None if args.sigma is None else replace(p.degradation, sigma=args.sigma))

@@ -11,13 +11,14 @@ import torch
 from csrip_lib.checkpoint import load_checkpoint
 from csrip_lib.cli import main as cli_main
 from csrip_lib.competitors import train_competitor
-from csrip_lib.config import TrainConfig
+from csrip_lib.config import TrainConfig, get_preset
 from csrip_lib.data import FaceFolder
 from csrip_lib.errors import CSRIPError
 from csrip_lib.models.registry import COMPETITORS, load_sr
 
 from test_train_sr import write_recognizers
 
+TINY = get_preset("tiny")
 FEW = TrainConfig(epochs=1, steps_per_epoch=2, batch_size=4, lr=1e-3)
 GAN_STEPS = TrainConfig(epochs=2, steps_per_epoch=3, batch_size=4, lr=1e-3)
 NBSRF_SMALL = {"trees": 2, "max_depth": 4, "patches": 2000}
@@ -54,7 +55,7 @@ def runs(synthetic_root, priors, small, tmp_path_factory):
     """Every competitor trained for a few steps (NBSRF: a two-tree forest) on synthetic faces; the GANs
     for two epochs of three steps at their quick size."""
     out = tmp_path_factory.mktemp("runs")
-    logs = {name: train_competitor(name, synthetic_root, "tiny", out / name, recognizers=priors,
+    logs = {name: train_competitor(name, synthetic_root, TINY, out / name, recognizers=priors,
                                    train=GAN_STEPS if name in ("srgan", "urdgn") else FEW, device="cpu",
                                    progress=False) for name in COMPETITORS}
     return out, logs
@@ -124,7 +125,7 @@ def test_nbsrf_forest_predicts_like_sklearn(synthetic_root):
 def test_resume_of_another_models_run_is_a_clear_error(synthetic_root, runs):
     out, _ = runs
     with pytest.raises(CSRIPError, match="holds a 'srcnn' run, not 'vdsr'"):
-        train_competitor("vdsr", synthetic_root, "tiny", out / "srcnn", train=FEW, resume=True, device="cpu")
+        train_competitor("vdsr", synthetic_root, TINY, out / "srcnn", train=FEW, resume=True, device="cpu")
     with pytest.raises(CSRIPError, match="holds a 'srcnn' model, not 'vdsr'"):
         load_sr(out / "srcnn" / "best.pt", model="vdsr")
 
@@ -134,15 +135,15 @@ def test_existing_run_is_not_overwritten_without_force(synthetic_root, runs):
     for name in ("srcnn", "nbsrf"):
         before = (out / name / "best.pt").stat().st_mtime
         with pytest.raises(CSRIPError, match="--force"):
-            train_competitor(name, synthetic_root, "tiny", out / name, train=FEW, device="cpu")
+            train_competitor(name, synthetic_root, TINY, out / name, train=FEW, device="cpu")
         assert (out / name / "best.pt").stat().st_mtime == before
-    train_competitor("srcnn", synthetic_root, "tiny", out / "srcnn", train=FEW, force=True, device="cpu",
+    train_competitor("srcnn", synthetic_root, TINY, out / "srcnn", train=FEW, force=True, device="cpu",
                      progress=False)
 
 
 def test_unknown_model_lists_the_known_ones(synthetic_root, capsys):
     with pytest.raises(CSRIPError, match="known models: csrip, nbsrf, srcnn, vdsr, lp, srgan, urdgn"):
-        train_competitor("edsr", synthetic_root)
+        train_competitor("edsr", synthetic_root, TINY)
     with pytest.raises(SystemExit):
         cli_main(["train-competitor", "--model", "edsr"])
     assert "invalid choice: 'edsr'" in capsys.readouterr().err
@@ -150,7 +151,7 @@ def test_unknown_model_lists_the_known_ones(synthetic_root, capsys):
 
 def test_lp_and_srgan_need_recognizers(synthetic_root, tmp_path):
     with pytest.raises(CSRIPError, match="--recognizers"):
-        train_competitor("lp", synthetic_root, "tiny", tmp_path / "lp", train=FEW, device="cpu")
+        train_competitor("lp", synthetic_root, TINY, tmp_path / "lp", train=FEW, device="cpu")
 
 
 def test_table1_puts_paper_numbers_gains_and_identity_columns_beside_ours():
@@ -177,7 +178,7 @@ def test_figures_6_to_8_take_every_model(hr_faces):
     from csrip_lib import figures
     from csrip_lib.models.registry import build_sr, model_config
 
-    models = {name: build_sr(name, model_config(name, "quick")) for name in COMPETITORS}
+    models = {name: build_sr(name, model_config(name, get_preset("quick"))) for name in COMPETITORS}
     hr = hr_faces[:2].float()
     fig6 = figures.fig06_qualitative(models, hr, device="cpu")
     titles = [ax.get_title() for ax in fig6.axes[:len(models) + 3]]

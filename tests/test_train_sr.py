@@ -51,7 +51,7 @@ def priors(faces, tmp_path_factory) -> Path:
 
 
 def run(faces, out, priors=None, loss=LossConfig(), train=SHORT, **kw):
-    return train_sr(faces, "tiny", out, recognizers=priors, loss=loss, train=train, device="cpu",
+    return train_sr(faces, get_preset("tiny"), out, recognizers=priors, loss=loss, train=train, device="cpu",
                     progress=False, **kw)
 
 
@@ -203,7 +203,7 @@ def test_term_gradients_recombine_to_the_full_gradient_for_any_alpha(faces, prio
     from csrip_lib.train_sr import batch_terms, pyramid, sr_datasets, term_gradients
     from csrip_lib.widgets import alpha_explorer
 
-    ds, hr, labels, _, _ = sr_datasets(faces, "tiny", progress=False)
+    ds, hr, labels, _, _ = sr_datasets(faces, get_preset("tiny"), progress=False)
     torch.manual_seed(0)
     model = CascadedSR(replace(CascadedSR.from_preset("tiny").cfg, global_skip=False))
     loss = CSRIPLoss(load_recognizers(priors), alpha=1.0, identities=ds.identities)
@@ -238,7 +238,7 @@ def test_quick_run_beats_bicubic_on_faces_of_unseen_people(face_root, tmp_path):
     from csrip_lib.evaluate import evaluate_models
 
     quick = get_preset("quick").train_sr
-    train_sr(face_root, "quick", tmp_path, loss=LossConfig("mse", multiscale=True, alpha=0),
+    train_sr(face_root, get_preset("quick"), tmp_path, loss=LossConfig("mse", multiscale=True, alpha=0),
              train=replace(quick, lr=3e-3, epochs=100, max_steps=200), device="cpu", progress=False)
     scores = evaluate_models({"sr": load_sr(tmp_path / "best.pt")}, face_root, "test", max_images=64,
                              progress=False).groupby("model")[["psnr", "ssim"]].mean()
@@ -307,7 +307,7 @@ def test_default_commands_train_a_csrip_whose_identity_term_sees_every_image(fac
     assert cli_main(["train-sr", "--data", str(faces), "--recognizers", str(rec), "--out", str(tmp_path / "sr"),
                  "--max-steps", "1", *short]) == 0
     assert "know 100% of the training images' identities" in capsys.readouterr().out
-    ds, _, labels, _, _ = sr_datasets(faces, DEFAULT_PRESET, progress=False)
+    ds, _, labels, _, _ = sr_datasets(faces, get_preset(DEFAULT_PRESET), progress=False)
     loss = CSRIPLoss(load_recognizers(rec), alpha=0.001, identities=ds.identities)
     assert loss.known_fraction(labels) == 1.0
     saved = load_checkpoint(tmp_path / "sr" / "best.pt", kind="sr")["config"]["identities"]
@@ -329,7 +329,7 @@ def test_init_starts_from_a_checkpoint_of_the_same_network(faces, tmp_path):
 def test_sr_training_never_sees_the_recognizers_validation_images(faces):
     """Sec. 4.1: both stages keep the same 90/10 split per identity; the SR network trains on the 90%."""
     _, images, _, train_idx, val_idx = load_identities(faces, get_preset("tiny"), progress=False)
-    _, hr, _, _, _ = sr_datasets(faces, "tiny", progress=False)
+    _, hr, _, _, _ = sr_datasets(faces, get_preset("tiny"), progress=False)
     key = lambda x: x.numpy().tobytes()
     assert len(hr) == len(train_idx) and len(val_idx) > 0
     assert {key(x) for x in hr} == {key(x) for x in images[train_idx]}

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import checked_config, load_checkpoint, restore
-from ..config import SRConfig, degradation_of, from_dict, get_preset
+from ..config import Preset, SRConfig, degradation_of, from_dict
 from ..errors import CSRIPError
 from .lp import LP, LPConfig
 from .nbsrf import NBSRF, NBSRFConfig
@@ -43,10 +43,10 @@ def check_name(name: str) -> str:
     return key
 
 
-def model_config(name: str, preset: str) -> Any:
+def model_config(name: str, preset: Preset) -> Any:
     """The config of model `name` at a preset's size (competitors: quick/tiny -> quick size, else paper)."""
     name = check_name(name)
-    return get_preset(preset).sr if name == "csrip" else COMPETITORS[name][1].preset(preset)
+    return preset.sr if name == "csrip" else COMPETITORS[name][1].preset(preset.name)
 
 
 def build_sr(name: str, cfg: Any) -> nn.Module:
