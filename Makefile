@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --progress-bar on $(TORCH)
 	@echo "== installing csrip and its notebook, test and judge dependencies"
 	$(PY) -m pip install -q -e ".[notebooks,test,judge]"
-	$(PY) -c "from csrip_lib.widgets import install_lab_settings as i; print('JupyterLab settings:', i())"
+	$(PY) -c "from csrip_lib.tutorial.widgets import install_lab_settings as i; print('JupyterLab settings:', i())"
 	@touch $(STAMP)
 
 demo: venv  ## data (or the synthetic fallback), then every notebook with the shipped models -> build/, figures/
@@ -41,7 +41,7 @@ chromium:  ## best effort: Debian's chromium for tests/test_browser.py (which sk
 	  echo "chromium could not be installed: tests/test_browser.py will be skipped"
 
 lab: venv  ## JupyterLab on the notebooks (saving widget state, so figures survive a reopen); as root (Docker, cloud notebooks) with --allow-root
-	@$(PY) -c "from csrip_lib.widgets import install_lab_settings as i; i()"
+	@$(PY) -c "from csrip_lib.tutorial.widgets import install_lab_settings as i; i()"
 	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 data: venv  ## download and verify LFW deep-funneled into data/

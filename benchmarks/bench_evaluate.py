@@ -1,4 +1,4 @@
-"""Speed of `csrip evaluate` (csrip_lib.evaluate.evaluate_models): where the time goes, and how much
+"""Speed of `csrip evaluate` (csrip_lib.evaluation.evaluate.evaluate_models): where the time goes, and how much
 faster it is than the code path it replaced, measured in the same run on the same faces.
 
     python benchmarks/bench_evaluate.py                      # 128 test faces, csrip-quick + bicubic
@@ -41,14 +41,14 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from csrip_lib import judge as judge_mod  # noqa: E402
-from csrip_lib.data import IndexedFaces  # noqa: E402
-from csrip_lib.degradation import for_models, make_pyramid  # noqa: E402
-from csrip_lib.evaluate import (_HREmbedder, _dataset, _prepare, _readable_info, _run, bicubic, evaluate_models,  # noqa: E402
-                                load_models, summarize_results)
-from csrip_lib.identity import identity_metrics  # noqa: E402
+from csrip_lib.evaluation import judge as judge_mod# noqa: E402
+from csrip_lib.data.faces import IndexedFaces  # noqa: E402
+from csrip_lib.core.degradation import for_models, make_pyramid  # noqa: E402
+from csrip_lib.evaluation.evaluate import (_HREmbedder, _dataset, _prepare, _readable_info, _run, bicubic, evaluate_models,  # noqa: E402
+                                           load_models, summarize_results)
+from csrip_lib.evaluation.identity import identity_metrics  # noqa: E402
 from csrip_lib.losses import K1, K2, WINDOW_SIZE, gaussian_window  # noqa: E402
-from csrip_lib.metrics import _pair, _psnr, _ssim, prepare  # noqa: E402
+from csrip_lib.evaluation.metrics import _pair, _psnr, _ssim, prepare  # noqa: E402
 
 from bench_sr import device_name  # noqa: E402
 

@@ -5,7 +5,7 @@
 
 Rows, per preset (same run, same device, so the ratios are fair):
   inference  fp32 eager   model.eval() under torch.inference_mode, PyTorch defaults (what a user writes first)
-  inference  fast         csrip_lib.inference.Upscaler: on CUDA bf16 autocast + channels_last + torch.compile
+  inference  fast         csrip_lib.evaluation.inference.Upscaler: on CUDA bf16 autocast + channels_last + torch.compile
                           + CUDA graphs for small batches; on CPU fp32 inference_mode (no compile)
   train step fp32 eager   one C-SRIP step (Eq. 4): multi-scale SSIM + identity terms of three frozen
                           SqueezeNet recognizers (48/96/192 px), backward, Adam step; HR uint8 -> pyramid on device
@@ -39,10 +39,10 @@ import torch._dynamo
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from csrip_lib.config import HR_SIZE, LR_SIZE, get_preset  # noqa: E402
-from csrip_lib.degradation import make_pyramid  # noqa: E402
-from csrip_lib.inference import Upscaler  # noqa: E402
-from csrip_lib.runtime import pick_device  # noqa: E402
+from csrip_lib.core.config import HR_SIZE, LR_SIZE, get_preset  # noqa: E402
+from csrip_lib.core.degradation import make_pyramid  # noqa: E402
+from csrip_lib.evaluation.inference import Upscaler  # noqa: E402
+from csrip_lib.core.runtime import pick_device  # noqa: E402
 from csrip_lib.losses import CSRIPLoss  # noqa: E402
 from csrip_lib.models import CascadedSR, SqueezeNetRecognizer  # noqa: E402
 
@@ -128,7 +128,7 @@ def naive_inference(model: torch.nn.Module, x: torch.Tensor):
 
 
 def train_step(preset: str, batch: int, device: torch.device, fast: bool):
-    """One C-SRIP optimisation step (Eq. 4) as csrip_lib.train_sr runs it; returns the step function."""
+    """One C-SRIP optimisation step (Eq. 4) as csrip_lib.training.sr runs it; returns the step function."""
     p = get_preset(preset)
     model = CascadedSR(p.sr).to(device).train()
     recognizers = {s: SqueezeNetRecognizer(NUM_CLASSES, p.recognizer, image_size=s).to(device)

@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from csrip_lib.config import LossConfig, get_preset  # noqa: E402
+from csrip_lib.core.config import LossConfig, get_preset  # noqa: E402
 from csrip_lib.losses import CSRIPLoss  # noqa: E402
 from csrip_lib.models.sr import CascadedSR  # noqa: E402
-from csrip_lib.train_sr import pyramid  # noqa: E402
+from csrip_lib.training.sr import pyramid  # noqa: E402
 
 TINY = get_preset("tiny").sr
 SIZES = {  # name: the SRConfig measured (widths x2 / x3 / x4 of tiny's, blocks per SR module, head kernel)

@@ -2,7 +2,8 @@
 
 The notebooks import from here, as d2l's notebooks import from `d2l`:
 
-    from csrip_lib import evaluate_models, pick_device, resolve_data, tour
+    from csrip_lib import evaluate_models, pick_device, resolve_data
+    from csrip_lib.tutorial import tour
 
 `API` says which module owns each name. Names are looked up on first use (PEP 562 `__getattr__`), so
 `import csrip_lib` (and `csrip --help`) imports no torch. Modules themselves (`figures`, `tour`, ...)
@@ -19,27 +20,27 @@ __version__ = "0.1.0"
 # csrip_lib.x binds csrip_lib.x to the module, which would hide a function x of this facade; so the
 # entry points `train_sr` and `train_recognizers` are imported from their modules.
 API: dict[str, tuple[str, ...]] = {
-    "config": ("RESIDUAL_SIGMAS", "SCALES", "DegradationConfig", "figures_dir", "get_preset", "runs_dir"),
-    "runtime": ("pick_device",),
-    "degradation": ("DEFAULT_SIGMA", "degrade", "gaussian_blur", "kernel_size", "make_pyramid", "residual",
+    "core.config": ("RESIDUAL_SIGMAS", "SCALES", "DegradationConfig", "figures_dir", "get_preset", "runs_dir"),
+    "core.runtime": ("pick_device",),
+    "core.degradation": ("DEFAULT_SIGMA", "degrade", "gaussian_blur", "kernel_size", "make_pyramid", "residual",
                     "upsample_bicubic"),
-    "data": ("FaceFolder", "load_cached", "resolve_data"),
+    "data.faces": ("FaceFolder", "load_cached", "resolve_data"),
     "losses": ("K1", "K2", "CSRIPLoss", "SSIMLoss", "ssim"),
-    "metrics": ("psnr", "ssim_eval"),
-    "error_analysis": ("MARGIN", "error_maps", "error_statistics", "loss_gradients"),
+    "evaluation.metrics": ("psnr", "ssim_eval"),
+    "evaluation.error_analysis": ("MARGIN", "error_maps", "error_statistics", "loss_gradients"),
     "models": ("CascadedSR", "SqueezeNetRecognizer", "load_sr"),
     "models.recognizer": ("load_recognizers",),
     "models.sr": ("complexity", "shape_table"),
-    "train_recognizers": ("ensure_recognizers", "load_identities", "plot_learning_curves", "residual_batch",
+    "training.recognizers": ("ensure_recognizers", "load_identities", "plot_learning_curves", "residual_batch",
                           "training_folder"),
-    "train_sr": ("batch_terms", "sr_datasets", "term_gradients"),
-    "evaluate": ("attribute_correlations", "compare_to_paper", "evaluate_models", "gain_over_bicubic",
+    "training.sr": ("batch_terms", "sr_datasets", "term_gradients"),
+    "evaluation.evaluate": ("attribute_correlations", "compare_to_paper", "evaluate_models", "gain_over_bicubic",
                  "image_attributes", "paired_bootstrap", "paired_effect", "sample_images", "sharpened",
                  "summarize_results", "super_resolve", "worst_images"),
-    "figures": ("fig02_architecture", "fig04_training_data", "fig05_error_maps", "fig12_intermediate",
+    "tutorial.figures": ("fig02_architecture", "fig04_training_data", "fig05_error_maps", "fig12_intermediate",
                 "image_grid", "save_figure", "to_image"),
-    "ablation": ("VARIANTS", "run_ablation", "trained"),
-    "widgets": ("alpha_explorer",),
+    "training.ablation": ("VARIANTS", "run_ablation", "trained"),
+    "tutorial.widgets": ("alpha_explorer",),
 }
 _OWNER = {name: module for module, names in API.items() for name in names}
 __all__ = sorted(_OWNER)

@@ -15,24 +15,23 @@ import importlib
 import sys
 import warnings
 
-from .errors import CSRIPError, describe_os_error
-from .progress import tqdm
+from .core.console import CSRIPError, describe_os_error, tqdm
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "data": ("csrip_lib.download", "download and verify LFW deep-funneled"),
-    "demo": ("csrip_lib.notebook_runner", "execute the notebooks into build/ (default: the pretrained tour, "
+    "data": ("csrip_lib.data.download", "download and verify LFW deep-funneled"),
+    "demo": ("csrip_lib.tutorial.notebook_runner", "execute the notebooks into build/ (default: the pretrained tour, "
                                               "shipped models; --preset quick trains tiny models)"),
-    "train-recognizers": ("csrip_lib.train_recognizers", "train the three SqueezeNet identity priors"),
-    "train-sr": ("csrip_lib.train_sr", "train the cascaded SR network with Eq. 4"),
-    "train-competitor": ("csrip_lib.competitors", "train a Table 1 competitor (SRCNN, VDSR, lp, SRGAN, URDGN, NBSRF-like)"),
-    "ablation": ("csrip_lib.ablation", "run the Table 2 ablation / Tables 3-4 experiment"),
-    "evaluate": ("csrip_lib.evaluate", "PSNR/SSIM/identity metrics per image, with bicubic"),
-    "hallucinate": ("csrip_lib.hallucinate", "8x face hallucination of any photo(s)"),
-    "figures": ("csrip_lib.figures", "regenerate the paper's figures into figures/"),
+    "train-recognizers": ("csrip_lib.training.recognizers", "train the three SqueezeNet identity priors"),
+    "train-sr": ("csrip_lib.training.sr", "train the cascaded SR network with Eq. 4"),
+    "train-competitor": ("csrip_lib.training.competitors", "train a Table 1 competitor (SRCNN, VDSR, lp, SRGAN, URDGN, NBSRF-like)"),
+    "ablation": ("csrip_lib.training.ablation", "run the Table 2 ablation / Tables 3-4 experiment"),
+    "evaluate": ("csrip_lib.evaluation.evaluate", "PSNR/SSIM/identity metrics per image, with bicubic"),
+    "hallucinate": ("csrip_lib.evaluation.hallucinate", "8x face hallucination of any photo(s)"),
+    "figures": ("csrip_lib.tutorial.figures", "regenerate the paper's figures into figures/"),
     "reproduce": ("csrip_lib.reproduce", "measure a published result into results/ (table1, table2, default-model) "
                   "and render README.md / MODEL_CARD.md from them"),
-    "export": ("csrip_lib.zoo", "export a trained run as a shipped model into checkpoints/"),
+    "export": ("csrip_lib.models.zoo", "export a trained run as a shipped model into checkpoints/"),
 }
 
 

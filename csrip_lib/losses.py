@@ -25,7 +25,7 @@ filtered in a single pass of two depthwise convolutions (1 x 11, then 11 x 1): 2
 pixel and moment instead of 121, one kernel launch per direction. Eq. 3 only ever uses the sum
 sigma1^2 + sigma2^2, and filtering is linear, so x^2 + y^2 is filtered as one moment: four moment
 images (x, y, x^2 + y^2, xy) instead of five, the same numbers with 20 % less work.
-In float64 (the evaluation path, `csrip_lib.metrics`) PyTorch has no fast depthwise convolution, so the
+In float64 (the evaluation path, `csrip_lib.evaluation.metrics`) PyTorch has no fast depthwise convolution, so the
 two 1-D passes are matrix products with a banded Gaussian matrix instead (BLAS; ~15x faster on a CPU,
 the same sums to rounding, ~1e-16).
 Statistics are always accumulated in float32 (float64 if an input is float64), outside any
@@ -39,9 +39,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import RESIDUAL_SIGMAS
-from .degradation import residual
-from .errors import CSRIPError
+from .core.config import RESIDUAL_SIGMAS
+from .core.console import CSRIPError
+from .core.degradation import residual
 
 WINDOW_SIZE = 11  # Gaussian window g of Eq. 3
 WINDOW_SIGMA = 1.5

@@ -29,7 +29,7 @@ are reused when finished (`ablation.train_variants`).
 recording the command that trained and scored it, for notebook 06's pretrained Table 1.
 Identity priors (C-SRIP, and lp / SRGAN's feature loss): `--recognizers`, else the shipped
 `recognizers-quick` when they were trained on this data's quick identities, else runs/<preset>/recognizers
-(trained there if missing; `tour.recognizers`). The identity judge (`csrip_lib.judge`) scores when it is
+(trained there if missing; `tour.recognizers`). The identity judge (`csrip_lib.evaluation.judge`) scores when it is
 installed (`--no-identity` skips it). Each result records the command that reproduces it as written
 (with --force, which overwrites result files, never training runs).
 """
@@ -45,20 +45,20 @@ from typing import Any
 
 import pandas as pd
 
-from . import judge as judge_mod
-from . import results, zoo
-from .ablation import COMPETITOR_NAMES, VARIANTS, run_dir, shipped_name, train_variants
-from .argtypes import nonnegative_int, positive_int
-from .checkpoint import load_checkpoint
-from .config import PRESETS, Preset, TrainConfig, get_preset, project_root, runs_dir
-from .data import identities_digest, resolve_data
-from .errors import CSRIPError
-from .evaluate import (PAPER_TABLE1, PAPER_TABLE2, evaluate_models, load_models, one_line_warnings,
-                       paired_bootstrap, summarize_results)
+from .core import results
+from .core.checkpoint import load_checkpoint
+from .core.config import PRESETS, Preset, TrainConfig, get_preset, project_root, runs_dir
+from .core.console import CSRIPError, nonnegative_int, positive_int
+from .core.runtime import pick_device
+from .data.faces import identities_digest, resolve_data
+from .evaluation import judge as judge_mod
+from .evaluation.evaluate import (PAPER_TABLE1, PAPER_TABLE2, evaluate_models, load_models, one_line_warnings,
+                                  paired_bootstrap, summarize_results)
+from .models import zoo
 from .models.registry import load_sr
-from .runtime import pick_device
-from .tour import recognizers as default_recognizers
-from .train_recognizers import training_folder
+from .training.ablation import COMPETITOR_NAMES, VARIANTS, run_dir, shipped_name, train_variants
+from .training.recognizers import training_folder
+from .tutorial.tour import recognizers as default_recognizers
 
 NAMES = ("table1", "table2", "default-model")
 STEPS, BATCH, VALIDATE_EVERY = 500, 16, 50
@@ -100,7 +100,7 @@ def score(models: dict[str, Any], root: Path, args: argparse.Namespace) -> tuple
     """Per-image scores of bicubic, `models` (and HR with the judge) on the test split; judge's name."""
     judge, note = None, "skipped (--no-identity)"
     if not args.no_identity:
-        judge, note = ((judge_mod.FaceJudge(), "dlib ResNet (csrip_lib.judge)") if judge_mod.available()
+        judge, note = ((judge_mod.FaceJudge(), "dlib ResNet (csrip_lib.evaluation.judge)") if judge_mod.available()
                        else (None, f"not installed ({judge_mod.INSTALL_HINT})"))
     with one_line_warnings("reproduce"):
         df = evaluate_models(models, root, "test", device=pick_device(args.device), judge=judge,

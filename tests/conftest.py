@@ -1,6 +1,6 @@
 """Shared pytest fixtures. Real LFW faces when $CSRIP_DATA is set (CI), synthetic faces otherwise.
 
-Face folders (`<root>/<identity>/<image>`, for csrip_lib.data.FaceFolder):
+Face folders (`<root>/<identity>/<image>`, for csrip_lib.data.faces.FaceFolder):
     lfw_root        Path of $CSRIP_DATA (real LFW); the test is skipped when it is not set
     face_root       $CSRIP_DATA if set, else `synthetic_root`: use this for "real if possible" tests
     synthetic_root  a synthetic set made once per session (SYNTHETIC_IDENTITIES x SYNTHETIC_IMAGES)
@@ -47,8 +47,8 @@ def judge_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
-    """A synthetic face folder (csrip_lib.synthetic), rendered once per test session."""
-    from csrip_lib.data import make_synthetic_faces
+    """A synthetic face folder (csrip_lib.data.synthetic), rendered once per test session."""
+    from csrip_lib.data.faces import make_synthetic_faces
     return make_synthetic_faces(tmp_path_factory.mktemp("data") / "synthetic",
                                 SYNTHETIC_IDENTITIES, SYNTHETIC_IMAGES, seed=0, progress=False)
 
@@ -74,8 +74,8 @@ def face_root(request) -> Path:
 @pytest.fixture(scope="session")
 def hr_faces() -> torch.Tensor:
     """Six HR faces, 6 x 3 x 192 x 192 float64 in [0, 1]: LFW images of six identities spread over
-    $CSRIP_DATA (csrip_lib.data.load_hr), else six rendered synthetic faces (three identities)."""
-    from csrip_lib.data import hr_crop, load_hr
+    $CSRIP_DATA (csrip_lib.data.faces.load_hr), else six rendered synthetic faces (three identities)."""
+    from csrip_lib.data.faces import hr_crop, load_hr
 
     root = os.environ.get("CSRIP_DATA")
     if root:
@@ -83,6 +83,6 @@ def hr_faces() -> torch.Tensor:
         assert files, f"CSRIP_DATA={root} holds no <identity>/<image> files"
         images = [load_hr(p) for p in files[:: max(1, len(files) // 6)][:6]]
     else:
-        from csrip_lib.synthetic import render_faces
+        from csrip_lib.data.synthetic import render_faces
         images = [hr_crop(torch.from_numpy(im).permute(2, 0, 1)) for *_, im in render_faces(3, 2, progress=False)]
     return torch.stack(images).double() / 255

@@ -4,11 +4,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from csrip_lib.ablation import EXPERIMENTS, VARIANTS, run_ablation, run_dir
-from csrip_lib.checkpoint import load_checkpoint
 from csrip_lib.cli import main as cli_main
-from csrip_lib.data import FaceFolder, make_synthetic_faces
-from csrip_lib.errors import CSRIPError
+from csrip_lib.core.checkpoint import load_checkpoint
+from csrip_lib.core.console import CSRIPError
+from csrip_lib.data.faces import FaceFolder, make_synthetic_faces
+from csrip_lib.training.ablation import EXPERIMENTS, VARIANTS, run_ablation, run_dir
 
 from test_train_sr import write_recognizers
 

@@ -57,7 +57,7 @@ def _api(base: str, token: str, path: str, method: str = "GET"):
 
 
 def _notebooks(work: Path) -> list[str]:
-    from csrip_lib import tour
+    from csrip_lib.tutorial import tour
 
     names = []
     for src in ("01_degradation_model.ipynb", "02_residual_images.ipynb"):
@@ -75,7 +75,7 @@ def _notebooks(work: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, face_root):
     """(base url, token, work folder, notebook names) of a JupyterLab serving notebook copies."""
-    from csrip_lib.widgets import install_lab_settings
+    from csrip_lib.tutorial.widgets import install_lab_settings
 
     install_lab_settings(sys.prefix)  # as `make venv` does: widget state is saved with the notebook
     tmp = tmp_path_factory.mktemp("lab")

@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 import torch
 
-from csrip_lib.checkpoint import load_checkpoint
 from csrip_lib.cli import main as cli_main
-from csrip_lib.competitors import train_competitor
-from csrip_lib.config import TrainConfig, get_preset
-from csrip_lib.data import FaceFolder
-from csrip_lib.errors import CSRIPError
+from csrip_lib.core.checkpoint import load_checkpoint
+from csrip_lib.core.config import TrainConfig, get_preset
+from csrip_lib.core.console import CSRIPError
+from csrip_lib.data.faces import FaceFolder
 from csrip_lib.models.registry import COMPETITORS, load_sr
+from csrip_lib.training.competitors import train_competitor
 
 from test_train_sr import write_recognizers
 
@@ -34,7 +34,7 @@ def priors(synthetic_root, tmp_path_factory):
 def small(synthetic_root):
     """Faster runs for the tests: NBSRF's quick size made smaller still and 32 training / 8 validation
     faces (what the harness does per step and per epoch does not depend on how many there are)."""
-    from csrip_lib import competitors
+    from csrip_lib.training import competitors
     from csrip_lib.models.nbsrf import NBSRFConfig
 
     mp = pytest.MonkeyPatch()
@@ -89,9 +89,9 @@ def test_loaded_model_matches_the_trained_weights(runs):
 def test_gans_stay_finite_and_beat_a_constant_image(synthetic_root, runs):
     """Both losses finite in every epoch, two optimizers checkpointed, and the generator's output
     closer to the faces than the best constant image (each face's mean colour)."""
-    from csrip_lib.evaluate import sample_images
-    from csrip_lib.degradation import make_pyramid
-    from csrip_lib.metrics import psnr
+    from csrip_lib.evaluation.evaluate import sample_images
+    from csrip_lib.core.degradation import make_pyramid
+    from csrip_lib.evaluation.metrics import psnr
 
     out, logs = runs
     hr, _ = sample_images(synthetic_root, "test", n=6)
@@ -155,7 +155,7 @@ def test_lp_and_srgan_need_recognizers(synthetic_root, tmp_path):
 
 
 def test_table1_puts_paper_numbers_gains_and_identity_columns_beside_ours():
-    from csrip_lib.ablation import EXPERIMENTS, table
+    from csrip_lib.training.ablation import EXPERIMENTS, table
 
     assert EXPERIMENTS["table1"] == ["NBSRF-like", "SRCNN", "VDSR", "lp", "SRGAN", "URDGN", "C-SRIP"]
     rows = [{"model": m, "image": f"{i}.jpg", "identity": str(i), "psnr": p + i, "ssim": s,
@@ -175,7 +175,7 @@ def test_figures_6_to_8_take_every_model(hr_faces):
     """Figs. 6/7 (gallery, zoomed details) and Fig. 8 (CSD) draw a column / curve per competitor."""
     import matplotlib.pyplot as plt
 
-    from csrip_lib import figures
+    from csrip_lib.tutorial import figures
     from csrip_lib.models.registry import build_sr, model_config
 
     models = {name: build_sr(name, model_config(name, get_preset("quick"))) for name in COMPETITORS}

@@ -4,9 +4,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from csrip_lib.config import LossConfig, RecognizerConfig, get_preset
-from csrip_lib.degradation import make_pyramid, residual
-from csrip_lib.errors import CSRIPError
+from csrip_lib.core.config import LossConfig, RecognizerConfig, get_preset
+from csrip_lib.core.console import CSRIPError
+from csrip_lib.core.degradation import make_pyramid, residual
 from csrip_lib.losses import CSRIPLoss, SSIMLoss
 from csrip_lib.models import CascadedSR, SqueezeNetRecognizer
 

@@ -1,4 +1,4 @@
-"""csrip_lib.data: face folders, identity-disjoint splits, the HR crop protocol, bad input,
+"""csrip_lib.data.faces: face folders, identity-disjoint splits, the HR crop protocol, bad input,
 caching, data resolution and the synthetic face generator. Real LFW when $CSRIP_DATA is set."""
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from csrip_lib import data
-from csrip_lib.data import (FaceDataWarning, FaceFolder, decode_rgb, hr_crop, identity_split, load_cached,
-                            load_hr, per_identity_split, resolve_data)
-from csrip_lib.errors import CSRIPError
-from csrip_lib.synthetic import MARKER, make_synthetic_faces, render_faces
+from csrip_lib.core.console import CSRIPError
+from csrip_lib.data import faces as data
+from csrip_lib.data.faces import (FaceDataWarning, FaceFolder, decode_rgb, hr_crop, identity_split, load_cached,
+                                  load_hr, per_identity_split, resolve_data)
+from csrip_lib.data.synthetic import MARKER, make_synthetic_faces, render_faces
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -74,7 +74,7 @@ def test_identity_split_is_a_stable_hash():
     # Regression values: changing them silently reshuffles every train/test split.
     assert [identity_split(n) for n in ("Aaron_Eckhart", "Colin_Powell", "Zico", "synthetic_0001")] \
         == ["train", "test", "val", "test"]
-    code = "from csrip_lib.data import identity_split as s; print([s(f'id{k}') for k in range(50)])"
+    code = "from csrip_lib.data.faces import identity_split as s; print([s(f'id{k}') for k in range(50)])"
     runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2)}
     assert len(runs) == 1  # independent of Python's per-process string hashing

@@ -1,4 +1,4 @@
-"""Degradation model and residual images (paper Sec. 3.3, Fig. 3/4): csrip_lib.degradation.
+"""Degradation model and residual images (paper Sec. 3.3, Fig. 3/4): csrip_lib.core.degradation.
 
 Natural-image tests use the shared `hr_faces` fixture (real LFW faces when CSRIP_DATA is set,
 synthetic faces otherwise). Each geometric check has a negative control showing it can fail.
@@ -12,13 +12,11 @@ import pytest
 import torch
 from skimage.filters import gaussian as sk_gaussian
 
-from csrip_lib.analysis import (bicubic_scores, centre_of_mass, downsample2x_naive, energy_above,
-                                module_detail, radial_power_spectrum, residual_transfer,
-                                residual_vs_detail)
-from csrip_lib.config import RESIDUAL_SIGMAS
-from csrip_lib.degradation import (degrade, downsample2x, gaussian_blur, make_pyramid, residual,
-                                   upsample_bicubic)
-from csrip_lib.metrics import psnr, ssim_eval
+from csrip_lib.core.config import RESIDUAL_SIGMAS
+from csrip_lib.core.degradation import degrade, downsample2x, gaussian_blur, make_pyramid, residual, upsample_bicubic
+from csrip_lib.evaluation.analysis import (bicubic_scores, centre_of_mass, downsample2x_naive, energy_above,
+                                           module_detail, radial_power_spectrum, residual_transfer, residual_vs_detail)
+from csrip_lib.evaluation.metrics import psnr, ssim_eval
 
 SIZES = {"lr": 24, "x2": 48, "x4": 96, "hr": 192}
 PAPER_SIGMAS = [(48, 1 / 3), (96, 1.0), (192, 7 / 3)]
@@ -266,7 +264,7 @@ def test_one_step_detail_is_best_matched_by_the_degradation_sigma(hr_faces):
 def test_sliders_draw_on_construction_and_redraw_on_change(monkeypatch, hr_faces):
     import matplotlib
     matplotlib.use("Agg")
-    from csrip_lib import widgets
+    from csrip_lib.tutorial import widgets
 
     shown, png_output = [], widgets.png_output
 
@@ -305,7 +303,7 @@ def test_explorer_leaves_a_static_figure_and_lab_saves_widget_state(tmp_path, hr
 
     import matplotlib
     matplotlib.use("Agg")
-    from csrip_lib import widgets
+    from csrip_lib.tutorial import widgets
 
     box = widgets.sigma_explorer(hr_faces[:1].float(), sigma=1.0)
     bundle = box._repr_mimebundle_()
@@ -329,7 +327,7 @@ def test_explorer_leaves_a_static_figure_and_lab_saves_widget_state(tmp_path, hr
 def test_degradation_config_owns_the_parameters_and_round_trips_through_checkpoints():
     from dataclasses import replace
 
-    from csrip_lib.config import DegradationConfig, Preset, degradation_of, from_dict, get_preset, to_dict
+    from csrip_lib.core.config import DegradationConfig, Preset, degradation_of, from_dict, get_preset, to_dict
 
     d = DegradationConfig(sigma=0.5)
     p = replace(get_preset("quick"), degradation=d)
@@ -346,9 +344,9 @@ def test_degradation_config_owns_the_parameters_and_round_trips_through_checkpoi
 
 
 def test_for_models_picks_the_training_degradation_warns_on_override_and_refuses_a_mix():
-    from csrip_lib.config import DegradationConfig
-    from csrip_lib.degradation import for_models
-    from csrip_lib.errors import CSRIPError
+    from csrip_lib.core.config import DegradationConfig
+    from csrip_lib.core.degradation import for_models
+    from csrip_lib.core.console import CSRIPError
 
     class Model:
         def __init__(self, sigma):

@@ -1,4 +1,4 @@
-"""`csrip data` (csrip_lib.download) against a local HTTP server serving small archives built here:
+"""`csrip data` (csrip_lib.data.download) against a local HTTP server serving small archives built here:
 good archive, truncated archive, interrupted download and resume (with and without Range support),
 wrong content, HTTP errors, and never overwriting without --force."""
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from csrip_lib.cli import main as cli_main
-from csrip_lib.download import download_lfw
-from csrip_lib.errors import CSRIPError
+from csrip_lib.core.console import CSRIPError
+from csrip_lib.data.download import download_lfw
 
 IDENTITIES = {"Ada_Lovelace": 3, "Alan_Turing": 1, "Grace_Hopper": 2, "Kurt_Goedel": 4}
 N_IMAGES, N_IDS = sum(IDENTITIES.values()), len(IDENTITIES)

@@ -1,4 +1,4 @@
-"""`csrip evaluate` and the analysis functions of csrip_lib.evaluate (Tables 1-2, Figs. 8, 10, A.2)."""
+"""`csrip evaluate` and the analysis functions of csrip_lib.evaluation.evaluate (Tables 1-2, Figs. 8, 10, A.2)."""
 from __future__ import annotations
 
 import os
@@ -10,15 +10,15 @@ import pandas as pd
 import pytest
 import torch
 
-from csrip_lib.checkpoint import save_checkpoint
 from csrip_lib.cli import main
-from csrip_lib.errors import CSRIPError
-from csrip_lib.judge import available as judge_available
-from csrip_lib.config import get_preset, to_dict
-from csrip_lib.degradation import make_pyramid, upsample_bicubic
-from csrip_lib.evaluate import (attribute_correlations, compare_to_paper, csd_curve, evaluate_models,
-                                gain_over_bicubic, image_attributes, model_name, paired_bootstrap, paired_effect,
-                                sharpen, sharpened, summarize_results, worst_images)
+from csrip_lib.core.checkpoint import save_checkpoint
+from csrip_lib.core.config import get_preset, to_dict
+from csrip_lib.core.console import CSRIPError
+from csrip_lib.core.degradation import make_pyramid, upsample_bicubic
+from csrip_lib.evaluation.evaluate import (attribute_correlations, compare_to_paper, csd_curve, evaluate_models,
+                                           gain_over_bicubic, image_attributes, model_name, paired_bootstrap,
+                                           paired_effect, sharpen, sharpened, summarize_results, worst_images)
+from csrip_lib.evaluation.judge import available as judge_available
 from csrip_lib.models import CascadedSR
 
 N = 12  # images per evaluation in these tests
@@ -33,7 +33,7 @@ def faces(face_root) -> Path:
 @pytest.fixture(scope="module")
 def dataset(faces):
     """N test-split images of `faces`, scanned once for the module."""
-    from csrip_lib.data import FaceFolder
+    from csrip_lib.data.faces import FaceFolder
     return FaceFolder(faces, split="test", max_images=N)
 
 
@@ -159,7 +159,7 @@ def test_sharpen_kernel():
 
 
 def test_sharpening_effect_and_tables(dataset):
-    from csrip_lib.evaluate import bicubic
+    from csrip_lib.evaluation.evaluate import bicubic
 
     df = evaluate_models({"bicubic+sharpen": sharpened(bicubic)}, dataset, progress=False)
     effect = paired_effect(df, "bicubic", "bicubic+sharpen")
@@ -247,7 +247,7 @@ def test_paired_bootstrap_known_answers():
 
 
 def test_without_the_judge_psnr_ssim_stay_and_one_line_says_how(faces, tmp_path, capsys, monkeypatch):
-    from csrip_lib import judge
+    from csrip_lib.evaluation import judge
 
     monkeypatch.setattr(judge, "available", lambda: False)
     out = tmp_path / "r.csv"

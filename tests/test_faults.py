@@ -39,25 +39,25 @@ import pytest
 import torch
 from PIL import Image
 
-import csrip_lib.ablation  # noqa: F401 - every command's module is imported before dropping privileges
-import csrip_lib.figures  # noqa: F401
-import csrip_lib.hallucinate  # noqa: F401
-import csrip_lib.identity  # noqa: F401
-import csrip_lib.notebook_runner  # noqa: F401
-import csrip_lib.train_sr  # noqa: F401
-from csrip_lib.checkpoint import VERSION, load_checkpoint, save_checkpoint, umask
+import csrip_lib.training.ablation  # noqa: F401 - every command's module is imported before dropping privileges
+import csrip_lib.tutorial.figures  # noqa: F401
+import csrip_lib.evaluation.hallucinate  # noqa: F401
+import csrip_lib.evaluation.identity  # noqa: F401
+import csrip_lib.tutorial.notebook_runner  # noqa: F401
+import csrip_lib.training.sr  # noqa: F401
 from csrip_lib.cli import COMMANDS, main
-from csrip_lib.config import TrainConfig, get_preset, to_dict
-from csrip_lib.data import FaceDataWarning, FaceFolder, list_faces, load_cached, load_hr
-from csrip_lib.degradation import make_pyramid
-from csrip_lib.download import download_lfw
-from csrip_lib.errors import CSRIPError
-from csrip_lib.evaluate import evaluate_models, summarize_results
+from csrip_lib.core.checkpoint import VERSION, load_checkpoint, save_checkpoint, umask
+from csrip_lib.core.config import TrainConfig, get_preset, to_dict
+from csrip_lib.core.console import CSRIPError
+from csrip_lib.core.degradation import make_pyramid
+from csrip_lib.data.download import download_lfw
+from csrip_lib.data.faces import FaceDataWarning, FaceFolder, list_faces, load_cached, load_hr
+from csrip_lib.evaluation.evaluate import evaluate_models, summarize_results
+from csrip_lib.evaluation.metrics import psnr
 from csrip_lib.losses import ssim
-from csrip_lib.metrics import psnr
 from csrip_lib.models import CascadedSR
-from csrip_lib.train import fit
-from csrip_lib.train_recognizers import train_recognizers
+from csrip_lib.training.harness import fit
+from csrip_lib.training.recognizers import train_recognizers
 
 ROOT = Path(__file__).resolve().parents[1]
 FAULT_SEED = int(os.environ.get("CSRIP_FAULT_SEED", "13"))  # picks the kill steps; set it to explore
@@ -411,7 +411,7 @@ def test_a_bad_output_folder_is_an_error_before_any_work(command, where, open_tm
 
 
 def test_file_system_errors_during_a_command_are_one_line(monkeypatch, capsys):
-    import csrip_lib.train_sr as train_sr
+    import csrip_lib.training.sr as train_sr
 
     def full_disk(*a, **kw):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "runs/x/last.pt")
@@ -497,7 +497,7 @@ def die_at(original):
 if where == "step":
     torch.optim.Adam.step = die_at(torch.optim.Adam.step)
 else:
-    os.fsync = die_at(os.fsync)  # inside csrip_lib.checkpoint.save_checkpoint, mid-write
+    os.fsync = die_at(os.fsync)  # inside csrip_lib.core.checkpoint.save_checkpoint, mid-write
 sys.exit(main(argv))
 """
 
@@ -521,7 +521,7 @@ KILLS = [("sr", "step", _rng.randint(1, 6)), ("sr", "fsync", _rng.randint(3, 4))
 @pytest.fixture(scope="module")
 def few_faces(synthetic_root, tmp_path_factory) -> Path:
     """Five synthetic identities (four of the train split, one of val): enough for both stages, fast."""
-    from csrip_lib.data import identity_split
+    from csrip_lib.data.faces import identity_split
     root = tmp_path_factory.mktemp("few") / "faces"
     ids = sorted(p.name for p in synthetic_root.iterdir() if p.is_dir())
     for ident in [i for i in ids if identity_split(i) == "train"][:4] + [i for i in ids if identity_split(i) == "val"][:1]:
@@ -572,7 +572,7 @@ def test_damaged_judge_cache_is_rebuilt_with_one_warning(face_root, tmp_path, mo
     """A judge cache file that is not a readable .npz (here the start of a zip, then junk) is rebuilt
     with a warning instead of crashing the evaluation (issue 23, item 11). A stand-in judge keeps this
     about the cache: its descriptors are the faces' mean colours."""
-    from csrip_lib.judge import EmbeddingCache
+    from csrip_lib.evaluation.judge import EmbeddingCache
 
     class MeanColourJudge:
         def embed(self, images):
@@ -651,7 +651,7 @@ def test_export_never_deletes_what_it_did_not_make_and_a_failed_export_changes_n
 # -- 3. two runs on one folder overwrote each other
 HOLD_LOCK = """
 import sys, time
-from csrip_lib.outputs import lock_runs
+from csrip_lib.core.outputs import lock_runs
 with lock_runs(sys.argv[1:]):  # what train.fit holds while it trains
     print("locked", flush=True)
     time.sleep(60)
@@ -683,7 +683,7 @@ def test_a_run_folder_is_locked_while_a_process_trains_in_it(tmp_path, capsys):
 
 
 def test_fit_holds_the_lock_for_the_whole_run_and_releases_it(tmp_path):
-    from csrip_lib.outputs import _LOCKS, lock_runs
+    from csrip_lib.core.outputs import _LOCKS, lock_runs
     from test_train import CFG, eval_fn, make_loaders, make_model, step_fn
     locked = []
 
@@ -702,7 +702,7 @@ def test_fit_holds_the_lock_for_the_whole_run_and_releases_it(tmp_path):
 
 # -- 4. archive names collided; a successful run deleted the user's archive
 def test_bad_archives_in_the_same_second_get_distinct_names(tmp_path, monkeypatch):
-    import csrip_lib.download as download
+    import csrip_lib.data.download as download
     monkeypatch.setattr(download.time, "strftime", lambda fmt: "20260101-000000")
     blobs = []
     for k in range(3):
@@ -819,7 +819,7 @@ def test_init_from_a_shared_reference_config_is_refused_not_printed(few_faces, t
     ({"config": {"recognizer": {"width": 1e5}}}, "weights do not fit"),
     ({"config": {"recognizer": {"dropout": "x"}}}, "dropout='x' is not a valid value")])
 def test_an_edited_recognizer_is_refused_before_it_is_built(edit, words, tmp_path):
-    from csrip_lib.config import RecognizerConfig
+    from csrip_lib.core.config import RecognizerConfig
     from csrip_lib.models import SqueezeNetRecognizer
     from csrip_lib.models.recognizer import load_recognizers
     cfg = RecognizerConfig(width=0.125)
@@ -857,7 +857,7 @@ def png_header_only(width: int, height: int) -> bytes:
 
 @pytest.mark.parametrize("side", [30_000, 12_000])  # 900 MP: over PIL's own bomb limit; 144 MP: over ours only
 def test_an_image_too_large_is_refused_from_its_header_before_decoding(side, tmp_path, capsys):
-    from csrip_lib.data import MAX_PIXELS, ImageTooLarge
+    from csrip_lib.data.faces import MAX_PIXELS, ImageTooLarge
     assert side * side > MAX_PIXELS
     root = tmp_path / "faces"
     for ident in ("Alice", "Bob"):
@@ -877,7 +877,7 @@ def test_an_image_too_large_is_refused_from_its_header_before_decoding(side, tmp
 
 # -- 9. non-UTF-8 names
 def test_names_that_are_not_utf8_work_everywhere(tmp_path, capsys):
-    from csrip_lib.data import decode_rgb, identities_digest, identity_split
+    from csrip_lib.data.faces import decode_rgb, identities_digest, identity_split
     odd = os.fsdecode(b"Jos\xe9")  # Latin-1 bytes: not valid UTF-8, Python decodes with surrogate escapes
     root = tmp_path / "faces"
     for ident in (odd, "Bob"):
@@ -919,7 +919,7 @@ def test_non_finite_weights_are_refused_at_load(command, value, tmp_path, capsys
 # -- 12. train-recognizers crashed on a malformed accuracy.csv, after training
 @pytest.mark.parametrize("content", ["not,a\ntable", "", "scale\n48\n48\n", '"unclosed\n'])
 def test_a_malformed_accuracy_csv_is_refused_before_training(content, tmp_path, capsys):
-    from csrip_lib.train_recognizers import _kept_accuracy
+    from csrip_lib.training.recognizers import _kept_accuracy
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "accuracy.csv").write_text(content)
     code, err = cli(["train-recognizers", "--preset", "tiny", "--data", str(tmp_path / "none"),
@@ -985,7 +985,7 @@ def test_a_file_given_as_data_folder_is_called_a_file(tmp_path, capsys):
 
 @pytest.mark.parametrize("scale", [1.0, 255.0])
 def test_a_float32_tiff_decodes_to_its_picture_not_black(scale, tmp_path):
-    from csrip_lib.data import decode_rgb
+    from csrip_lib.data.faces import decode_rgb
     gray = smooth(250, 250, channels=1)
     Image.fromarray(gray.astype(np.float32) / 255 * scale, "F").save(tmp_path / "face.tif")
     x = decode_rgb(tmp_path / "face.tif")
@@ -1005,7 +1005,7 @@ def test_written_files_get_the_umask_permissions_not_0600(tmp_path):
 
 
 def test_warnings_print_one_line_each(monkeypatch, capsys):
-    import csrip_lib.train_sr as train_sr
+    import csrip_lib.training.sr as train_sr
 
     def warns(*a, **kw):
         warnings.warn("skipped 2 file(s) that are not images:\n  a.jpg,\n  b.jpg", UserWarning)

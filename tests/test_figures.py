@@ -11,11 +11,12 @@ import torch
 
 matplotlib.use("Agg")
 
-from csrip_lib import figures, zoo  # noqa: E402
-from csrip_lib.checkpoint import save_checkpoint  # noqa: E402
+from csrip_lib.tutorial import figures
+from csrip_lib.models import zoo# noqa: E402
+from csrip_lib.core.checkpoint import save_checkpoint  # noqa: E402
 from csrip_lib.cli import main  # noqa: E402
-from csrip_lib.config import get_preset, to_dict  # noqa: E402
-from csrip_lib.evaluate import evaluate_models, image_attributes  # noqa: E402
+from csrip_lib.core.config import get_preset, to_dict  # noqa: E402
+from csrip_lib.evaluation.evaluate import evaluate_models, image_attributes  # noqa: E402
 from csrip_lib.models import CascadedSR  # noqa: E402
 
 
@@ -78,7 +79,7 @@ def test_intermediate_and_sharpening_figures(model, fig_dir):
 
 
 def test_csd_and_failure_figures(faces, model, fig_dir):
-    from csrip_lib.data import FaceFolder
+    from csrip_lib.data.faces import FaceFolder
 
     ds = FaceFolder(faces, split="test", max_images=8)
     results = evaluate_models({"tiny": model}, ds, progress=False)

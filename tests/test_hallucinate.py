@@ -13,14 +13,14 @@ import torch
 from skimage import data as skdata
 from torchvision.io import write_png
 
-from csrip_lib.checkpoint import save_checkpoint
 from csrip_lib.cli import main
-from csrip_lib.config import DegradationConfig, to_dict
-from csrip_lib.data import decode_rgb
-from csrip_lib.degradation import degrade
-from csrip_lib.hallucinate import (FACE_BOX_DY, FACE_BOX_FRACTION, detect_faces, face_crop_box,
-                                   hallucinate_image, measure_framing)
-from csrip_lib.inference import Upscaler
+from csrip_lib.core.checkpoint import save_checkpoint
+from csrip_lib.core.config import DegradationConfig, to_dict
+from csrip_lib.core.degradation import degrade
+from csrip_lib.data.faces import decode_rgb
+from csrip_lib.evaluation.hallucinate import (FACE_BOX_DY, FACE_BOX_FRACTION, detect_faces, face_crop_box,
+                                              hallucinate_image, measure_framing)
+from csrip_lib.evaluation.inference import Upscaler
 from csrip_lib.models import CascadedSR
 
 # The astronaut's face (Eileen Collins) in skimage.data.astronaut(), 512 x 512, read off the photo:
@@ -131,7 +131,7 @@ def test_the_model_is_named_from_its_checkpoint_in_panels_and_printout(checkpoin
                                                                        capsys, monkeypatch):
     """The panel's SR column and the last printed line name the model from its saved config (its shipped
     name and Table 2 variant), never a fixed "C-SRIP": an alpha-0 multi-scale model is C+SSIM+M."""
-    import csrip_lib.hallucinate as h
+    import csrip_lib.evaluation.hallucinate as h
 
     ckpt = torch.load(checkpoint, weights_only=True)
     config = {**ckpt["config"], "preset": "tiny", "name": "my-model",
@@ -149,8 +149,8 @@ def test_the_model_is_named_from_its_checkpoint_in_panels_and_printout(checkpoin
     ("csrip-quick", "csrip-quick: quick cascade, C+SSIM+M (alpha 0)"),
     ("c-srip-quick", "c-srip-quick: quick cascade, C-SRIP (alpha 0.001)")])
 def test_shipped_models_are_described_by_their_saved_config(name, expected):
-    from csrip_lib import zoo
-    from csrip_lib.checkpoint import load_checkpoint
+    from csrip_lib.models import zoo
+    from csrip_lib.core.checkpoint import load_checkpoint
     from csrip_lib.models.registry import describe_model
 
     if name not in zoo.available("sr"):
@@ -218,7 +218,7 @@ def test_bad_arguments_exit_2(case, checkpoint, photos, tmp_path, capsys):
         extra = ["--device", "tpu7"]
     try:
         code = hallucinate("--checkpoint", ckpt, image, "-o", out, *extra)
-    except SystemExit as e:  # argparse itself refuses bad numbers (csrip_lib.argtypes)
+    except SystemExit as e:  # argparse itself refuses bad numbers (csrip_lib.core.console)
         code = e.code
     assert code == 2
     err = capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Identity metrics (csrip_lib.identity) with known answers, and the dlib judge (csrip_lib.judge)
+"""Identity metrics (csrip_lib.evaluation.identity) with known answers, and the dlib judge (csrip_lib.evaluation.judge)
 on real faces: genuine pairs are closer than impostor pairs and HR beats bicubic at rank-1."""
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from csrip_lib import judge
-from csrip_lib.identity import identity_metrics, roc_auc, tar_at_far
+from csrip_lib.evaluation import judge
+from csrip_lib.evaluation.identity import identity_metrics, roc_auc, tar_at_far
 
 needs_judge = pytest.mark.skipif(not judge.available(),
                                  reason="the judge is not installed: pip install 'csrip[judge]'")
@@ -74,9 +74,9 @@ def test_judge_separates_real_identities_and_hr_from_bicubic(lfw_root):
     """40 held-out LFW faces (20 identities x 2): a genuine pair is closer than an impostor pair on
     average and below dlib's 0.6, and rank-1 against the other image of each identity is higher
     for HR than for bicubic upscales of the 24 px inputs."""
-    from csrip_lib.data import FaceFolder, load_cached
-    from csrip_lib.degradation import make_pyramid
-    from csrip_lib.evaluate import bicubic
+    from csrip_lib.data.faces import FaceFolder, load_cached
+    from csrip_lib.core.degradation import make_pyramid
+    from csrip_lib.evaluation.evaluate import bicubic
 
     ds = FaceFolder(lfw_root, "test", min_images=2, max_identities=20, max_per_identity=2)
     hr, labels = load_cached(ds, progress=False)
@@ -104,7 +104,7 @@ def test_judge_counts_faces_it_cannot_align(monkeypatch):
 def test_hr_embedding_cache(tmp_path, hr_faces):
     """Descriptors are stored per HR face and found again; the key is the face's pixels, so the same
     file cropped or resized otherwise (issue 20) is a new key, never a stale descriptor."""
-    from csrip_lib.data import hr_crop
+    from csrip_lib.data.faces import hr_crop
 
     face = (hr_faces[:1] * 255).round().to(torch.uint8)
     cache = judge.EmbeddingCache(tmp_path, tmp_path / "cache")

@@ -1,4 +1,4 @@
-"""The fast inference path (csrip_lib.inference) computes what the plain model computes.
+"""The fast inference path (csrip_lib.evaluation.inference) computes what the plain model computes.
 
 CPU only: the CUDA parts (bf16 autocast on the GPU, channels-last, compile with inductor, CUDA graphs)
 are exercised by benchmarks/bench_sr.py on a GPU machine. Here the same code paths that do not need
@@ -10,12 +10,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from csrip_lib.degradation import degrade
-from csrip_lib.errors import CSRIPError
-from csrip_lib.config import DegradationConfig
-from csrip_lib.inference import Upscaler, upscale_batches
+from csrip_lib.core.config import DegradationConfig
+from csrip_lib.core.console import CSRIPError
+from csrip_lib.core.degradation import degrade
+from csrip_lib.core.runtime import check_lr, pick_device
+from csrip_lib.evaluation.inference import Upscaler, upscale_batches
 from csrip_lib.models import CascadedSR
-from csrip_lib.runtime import check_lr, pick_device
 
 
 @pytest.fixture()

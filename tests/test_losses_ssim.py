@@ -11,7 +11,7 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from csrip_lib.degradation import degrade, upsample_bicubic
+from csrip_lib.core.degradation import degrade, upsample_bicubic
 from csrip_lib.losses import SSIMLoss, gaussian_window, ssim, ssim_map
 
 

@@ -1,4 +1,4 @@
-"""Evaluation metrics (csrip_lib.metrics): PSNR/SSIM conventions against scikit-image, result tables,
+"""Evaluation metrics (csrip_lib.evaluation.metrics): PSNR/SSIM conventions against scikit-image, result tables,
 and the Fig. 5 error-map analysis."""
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import torch.nn.functional as F
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from csrip_lib.degradation import degrade, upsample_bicubic
-from csrip_lib.error_analysis import (concentration_curve, error_maps, error_statistics, local_contrast,
-                                      loss_gradients, mass_fraction)
-from csrip_lib.evaluate import summarize_results
+from csrip_lib.core.degradation import degrade, upsample_bicubic
+from csrip_lib.evaluation.error_analysis import (concentration_curve, error_maps, error_statistics, local_contrast,
+                                                 loss_gradients, mass_fraction)
+from csrip_lib.evaluation.evaluate import summarize_results
+from csrip_lib.evaluation.metrics import psnr, psnr_ssim, rgb_to_y, ssim_eval
 from csrip_lib.losses import _gaussian_filter, gaussian_window
-from csrip_lib.metrics import psnr, psnr_ssim, rgb_to_y, ssim_eval
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +206,7 @@ def test_error_statistics_show_the_fig5_effect(sr_hr):
 
 
 def test_fig05_writes_the_figure(hr_faces, tmp_path, monkeypatch):
-    from csrip_lib.figures import fig05_error_maps
+    from csrip_lib.tutorial.figures import fig05_error_maps
 
     monkeypatch.setenv("CSRIP_FIGURES", str(tmp_path))
     fig = fig05_error_maps(hr_faces[:2], sizes=(24, 96), save=True)

@@ -13,8 +13,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from csrip_lib.errors import CSRIPError
-from csrip_lib.notebook_runner import find_notebooks, inject_parameters, run_notebook
+from csrip_lib.core.console import CSRIPError
+from csrip_lib.tutorial.notebook_runner import find_notebooks, inject_parameters, run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = find_notebooks(ROOT / "notebooks")
@@ -56,7 +56,7 @@ def test_notebook_runs_in_quick_mode(path, tmp_path, monkeypatch, face_root, run
     executed = nbformat.read(out, as_version=4)
     assert all(c.get("execution_count") for c in executed.cells if c.cell_type == "code" and c.source.strip())
     written = sorted(p.name for p in figures.glob("*.png"))
-    assert written, "a notebook should save its figures via csrip_lib.config.figures_dir()"
+    assert written, "a notebook should save its figures via csrip_lib.core.config.figures_dir()"
     assert all(re.fullmatch(r"fig\d\d[a-z]?_\w+\.png", name) for name in written), written
 
 
@@ -116,7 +116,7 @@ def test_progress_bars_are_plain_text_in_a_kernel(monkeypatch):
     last line, where tqdm.auto's widget bar would be a dead "model not found" widget."""
     import io
 
-    from csrip_lib import progress
+    from csrip_lib.core import console as progress
 
     kernel_stream = type("OutStream", (io.StringIO,), {"__module__": "ipykernel.iostream"})()
     monkeypatch.setattr("sys.stdout", kernel_stream)

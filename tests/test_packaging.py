@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from csrip_lib.cli import COMMANDS
-from csrip_lib.cli import main as cli_main
+from csrip_lib.cli import COMMANDS, main as cli_main
 
 try:
     import tomllib

@@ -9,13 +9,13 @@ import torch
 import torch.nn as nn
 from torchvision.models.squeezenet import Fire
 
-from csrip_lib.checkpoint import load_checkpoint, save_checkpoint
 from csrip_lib.cli import main
-from csrip_lib.config import Preset, RecognizerConfig, TrainConfig, get_preset
-from csrip_lib.errors import CSRIPError
+from csrip_lib.core.checkpoint import load_checkpoint, save_checkpoint
+from csrip_lib.core.config import Preset, RecognizerConfig, TrainConfig, get_preset
+from csrip_lib.core.console import CSRIPError
 from csrip_lib.models import SqueezeNetRecognizer
 from csrip_lib.models.recognizer import BypassFire, load_recognizers
-from csrip_lib.train_recognizers import ensure_recognizers, residual_batch, train_recognizers
+from csrip_lib.training.recognizers import ensure_recognizers, residual_batch, train_recognizers
 
 TINY = RecognizerConfig(width=0.25, dropout=0.0)
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from csrip_lib import results
 from csrip_lib.cli import main as cli_main
-from csrip_lib.config import project_root
-from csrip_lib.data import FaceFolder
-from csrip_lib.errors import CSRIPError
+from csrip_lib.core import results
+from csrip_lib.core.config import project_root
+from csrip_lib.core.console import CSRIPError
+from csrip_lib.data.faces import FaceFolder
 from csrip_lib.models.registry import load_sr
 
 from test_train_sr import write_recognizers
@@ -174,7 +174,7 @@ def test_reproduce_table1_trains_every_competitor_and_both_cascades_at_one_budge
     assert "Clearly above bicubic" in results.render_block("table1", out)
 
     # --ship exports exactly the measured runs, names them by one rule, records the command, replaces only with --force
-    from csrip_lib import zoo
+    from csrip_lib.models import zoo
     home = tmp_path / "repo"
     monkeypatch.setattr(zoo, "CHECKPOINTS_DIR", home / "checkpoints")
     ship = ["reproduce", "table1", "--ship", "--out", str(out), "--runs", str(tmp_path / "runs"), *TOY]

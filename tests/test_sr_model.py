@@ -5,10 +5,10 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from csrip_lib.checkpoint import save_checkpoint
-from csrip_lib.config import SRConfig, get_preset, to_dict
-from csrip_lib.degradation import make_pyramid, upsample_bicubic
-from csrip_lib.errors import CSRIPError
+from csrip_lib.core.checkpoint import save_checkpoint
+from csrip_lib.core.config import SRConfig, get_preset, to_dict
+from csrip_lib.core.console import CSRIPError
+from csrip_lib.core.degradation import make_pyramid, upsample_bicubic
 from csrip_lib.models import BaselineSR, CascadedSR, build_model
 from csrip_lib.models.registry import load_sr
 from csrip_lib.models.sr import shape_table

@@ -1,4 +1,4 @@
-"""What the notebooks load per PRESET (csrip_lib.tour): the shipped models, found without training, and
+"""What the notebooks load per PRESET (csrip_lib.tutorial.tour): the shipped models, found without training, and
 the identity priors looked up in any face folder (a superset of their data, or faces they never saw)."""
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from csrip_lib import tour, zoo
+from csrip_lib.models import zoo
+from csrip_lib.tutorial import tour
 
 
 @pytest.mark.skipif(not all(map(tour.has_shipped, tour.SHIPPED_PAIR.values())), reason="no shipped models")
@@ -49,7 +50,7 @@ SYNTHETIC = 8  # identities of 10 images: 4 in the train split (synthetic_0000, 
 def synthetic_faces(tmp_path_factory) -> Path:
     """Faces of identities the shipped priors never saw, enough for the quick preset's universe
     (>= 10 images per identity) and for notebook 05's test images."""
-    from csrip_lib.data import make_synthetic_faces
+    from csrip_lib.data.faces import make_synthetic_faces
     return make_synthetic_faces(tmp_path_factory.mktemp("synthetic") / "faces", SYNTHETIC, 10, seed=0,
                                 progress=False)
 
@@ -103,7 +104,7 @@ def test_data_the_priors_do_not_know_is_said_in_one_sentence(synthetic_faces, no
 @pytest.fixture(scope="module")
 def small_folder(tmp_path_factory) -> Path:
     """A folder of one's own that is too small for the quick universe: 8 identities of 8 images each."""
-    from csrip_lib.data import make_synthetic_faces
+    from csrip_lib.data.faces import make_synthetic_faces
     return make_synthetic_faces(tmp_path_factory.mktemp("small") / "faces", SYNTHETIC, 8, seed=0, progress=False)
 
 
@@ -128,7 +129,7 @@ def test_pretrained_notebook_05_on_faces_the_priors_do_not_know(synthetic_faces,
     leaves the identity panel out, so no "0.000 -> 0.000" identity finding and no alpha slider appear."""
     import nbformat
 
-    from csrip_lib.notebook_runner import find_notebooks, run_notebook
+    from csrip_lib.tutorial.notebook_runner import find_notebooks, run_notebook
 
     monkeypatch.setenv("CSRIP_DATA", str(synthetic_faces))
     monkeypatch.setenv("CSRIP_FIGURES", str(tmp_path / "figures"))

@@ -8,11 +8,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from csrip_lib.checkpoint import load_checkpoint
-from csrip_lib.config import TrainConfig
-from csrip_lib.errors import CSRIPError
-from csrip_lib.runtime import pick_device
-from csrip_lib.train import OwnStep, fit, seed_everything
+from csrip_lib.core.checkpoint import load_checkpoint
+from csrip_lib.core.config import TrainConfig
+from csrip_lib.core.console import CSRIPError
+from csrip_lib.core.runtime import pick_device
+from csrip_lib.training.harness import OwnStep, fit, seed_everything
 
 
 class Killed(Exception):

@@ -12,18 +12,18 @@ import pandas as pd
 import pytest
 import torch
 
-from csrip_lib.checkpoint import load_checkpoint, save_checkpoint
 from csrip_lib.cli import main as cli_main
-from csrip_lib.config import DegradationConfig, LossConfig, RecognizerConfig, TrainConfig, get_preset, to_dict
-from csrip_lib.data import FaceFolder, load_hr
-from csrip_lib.degradation import degrade
-from csrip_lib.errors import CSRIPError
-from csrip_lib.evaluate import evaluate_models, super_resolve
+from csrip_lib.core.checkpoint import load_checkpoint, save_checkpoint
+from csrip_lib.core.config import DegradationConfig, LossConfig, RecognizerConfig, TrainConfig, get_preset, to_dict
+from csrip_lib.core.console import CSRIPError
+from csrip_lib.core.degradation import degrade
+from csrip_lib.data.faces import FaceFolder, load_hr
+from csrip_lib.evaluation.evaluate import evaluate_models, super_resolve
 from csrip_lib.losses import CSRIPLoss
 from csrip_lib.models import CascadedSR, SqueezeNetRecognizer
 from csrip_lib.models.registry import load_sr
-from csrip_lib.train_recognizers import load_identities
-from csrip_lib.train_sr import Convergence, GlobalBatchNorm2d, sr_datasets, train_sr
+from csrip_lib.training.recognizers import load_identities
+from csrip_lib.training.sr import Convergence, GlobalBatchNorm2d, sr_datasets, train_sr
 
 SHORT = TrainConfig(epochs=2, batch_size=4, lr=1e-3, steps_per_epoch=2, seed=5)
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,11 +197,11 @@ def test_two_gloo_processes_train_like_one_process_with_the_same_global_batch(fa
 
 def test_term_gradients_recombine_to_the_full_gradient_for_any_alpha(faces, priors):
     """What the alpha slider of notebook 05 relies on: grad(L) = sum g_rec + alpha * sum g_ce (Eq. 4)."""
-    from csrip_lib.figures import fig02_architecture, fig_alpha_balance
+    from csrip_lib.tutorial.figures import fig02_architecture, fig_alpha_balance
     from csrip_lib.models.recognizer import load_recognizers
     from csrip_lib.models.sr import shape_table
-    from csrip_lib.train_sr import batch_terms, pyramid, sr_datasets, term_gradients
-    from csrip_lib.widgets import alpha_explorer
+    from csrip_lib.training.sr import batch_terms, pyramid, sr_datasets, term_gradients
+    from csrip_lib.tutorial.widgets import alpha_explorer
 
     ds, hr, labels, _, _ = sr_datasets(faces, get_preset("tiny"), progress=False)
     torch.manual_seed(0)
@@ -234,8 +234,8 @@ def test_quick_run_beats_bicubic_on_faces_of_unseen_people(face_root, tmp_path):
     """200 CPU steps of the quick (tiny) model improve on bicubic for test identities never trained on:
     real LFW faces when $CSRIP_DATA is set (CI), the synthetic faces otherwise. Measured on a shared
     2-core CPU: synthetic 27.71 vs 25.61 dB (SSIM 0.726 vs 0.706); LFW 24.82 vs 22.37 dB."""
-    from csrip_lib.config import get_preset
-    from csrip_lib.evaluate import evaluate_models
+    from csrip_lib.core.config import get_preset
+    from csrip_lib.evaluation.evaluate import evaluate_models
 
     quick = get_preset("quick").train_sr
     train_sr(face_root, get_preset("quick"), tmp_path, loss=LossConfig("mse", multiscale=True, alpha=0),
@@ -249,7 +249,7 @@ def test_quick_run_beats_bicubic_on_faces_of_unseen_people(face_root, tmp_path):
 def test_recognizers_of_another_identity_set_are_refused_before_training(faces, tmp_path):
     """Recognizers that know all but one training identity: the saved digests differ, so train-sr
     stops before the first step with both sets' sizes and digests and the command to run."""
-    from csrip_lib.data import identities_digest
+    from csrip_lib.data.faces import identities_digest
 
     ids = FaceFolder(faces, "train", min_images=2).identities
     fewer = write_recognizers(tmp_path / "fewer", ids[:-1])
@@ -293,10 +293,10 @@ def test_default_commands_train_a_csrip_whose_identity_term_sees_every_image(fac
     """`csrip train-recognizers` then `csrip train-sr --recognizers` with default presets and alpha:
     one preset, one identity universe, and every SR training image has a label the priors know."""
     from csrip_lib.cli import build_parser
-    from csrip_lib.config import DEFAULT_PRESET
+    from csrip_lib.core.config import DEFAULT_PRESET
     from csrip_lib.losses import CSRIPLoss
     from csrip_lib.models.recognizer import load_recognizers
-    from csrip_lib.train_sr import sr_datasets
+    from csrip_lib.training.sr import sr_datasets
 
     defaults = {c: build_parser(c).parse_args([c, "--out", "x"]).preset for c in ("train-recognizers", "train-sr")}
     assert set(defaults.values()) == {DEFAULT_PRESET}

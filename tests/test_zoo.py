@@ -1,4 +1,4 @@
-"""The shipped models in checkpoints/ (csrip_lib.zoo): they load safely, match their checksums, beat
+"""The shipped models in checkpoints/ (csrip_lib.models.zoo): they load safely, match their checksums, beat
 bicubic on held-out faces, and `csrip hallucinate` uses the default one when no checkpoint is given.
 
 Held-out faces: the identity-disjoint test split of $CSRIP_DATA (real LFW) when it is set, else the
@@ -15,16 +15,15 @@ import torch
 from skimage import data as skdata
 from torchvision.io import decode_image, write_png
 
-from csrip_lib import zoo
-from csrip_lib.ablation import COMPETITOR_NAMES
-from csrip_lib.checkpoint import save_checkpoint
 from csrip_lib.cli import main
-from csrip_lib.config import DegradationConfig, degradation_of, to_dict
-from csrip_lib.errors import CSRIPError
-from csrip_lib.evaluate import evaluate_models, summarize_results
-from csrip_lib.models import CascadedSR
+from csrip_lib.core.checkpoint import save_checkpoint
+from csrip_lib.core.config import DegradationConfig, degradation_of, to_dict
+from csrip_lib.core.console import CSRIPError
+from csrip_lib.evaluation.evaluate import evaluate_models, summarize_results
+from csrip_lib.models import CascadedSR, zoo
 from csrip_lib.models.recognizer import load_recognizers
 from csrip_lib.models.registry import load_sr
+from csrip_lib.training.ablation import COMPETITOR_NAMES
 
 N_EVAL = 36  # held-out faces per model
 SHIPPED = zoo.available()

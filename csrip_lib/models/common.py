@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..config import HR_SIZE
-from ..runtime import check_lr
+from ..core.config import HR_SIZE
+from ..core.runtime import check_lr
 from .sr import ToRGB
 
 __all__ = ["ToRGB", "check_lr", "bicubic_up", "init_weights", "no_scales"]

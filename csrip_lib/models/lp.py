@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..degradation import residual
+from ..core.degradation import residual
 from .recognizer import BypassFire, SqueezeNetRecognizer
 from .srgan import SRResNet, SRResNetConfig
 

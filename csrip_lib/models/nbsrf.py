@@ -5,7 +5,7 @@ Table 1 competitor (Sec. 4.2). It is not NBSRF: see "Where ours differs"; tables
 Every 24 px LR pixel owns one 8x8 block of the 192 px output. Its features are the luminance of the
 bicubic upscale in a `window` x `window` neighbourhood centred on the block, average-pooled by `pool`
 and with its mean removed; its target is the luminance detail HR - bicubic of the block (64 values).
-A forest of regression trees (scikit-learn's RandomForestRegressor, fitted by csrip_lib.competitors)
+A forest of regression trees (scikit-learn's RandomForestRegressor, fitted by csrip_lib.training.competitors)
 predicts the detail, which is added to all three bicubic channels (a luminance change with chroma
 kept, as SR methods working on Y do), then clipped to [0, 1].
 

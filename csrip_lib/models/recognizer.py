@@ -29,10 +29,10 @@ import torch
 import torch.nn as nn
 from torchvision.models.squeezenet import Fire
 
-from ..checkpoint import checked_config, load_checkpoint, restore
-from ..config import RESIDUAL_SIGMAS, RecognizerConfig
-from ..degradation import residual
-from ..errors import CSRIPError
+from ..core.checkpoint import checked_config, load_checkpoint, restore
+from ..core.config import RESIDUAL_SIGMAS, RecognizerConfig
+from ..core.console import CSRIPError
+from ..core.degradation import residual
 
 # SqueezeNet v1.0 fire modules: (squeeze, expand1x1 = expand3x3); max-pools after fire4 and fire8.
 FIRES = [(16, 64), (16, 64), (32, 128), (32, 128), (48, 192), (48, 192), (64, 256), (64, 256)]

@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checkpoint import checked_config, load_checkpoint, restore
-from ..config import Preset, SRConfig, degradation_of, from_dict
-from ..errors import CSRIPError
+from ..core.checkpoint import checked_config, load_checkpoint, restore
+from ..core.config import Preset, SRConfig, degradation_of, from_dict
+from ..core.console import CSRIPError
 from .lp import LP, LPConfig
 from .nbsrf import NBSRF, NBSRFConfig
 from .sr import build_model

@@ -58,8 +58,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..config import HR_SIZE, LR_SIZE, SRConfig, get_preset
-from ..runtime import check_lr
+from ..core.config import HR_SIZE, LR_SIZE, SRConfig, get_preset
+from ..core.runtime import check_lr
 
 
 def _conv(cin: int, cout: int, k: int, bias: bool = True) -> nn.Conv2d:

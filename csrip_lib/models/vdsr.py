@@ -3,7 +3,7 @@ CVPR 2016; paper ref. [6]), a Table 1 competitor (Sec. 4.2).
 
 `depth` 3x3 convolutions of width `channels` (20 x 64 in the paper) with ReLUs on the bicubic upscale
 and a global residual: the network predicts HR - bicubic. MSE loss with gradient clipping
-(`TrainConfig.grad_clip`, set by csrip_lib.competitors). Where ours differs: Adam with the shared
+(`TrainConfig.grad_clip`, set by csrip_lib.training.competitors). Where ours differs: Adam with the shared
 schedule and norm clipping instead of SGD at lr 0.1 with adjustable value clipping, RGB instead of Y,
 the clipping layer on the output, and 10 x 8 channels in the quick size.
 """

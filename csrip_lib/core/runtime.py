@@ -1,0 +1,61 @@
+"""Where a network runs and what it accepts: the one device choice and the one LR input check.
+
+Training (`train.fit`), evaluation, inference and the notebooks all pick their device with
+`pick_device`, and every SR network (paper Sec. 3.1, 24 px inputs) and `inference.Upscaler` check their
+input with `check_lr`, so a wrong device or a wrong image gets the same one-line message everywhere.
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+from .config import LR_SIZE
+from .console import CSRIPError
+
+RANGE_TOLERANCE = 1e-3  # allowed excursion of LR inputs outside [0, 1] (interpolation overshoot)
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """`device`, or (None / "auto") CUDA when available (this process's GPU under torchrun), else CPU.
+
+    An unknown name or a CUDA device that is not there is a CSRIPError."""
+    if device is None or str(device) == "auto":
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", dist.get_rank() % torch.cuda.device_count()
+                            if dist.is_initialized() else torch.cuda.current_device())
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise CSRIPError(f"unknown device {device!r}; expected 'cpu', 'cuda', 'cuda:N' or 'auto'") from e
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CSRIPError(f"device {device!r} requested but PyTorch sees no CUDA GPU; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise CSRIPError(f"device {device!r} requested but only {torch.cuda.device_count()} GPU(s) exist")
+    return dev
+
+
+def check_lr(lr: torch.Tensor) -> None:
+    """The one input check of the SR networks (their forward) and `inference.Upscaler`: a TypeError or
+    ValueError saying what was expected unless `lr` is N x 3 x 24 x 24 float in [0, 1] (no NaN).
+
+    The value check costs one min/max over the 24 px input; it is skipped for meta tensors (shape and
+    FLOP counting), while torch.compile traces or while a CUDA graph is captured (`inference.Upscaler`
+    checks before those)."""
+    if not isinstance(lr, torch.Tensor):
+        raise TypeError(f"expected a torch.Tensor N x 3 x {LR_SIZE} x {LR_SIZE}, got {type(lr).__name__}")
+    if lr.ndim != 4 or tuple(lr.shape[1:]) != (3, LR_SIZE, LR_SIZE):
+        raise ValueError(f"expected low-resolution faces N x 3 x {LR_SIZE} x {LR_SIZE} (float RGB in [0, 1]), "
+                         f"got shape {tuple(lr.shape)}; degrade HR faces with "
+                         "csrip_lib.core.degradation.degrade(hr, 8) or make_pyramid, or resize them to 24 x 24")
+    if not lr.is_floating_point():
+        raise TypeError(f"expected float values in [0, 1], got dtype {lr.dtype}; "
+                        "convert 8-bit images with `x.float() / 255`")
+    if not lr.numel() or lr.is_meta or torch.compiler.is_compiling() or (
+            lr.is_cuda and torch.cuda.is_current_stream_capturing()):
+        return
+    lo, hi = (float(v) for v in torch.aminmax(lr.detach()))
+    if not (lo >= -RANGE_TOLERANCE and hi <= 1 + RANGE_TOLERANCE):  # also catches NaN
+        raise ValueError(f"expected values in [0, 1], got min {lo:.4g} and max {hi:.4g}; "
+                         "images in 0..255 must be divided by 255")

@@ -1,0 +1,238 @@
+"""`csrip data`: download, extract and verify LFW deep-funneled.
+
+The paper tests on LFW (Sec. 4.1) but names no LFW variant, and it stresses that its inputs are
+unaligned; deep-funneled (LFW's aligned release) is our choice: its faces sit where the centre 192 crop
+(`data.hr_crop`) expects them, so a crop of any image is a face.
+
+Steps, each safe to interrupt:
+1. download `<dest>/lfw-deepfunneled.zip.part` with a progress bar; a rerun resumes it with an
+   HTTP Range request (a server that ignores Range sends everything again: we start over);
+2. rename to `<dest>/lfw-deepfunneled.zip` once all announced bytes arrived;
+3. extract into a temporary folder in `<dest>`, find the `<identity>/<image>` root inside,
+   check the counts (13,233 images of 5,749 identities for the official archive);
+4. rename the checked folder to `<dest>/lfw-deepfunneled` (atomic), delete the archive if this run
+   downloaded it; an archive placed in `<dest>` by hand (offline machines) is kept, and the run says so.
+An existing `<dest>/lfw-deepfunneled` is never replaced without `force=True`. An archive that fails
+step 3 is deleted if this run downloaded it (a rerun downloads it again), but a hand-placed archive is
+never deleted: it is renamed `<name>.bad-<timestamp>` (`-2`, `-3`, ... if that name is taken).
+A failure to write (full disk) during extraction is reported as such, and keeps the archive.
+"""
+from __future__ import annotations
+
+import argparse
+import errno
+import http.client
+import itertools
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from pathlib import Path
+
+
+from ..core.checkpoint import umask
+from ..core.console import CSRIPError, describe_os_error, nonnegative_int, tqdm
+from ..core.outputs import check_dir
+from .faces import LFW_DIR, check_headers, list_faces
+
+LFW_URL = "https://umass-vis-lfw.github.io/lfw-deepfunneled.zip"
+LFW_IMAGES, LFW_IDENTITIES = 13_233, 5_749
+CHUNK = 1 << 20
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+TIMEOUT_S = 60
+
+
+def _total_from(resp, offset: int) -> int | None:
+    """Full size of the remote file from a 200 or 206 response (None if not announced)."""
+    cr = resp.headers.get("Content-Range")  # "bytes 100-199/200"
+    if resp.status == 206 and cr and (m := re.match(r"bytes \d+-\d+/(\d+)", cr)):
+        return int(m.group(1))
+    length = resp.headers.get("Content-Length")
+    return None if length is None else int(length) + (offset if resp.status == 206 else 0)
+
+
+def download(url: str, dest: Path, progress: bool = True) -> Path:
+    """Download `url` to `dest`, resuming `dest`.part from an earlier attempt. Returns dest."""
+    part = dest.with_name(dest.name + ".part")
+    offset = part.stat().st_size if part.is_file() else 0
+    req = urllib.request.Request(url, headers={"User-Agent": "csrip"})
+    if offset:
+        req.add_header("Range", f"bytes={offset}-")
+    try:
+        resp = urllib.request.urlopen(req, timeout=TIMEOUT_S)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and offset:  # nothing left to send: the part file is complete
+            cr = e.headers.get("Content-Range", "")
+            if (m := re.match(r"bytes \*/(\d+)", cr)) and int(m.group(1)) == offset:
+                os.replace(part, dest)
+                return dest
+            part.unlink()
+            raise CSRIPError(f"{url}: server refused to resume ({e}); deleted {part}, run again") from e
+        raise CSRIPError(f"could not download {url}: HTTP {e.code} {e.reason}") from e
+    except (urllib.error.URLError, OSError) as e:
+        raise CSRIPError(f"could not download {url}: {getattr(e, 'reason', e)}; check the network "
+                         "or the URL (--url), or unpack LFW yourself into data/lfw-deepfunneled") from e
+    with resp:
+        if offset and resp.status != 206:
+            print(f"server ignored the resume request: downloading {url} from the start")
+            offset = 0
+        total = _total_from(resp, offset)
+        received = offset
+        try:
+            with open(part, "ab" if offset else "wb") as f, \
+                    tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+                         desc=dest.name, disable=not progress) as bar:
+                while chunk := resp.read(CHUNK):
+                    f.write(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+        except (OSError, http.client.HTTPException) as e:  # connection dropped, timeout
+            raise CSRIPError(f"download of {url} interrupted after {received:,} bytes "
+                             f"({type(e).__name__}); run again to resume from {part}") from e
+    if total is not None and received < total:
+        raise CSRIPError(f"download of {url} stopped at {received:,} of {total:,} bytes; "
+                         f"run again to resume from {part}")
+    os.replace(part, dest)
+    return dest
+
+
+def extract(archive: Path, into: Path) -> None:
+    """Unpack a zip or tar archive into `into` (no paths outside it). CSRIPError if unreadable."""
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as z:
+                if (bad := z.testzip()) is not None:
+                    raise CSRIPError(f"{archive} is corrupt (bad CRC in {bad})")
+                z.extractall(into)  # zipfile drops absolute paths and '..' components
+        elif tarfile.is_tarfile(archive):
+            with tarfile.open(archive) as t:
+                kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+                t.extractall(into, **kwargs)
+        else:
+            raise CSRIPError(f"{archive} is not a zip or tar archive (truncated or wrong file?)")
+    except OSError as e:
+        if e.errno in WRITE_ERRORS:  # the destination failed, not the archive: the caller keeps it
+            raise
+        raise CSRIPError(f"{archive} is truncated or corrupt ({type(e).__name__}: {e})") from e
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as e:
+        raise CSRIPError(f"{archive} is truncated or corrupt ({type(e).__name__}: {e})") from e
+
+
+def find_face_root(folder: Path) -> Path:
+    """The `<identity>/<image>` root inside an extracted archive: descend single sub-folders."""
+    while True:
+        entries = [e for e in folder.iterdir() if e.name not in ("__MACOSX",) and e.name[0] != "."]
+        dirs = [e for e in entries if e.is_dir()]
+        has_images = any(f.is_file() for d in dirs[:5] for f in d.iterdir())
+        if len(dirs) == 1 and not has_images:
+            folder = dirs[0]
+        else:
+            return folder
+
+
+def verify(root: Path, expected_images: int | None, expected_identities: int | None) -> tuple[int, int]:
+    """Count readable-looking images and identities under root; CSRIPError on a mismatch."""
+    items, rejected = check_headers(list_faces(root))
+    n_images, n_ids = len(items), len({i for _, i in items})
+    problems = []
+    if expected_images is not None and n_images != expected_images:
+        problems.append(f"{n_images:,} images (expected {expected_images:,})")
+    if expected_identities is not None and n_ids != expected_identities:
+        problems.append(f"{n_ids:,} identities (expected {expected_identities:,})")
+    if rejected:
+        problems.append(f"{len(rejected)} files that are not images, e.g. {rejected[0]}")
+    if problems:
+        raise CSRIPError(f"{root} failed the integrity check: " + ", ".join(problems))
+    return n_images, n_ids
+
+
+def _discard(archive: Path, hand_placed: bool) -> str:
+    """Get a failed archive out of the way (a rerun would fail the same way); says where it went."""
+    if not hand_placed:
+        archive.unlink(missing_ok=True)
+        return "deleted the downloaded archive, so a rerun downloads it again"
+    stamp = f"{archive.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}"
+    aside = next(p for k in itertools.count(1) if not os.path.lexists(
+        p := archive.with_name(stamp if k == 1 else f"{stamp}-{k}")))  # two failures in one second
+    os.replace(archive, aside)
+    return f"moved the archive you placed there aside to {aside} (not deleted); a rerun downloads a new one"
+
+
+def download_lfw(dest: str | Path = "data", url: str = LFW_URL, force: bool = False,
+                 expected_images: int | None = LFW_IMAGES,
+                 expected_identities: int | None = LFW_IDENTITIES, progress: bool = True) -> Path:
+    """Download, extract and verify LFW into `<dest>/lfw-deepfunneled`; returns that path."""
+    dest = check_dir(dest, "destination folder")
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / LFW_DIR
+    if target.exists() and not force:
+        try:
+            n, k = verify(target, expected_images, expected_identities)
+        except CSRIPError as e:
+            raise CSRIPError(f"{target} exists but is incomplete ({e}); "
+                             "rerun with --force to replace it") from None
+        print(f"{target} is already there and complete ({n:,} images, {k:,} identities); "
+              "nothing to do (--force downloads again)")
+        return target
+    archive = dest / (Path(urllib.parse.urlparse(url).path).name or "lfw-deepfunneled.zip")
+    hand_placed = archive.is_file()
+    if not hand_placed:
+        download(url, archive, progress)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{LFW_DIR}.", dir=dest))
+    tmp.chmod(0o777 & ~umask())  # mkdtemp's 0700 would hide the data from other users once renamed
+    try:
+        print(f"extracting {archive} ...")
+        extract(archive, tmp)
+        root = find_face_root(tmp)
+        try:
+            n, k = verify(root, expected_images, expected_identities)
+        except CSRIPError as e:
+            raise CSRIPError(f"{archive} does not hold LFW deep-funneled as expected: {e}. Check --url") from e
+        if target.exists():  # force=True: swap in the new folder, then drop the old one
+            old = Path(tempfile.mkdtemp(prefix=f".{LFW_DIR}.old.", dir=dest))
+            os.replace(target, old / LFW_DIR)
+            os.replace(root, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(root, target)
+    except CSRIPError as e:
+        raise CSRIPError(f"{e}; {_discard(archive, hand_placed)}") from None
+    except OSError as e:  # writing failed (full disk, quota, permissions): the archive is fine, keep it
+        raise CSRIPError(f"could not extract {archive} into {dest}: {describe_os_error(e)}; the archive "
+                         "was kept (LFW needs about 250 MB unpacked): free space and run again") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if hand_placed:
+        print(f"kept the archive you placed: {archive} (delete it to free "
+              f"{archive.stat().st_size / 1e6:,.0f} MB)")
+    else:
+        archive.unlink()
+    print(f"LFW ready: {target} ({n:,} images, {k:,} identities)")
+    return target
+
+
+# ----------------------------------------------------------------------------- `csrip data`
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dest", default="data/", type=Path,
+                        help="folder that receives lfw-deepfunneled/ (default: data/)")
+    parser.add_argument("--url", default=LFW_URL, help=f"archive URL (default: {LFW_URL})")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing dest/lfw-deepfunneled")
+    parser.add_argument("--expect-images", type=nonnegative_int, default=LFW_IMAGES, metavar="N",
+                        help=f"images the archive must contain (default {LFW_IMAGES:,}; 0: no check)")
+    parser.add_argument("--expect-identities", type=nonnegative_int, default=LFW_IDENTITIES, metavar="N",
+                        help=f"identities the archive must contain (default {LFW_IDENTITIES:,}; 0: no check)")
+
+
+def run(args: argparse.Namespace) -> int:
+    download_lfw(args.dest, url=args.url, force=args.force,
+                 expected_images=args.expect_images or None,
+                 expected_identities=args.expect_identities or None)
+    return 0

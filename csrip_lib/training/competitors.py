@@ -1,0 +1,291 @@
+"""`csrip train-competitor`: the Table 1 competitors (paper Sec. 4.2) trained like C-SRIP.
+
+    csrip train-competitor --model srcnn|vdsr|lp|srgan|urdgn|nbsrf --data DIR --preset quick|paper
+                           [--recognizers runs/X] --out runs/Y [--resume] [--force]
+
+Python: `train_competitor("vdsr", data, get_preset("quick"), out)` -> the per-epoch log (also out/log.csv).
+
+Same data, degradation and splits as `csrip train-sr` (`sr_datasets`, `pyramid`: the training images
+of the preset's recognizers, degraded on the fly by `make_pyramid`, Sec. 3.3; the "val" split for
+early stopping with C-SRIP's combined SSIM/MSE criterion), the same harness (`train.fit`: Adam, the
+preset's schedule, exact resume, --force, log.csv, last.pt / best.pt of kind "sr" that every command
+loads through models.registry.load_sr). Per model:
+
+    srcnn, vdsr  pixel MSE (VDSR with gradient-norm clipping, TrainConfig.grad_clip, default 0.4)
+    lp           lp.PerceptualLoss: fire2-4 features of the 192 px recognizer + pixel MSE
+    srgan        content = lp.PerceptualLoss (no ImageNet VGG offline) + 1e-3 x adversarial
+    urdgn        pixel MSE + 1e-2 x adversarial
+    nbsrf        NBSRF-like: no SGD, a plain averaged scikit-learn forest fitted once (deterministic,
+                 seeded), stored as tensors; no naive-Bayes tree selection, no per-leaf regressors
+
+Sizes, not recipes: `--preset paper` (and `small`) builds each competitor at its original paper's size,
+but trains it with our schedule and losses (Adam on the preset's SR schedule, `schedule`; the losses
+above), not the original training recipe; `quick`/`tiny` are narrower CPU sizes with a bicubic skip.
+
+The GANs train through `GANStep`, an `OwnStep` of the harness: one Adam for the generator and one for
+the discriminator, both scheduled, checkpointed and resumed by `fit`. lp and srgan need trained
+recognizers (`--recognizers`, from `csrip train-recognizers`). GAN training is single-process.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+from ..core.checkpoint import load_checkpoint, save_checkpoint
+from ..core.config import DegradationConfig, Preset, TrainConfig, get_preset, runs_dir, to_dict, with_legacy_degradation
+from ..core.console import CSRIPError
+from ..core.degradation import DEFAULT
+from ..core.outputs import check_runs
+from ..core.runtime import pick_device
+from ..data.faces import resolve_data
+from ..models.common import bicubic_up
+from ..models.lp import PerceptualLoss
+from ..models.nbsrf import NBSRF, block_features, block_targets
+from ..models.recognizer import load_recognizers
+from ..models.registry import COMPETITORS, build_sr, check_name, checkpoint_config, model_config, stored_model
+from .harness import OwnStep, fit, seed_everything
+from .sr import MONITOR, Convergence, add_schedule_arguments, pyramid, schedule_from_args, sr_datasets
+
+KIND = "sr"
+NEEDS_RECOGNIZER = ("lp", "srgan")
+ContentFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+def pixel_loss(sr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    mse = F.mse_loss(sr.float(), hr)
+    return mse, {"pixel": mse.detach()}
+
+
+class SRStep:
+    """One supervised step: degrade, super-resolve, score with `content` (fit does the optimizer step)."""
+
+    def __init__(self, content: ContentFn, degradation: DegradationConfig = DEFAULT):
+        self.content, self.degradation = content, degradation
+
+    def __call__(self, net: nn.Module, batch: Any, device: torch.device) -> dict[str, torch.Tensor]:
+        pyr = pyramid(batch[0], device, self.degradation)
+        total, terms = self.content(net(pyr["lr"]), pyr["hr"])
+        return {"loss": total, **terms}
+
+
+class GANStep(OwnStep):
+    """One GAN step (SRGAN, URDGN): a discriminator update on real HR vs detached SR, then a generator
+    update on content + adv_weight x BCE(D(SR), real). Real labels 0.9 (one-sided label smoothing,
+    Salimans et al. 2016) keep the small quick-size discriminator from saturating; that smoothing is ours,
+    neither SRGAN nor URDGN uses it."""
+
+    def __init__(self, content: ContentFn, adv_weight: float, degradation: DegradationConfig = DEFAULT,
+                 grad_clip: float | None = None):
+        self.content, self.adv_weight, self.degradation, self.grad_clip = content, adv_weight, degradation, grad_clip
+        self.opt: dict[str, torch.optim.Optimizer] = {}
+
+    def optimizers(self, model: nn.Module, cfg: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+        self.opt = {part: torch.optim.Adam(getattr(model, part).parameters(), lr=cfg.lr, betas=(0.9, 0.999),
+                                           weight_decay=cfg.weight_decay)
+                    for part in ("generator", "discriminator")}
+        return self.opt
+
+    def _update(self, part: str, loss: torch.Tensor, params) -> None:
+        self.opt[part].zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip:
+            nn.utils.clip_grad_norm_(params, self.grad_clip)
+        self.opt[part].step()
+
+    def __call__(self, net: nn.Module, batch: Any, device: torch.device) -> dict[str, torch.Tensor]:
+        model = getattr(net, "module", net)
+        g, d = model.generator, model.discriminator
+        pyr = pyramid(batch[0], device, self.degradation)
+        hr = pyr["hr"]
+        sr = g(pyr["lr"])
+        real, fake = d(hr), d(sr.detach())
+        d_loss = (F.binary_cross_entropy_with_logits(real, torch.full_like(real, 0.9))
+                  + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
+        self._update("discriminator", d_loss, d.parameters())
+        content, terms = self.content(sr, hr)
+        d.requires_grad_(False)  # the generator's step does not touch D's gradients
+        out = d(sr)
+        d.requires_grad_(True)
+        adv = F.binary_cross_entropy_with_logits(out, torch.ones_like(out))
+        g_loss = content + self.adv_weight * adv
+        self._update("generator", g_loss, g.parameters())
+        return {"loss": g_loss.detach(), **terms, "adversarial": adv.detach(), "d_loss": d_loss.detach(),
+                "d_real": torch.sigmoid(real).mean().detach(), "d_fake": torch.sigmoid(fake).mean().detach()}
+
+
+def _perceptual(recognizers: str | Path | dict | None, pixel_weight: float, name: str) -> ContentFn:
+    if recognizers is None:
+        raise CSRIPError(f"{name} is trained with a feature loss on the 192 px recognizer: pass --recognizers "
+                         "runs/X (from `csrip train-recognizers`)")
+    rec = recognizers[192] if isinstance(recognizers, dict) else load_recognizers(recognizers, scales=(192,))[192]
+    return PerceptualLoss(rec, pixel_weight)
+
+
+def make_step(name: str, cfg: Any, recognizers, degradation: DegradationConfig, device: torch.device,
+              train: TrainConfig):
+    """The training step of model `name` (see the module docstring)."""
+    content: ContentFn = pixel_loss
+    if name in NEEDS_RECOGNIZER:
+        content = _perceptual(recognizers, cfg.pixel_weight, name).to(device)
+    if name in ("srgan", "urdgn"):
+        return GANStep(content, cfg.adv_weight, degradation, train.grad_clip)
+    return SRStep(content, degradation)
+
+
+def schedule(name: str, preset: Preset, train: TrainConfig | None = None) -> TrainConfig:
+    """The preset's SR schedule (or `train`), with VDSR's gradient clipping when none is set and at most
+    SRGAN's learning rate 1e-4 for the SRResNet models (lp, srgan): at 1e-3 Adam's first steps move the
+    9x9 RGB conv over 32-64 unnormalised channels so far that the output leaves [0, 1] for good."""
+    tcfg = train or preset.train_sr
+    if name == "vdsr" and tcfg.grad_clip is None:
+        tcfg = replace(tcfg, grad_clip=0.4)
+    return replace(tcfg, lr=min(tcfg.lr, 1e-4)) if name in ("lp", "srgan") else tcfg
+
+
+def _check_run(out: Path, name: str, resume: bool) -> None:
+    """A run folder of another model is never resumed as this one (clear error instead)."""
+    last = out / "last.pt"
+    if resume and last.exists():
+        stored = stored_model(load_checkpoint(last, kind=KIND)["config"])
+        if stored != name:
+            raise CSRIPError(f"{out} holds a {stored!r} run, not {name!r}; use another --out, or --force to replace it")
+
+
+def _prepare_out(out: Path, resume: bool, force: bool) -> None:
+    """The harness's rule for an existing run folder: resume, or --force to start over, else an error."""
+    runs = [p for p in (out / "last.pt", out / "best.pt") if p.exists()]
+    if runs and not resume:
+        if not force:
+            raise CSRIPError(f"{out} already holds a training run ({runs[0].name}); pass resume=True (--resume) "
+                             "to continue it or force=True (--force) to start over")
+        for p in (*runs, out / "log.csv"):
+            p.unlink(missing_ok=True)
+
+
+def fit_forest(cfg, hr: torch.Tensor, val_loader: DataLoader, out: Path, config: dict[str, Any], *,
+               seed: int = 0, degradation: DegradationConfig = DEFAULT, resume: bool = False, force: bool = False,
+               device: torch.device = torch.device("cpu"), extra: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Fit the NBSRF-like forest on blocks of the training faces and write best.pt/last.pt/log.csv like `fit`.
+
+    Deterministic (seeded block sampling and forest): a killed fit restarts from scratch and ends with
+    the same forest; a finished one is reused with `resume`."""
+    from sklearn.ensemble import RandomForestRegressor  # lazy: scikit-learn's import is slow, and only this fits
+
+    _prepare_out(out, resume, force)
+    last = out / "last.pt"
+    if resume and last.exists():
+        ckpt = load_checkpoint(last, kind=KIND)
+        fitted = {k: v for k, v in ckpt["config"].items() if k != "nbsrf"}
+        wanted = with_legacy_degradation(config, ckpt["config"])
+        if fitted != {k: v for k, v in wanted.items() if k != "nbsrf"}:
+            raise CSRIPError(f"{last} was fitted with a different configuration; use --force or another --out")
+        print(f"{out}: finished (fitted)")
+        return pd.DataFrame(ckpt["state"]["history"])
+    t0 = time.time()
+    seed_everything(seed)
+    g = torch.Generator().manual_seed(seed)
+    per_image = max(1, -(-cfg.patches // len(hr)))  # blocks sampled per training face
+    xs, ys = [], []
+    for chunk in hr.split(64):
+        pyr = pyramid(chunk, torch.device("cpu"), degradation)
+        up = bicubic_up(pyr["lr"])
+        x, y = block_features(up, cfg), block_targets(up, pyr["hr"])
+        blocks = x.shape[0] // len(chunk)
+        pick = torch.stack([torch.randperm(blocks, generator=g)[:per_image] + i * blocks for i in range(len(chunk))])
+        xs.append(x[pick.flatten()])
+        ys.append(y[pick.flatten()])
+    x, y = torch.cat(xs)[:cfg.patches].numpy(), torch.cat(ys)[:cfg.patches].numpy()
+    print(f"nbsrf: fitting {cfg.trees} trees on {len(x)} blocks of {len(hr)} faces ({x.shape[1]} features)")
+    forest = RandomForestRegressor(cfg.trees, max_depth=cfg.max_depth, min_samples_leaf=cfg.min_samples_leaf,
+                                   max_features=cfg.max_features, random_state=seed, n_jobs=1).fit(x, y)
+    model = NBSRF(replace(cfg)).load_forest(forest).to(device).eval()
+    config = {**config, "nbsrf": to_dict(model.cfg)}
+    row = {"epoch": 1, "step": 0, **Convergence(degradation)(model, val_loader, device)}
+    row["seconds"] = round(time.time() - t0, 2)
+    state = {"model": model.state_dict(), "config": config, **(extra or {}), "metrics": row, "epoch": 1}
+    save_checkpoint(state, out / "best.pt", KIND)
+    save_checkpoint({**state, "state": {"finished": "fitted", "history": [row]}}, last, KIND)
+    log = pd.DataFrame([row])
+    log.to_csv(out / "log.csv", index=False)
+    print(f"{out}: finished (fitted); val_psnr = {row['val_psnr']:.4g}, val_ssim = {row['val_ssim']:.4g}")
+    return log
+
+
+def train_competitor(name: str, data: str | Path | None, preset: Preset, out: str | Path | None = None, *,
+                     recognizers: str | Path | dict | None = None,
+                     train: TrainConfig | None = None, resume: bool = False, force: bool = False,
+                     device: str | torch.device | None = None, degradation: DegradationConfig | None = None,
+                     progress: bool = True, strict_resume: bool = False) -> pd.DataFrame:
+    """Train (fit, for nbsrf) Table 1 competitor `name` at `preset`'s size; returns the per-epoch log.
+
+    `degradation` defaults to the preset's (saved in the checkpoints, as by `train_sr`). The run folder
+    is checked before any data is read (`outputs.check_runs`; `strict_resume`, the --resume flag, makes
+    "nothing to resume" an error)."""
+    name = check_name(name)
+    if name == "csrip":
+        raise CSRIPError("C-SRIP is trained by `csrip train-sr`; train-competitor trains "
+                         f"{', '.join(COMPETITORS)}")
+    cfg, tcfg = model_config(name, preset), schedule(name, preset, train)
+    degradation = degradation or preset.degradation
+    out = Path(out) if out is not None else runs_dir() / preset.name / name
+    check_runs([out], resume=resume, force=force, strict_resume=strict_resume)
+    _check_run(out, name, resume)
+    dev = pick_device(device)
+    root = resolve_data(data)
+    train_ds, hr, labels, val_hr, val_labels = sr_datasets(root, preset, progress=progress)
+    if len(hr) < tcfg.batch_size:
+        raise CSRIPError(f"{root}: {len(hr)} training images, fewer than one batch ({tcfg.batch_size})")
+    val_loader = DataLoader(TensorDataset(val_hr, val_labels), batch_size=max(tcfg.batch_size, 32))
+    config = {"preset": preset.name, **checkpoint_config(name, cfg), "degradation": to_dict(degradation),
+              "data": str(root),
+              "recognizers": str(recognizers) if name in NEEDS_RECOGNIZER and recognizers is not None else None}
+    extra = {"identities": train_ds.identities}
+    if name == "nbsrf":
+        return fit_forest(cfg, hr, val_loader, out, config, seed=tcfg.seed, degradation=degradation, resume=resume,
+                          force=force, device=dev, extra=extra)
+    step = make_step(name, cfg, recognizers, degradation, dev, tcfg)
+    torch.manual_seed(tcfg.seed)
+    model = build_sr(name, cfg)
+    train_set = TensorDataset(hr, labels)
+    sampler = DistributedSampler(train_set, num_replicas=1, rank=0, shuffle=True, seed=tcfg.seed, drop_last=True)
+    train_loader = DataLoader(train_set, batch_size=tcfg.batch_size, sampler=sampler, drop_last=True,
+                              num_workers=tcfg.num_workers, pin_memory=dev.type == "cuda")
+    last = out / "last.pt"
+    history = load_checkpoint(last, kind=KIND)["state"]["history"] if resume and last.exists() else []
+    return fit(model, step, Convergence(degradation, history), train_loader, val_loader, tcfg, out, kind=KIND,
+               config=config, monitor=MONITOR, mode="max", resume=resume, force=force, device=dev, extra=extra)
+
+
+# ---------------------------------------------------------------------------------- command line
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, type=str.lower, choices=list(COMPETITORS),
+                        help="which Table 1 competitor (Sec. 4.2; nbsrf is the NBSRF-like forest)")
+    parser.add_argument("--data", default=None, help="face folder <root>/<identity>/<image> "
+                        "(default: $CSRIP_DATA, data/lfw-deepfunneled, else synthetic faces)")
+    parser.add_argument("--preset", default="paper", choices=["paper", "small", "tiny", "quick"],
+                        help="quick/tiny: CPU-minutes sizes; paper/small: the original papers' sizes, "
+                        "trained with our schedule and losses (not the original recipes)")
+    parser.add_argument("--recognizers", default=None, help="run folder of `csrip train-recognizers` "
+                        "(lp and srgan use its 192 px recognizer's features)")
+    parser.add_argument("--out", default=None, help="run folder (default: runs/<preset>/<model>)")
+    add_schedule_arguments(parser)
+    parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: CUDA if available)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    parser.add_argument("--force", action="store_true", help="overwrite the run in --out")
+
+
+def run(args: argparse.Namespace) -> int:
+    preset = get_preset(args.preset)
+    train = schedule_from_args(args, preset.train_sr)
+    train_competitor(args.model, args.data, preset, args.out, recognizers=args.recognizers, train=train,
+                     resume=args.resume, force=args.force, device=args.device, strict_resume=True)
+    return 0

@@ -1,0 +1,152 @@
+"""Run the tutorial notebooks headless: `csrip demo` (= `make demo`) and the notebook tests.
+
+`csrip demo` runs the pretrained tour by default (PRESET = "pretrained": notebooks 03, 05 and 06 load
+the shipped models of checkpoints/ instead of training, see csrip_lib.models.zoo); `csrip demo --preset
+quick` runs the tour that trains tiny models on the CPU while you watch.
+
+Notebooks execute with nbclient in a fresh `python3` kernel, with cwd = the notebook's folder
+(as in Jupyter), connected over IPC sockets in a private temporary folder on POSIX systems (the kernel
+is local; over TCP ipykernel >= 7 logs "Kernel is running over TCP without encryption" for every
+notebook), TCP elsewhere. Parameters are injected papermill-style: a cell tagged "injected-parameters" is
+inserted after the cell tagged "parameters", so the notebook's own defaults stay visible and the
+override is explicit. Executed copies (outputs and tracebacks included) go to build/.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from ..core.config import figures_dir, project_root
+from ..core.console import CSRIPError, positive_int, tqdm
+from ..core.outputs import check_dir
+from ..data.faces import resolve_data
+
+NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
+CELL_TIMEOUT_S = 1200  # one cell; quick mode needs a small fraction of it
+
+
+def find_notebooks(folder: str | Path | None = None, only: str | None = None) -> list[Path]:
+    """notebooks/NN_*.ipynb in order; `only` keeps names containing it (e.g. "03" or "ssim")."""
+    folder = Path(folder) if folder else project_root() / "notebooks"
+    found = sorted(folder.glob(NOTEBOOK_GLOB))
+    return [p for p in found if only is None or only in p.name]
+
+
+def inject_parameters(nb: nbformat.NotebookNode, parameters: dict[str, Any]) -> nbformat.NotebookNode:
+    """Insert `NAME = value` assignments after the "parameters" cell (at the top if none)."""
+    if not parameters:
+        return nb
+    source = "# Parameters injected by csrip_lib.tutorial.notebook_runner\n" + "".join(
+        f"{name} = {value!r}\n" for name, value in parameters.items())
+    cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    nb.cells.insert(tagged[0] + 1 if tagged else 0, cell)
+    return nb
+
+
+def _error_of(nb: nbformat.NotebookNode) -> str:
+    """"cell N: Ename: value" of the first error output of an executed notebook ("" if none)."""
+    for n, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                return f"cell {n} ({cell.source.splitlines()[0][:60] if cell.source else ''!r}): " \
+                       f"{out.get('ename')}: {out.get('evalue')}"
+    return ""
+
+
+def run_notebook(path: str | Path, out_dir: str | Path | None = None,
+                 parameters: dict[str, Any] | None = None, timeout: int = CELL_TIMEOUT_S,
+                 kernel_name: str = "python3", cwd: str | Path | None = None) -> Path:
+    """Execute a notebook top to bottom; write the executed copy to out_dir (default build/).
+
+    Raises CSRIPError naming the failing cell and the executed copy that holds the traceback.
+    The kernel inherits this process's environment (CSRIP_DATA, CSRIP_FIGURES, CSRIP_RUNS).
+    """
+    from nbclient import NotebookClient  # optional (the notebooks extra): only `csrip demo` runs kernels
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    path = Path(path)
+    out_dir = Path(out_dir) if out_dir else project_root() / "build"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / path.name
+    nb = inject_parameters(nbformat.read(path, as_version=4), parameters or {})
+    try:
+        with tempfile.TemporaryDirectory(prefix="csrip-kernel-") as sockets:
+            client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, coalesce_streams=True,
+                                    resources={"metadata": {"path": str(Path(cwd) if cwd else path.parent)}},
+                                    config=_kernel_transport(Path(sockets)))
+            client.execute()
+    except (CellExecutionError, CellTimeoutError, DeadKernelError) as e:
+        nbformat.write(nb, out)
+        where = _error_of(nb) or f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        raise CSRIPError(f"notebook {path.name} failed in {where}\n  executed copy with the "
+                         f"traceback: {out}") from e
+    nbformat.write(nb, out)
+    return out
+
+
+def _kernel_transport(folder: Path):
+    """jupyter_client settings: IPC sockets under `folder` where the OS has them (POSIX), else TCP."""
+    from traitlets.config import Config
+    if os.name != "posix":
+        return Config()
+    return Config({"KernelManager": {"transport": "ipc", "ip": str(folder / "kernel")}})
+
+
+def _kernel_cpu_s() -> float:
+    """User + system CPU seconds of this process's finished children (each notebook's kernel is
+    shut down and reaped when its run ends)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _pngs(folder: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in folder.glob("*.png")}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", help="face folder (default: $CSRIP_DATA, data/lfw-deepfunneled, "
+                        "else a generated synthetic set)")
+    parser.add_argument("--preset", default="pretrained", choices=["pretrained", "quick", "tiny", "small", "paper"],
+                        help="PRESET injected into every notebook (default: pretrained, the shipped models of "
+                             "checkpoints/; quick: train tiny models, a few minutes on a CPU)")
+    parser.add_argument("--only", metavar="TEXT", help="run only notebooks whose name contains TEXT")
+    parser.add_argument("--out", default=None, help="folder for the executed copies (default: build/)")
+    parser.add_argument("--timeout", type=positive_int, default=CELL_TIMEOUT_S, help="seconds per cell")
+
+
+def run(args: argparse.Namespace) -> int:
+    check_dir(args.out or project_root() / "build")
+    check_dir(figures_dir(create=False), "figures folder")
+    data = resolve_data(args.data)  # announced once here; a synthetic set is made once, here
+    parameters = {"PRESET": args.preset, **({"DATA": str(data)} if args.data else {})}
+    nbs = find_notebooks(only=args.only)
+    if not nbs:
+        raise CSRIPError(f"no notebooks matching {NOTEBOOK_GLOB!r}"
+                         f"{f' and {args.only!r}' if args.only else ''} in {project_root() / 'notebooks'}")
+    figs = figures_dir()
+    before = _pngs(figs)
+    done = []
+    with tqdm(nbs, desc="notebooks", unit="nb") as bar:
+        for nb in bar:
+            bar.set_postfix_str(nb.name)
+            start, cpu = time.perf_counter(), _kernel_cpu_s()
+            out = run_notebook(nb, args.out, parameters, timeout=args.timeout)
+            done.append((nb.name, time.perf_counter() - start, _kernel_cpu_s() - cpu, out))
+    written = sorted(p for p, t in _pngs(figs).items() if before.get(p) != t)
+    print(f"\nexecuted notebooks (copies with outputs; PRESET {args.preset!r}; wall time and the kernel's CPU "
+          "time, which a busy machine does not inflate):")
+    for name, seconds, cpu, out in done:
+        print(f"  {name:<40} {seconds:6.0f} s wall {cpu:6.0f} s CPU  -> {out}")
+    print(f"  {'all':<40} {sum(d[1] for d in done):6.0f} s wall {sum(d[2] for d in done):6.0f} s CPU")
+    print(f"figures written to {figs}: {len(written)}")
+    for p in written:
+        print(f"  {p.name}")
+    return 0
