@@ -13,19 +13,20 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "csrip_lib"
 
-# The one statement of the layer order, top floor first. A module may import from its own floor
-# (without a cycle) and from any floor below. The models/ subpackage is one unit, "models".
+# The one statement of the layer order, top floor first, by package: each sub-package is one unit on
+# one floor (its folder is its floor). A module may import from its own unit (without a cycle) and
+# from any floor below.
 LAYERS: list[set[str]] = [
-    {"__init__", "__main__", "cli"},                  # the command line; the notebooks' facade
-    {"widgets", "notebook_runner", "tour", "reproduce"},  # what the notebooks drive; `csrip reproduce`
-    {"figures", "ablation", "competitors"},           # the paper's figures and tables
-    {"evaluate", "hallucinate", "analysis", "error_analysis", "train_sr", "train_recognizers"},
-    {"identity", "judge", "metrics", "inference", "train", "zoo"},
-    {"models", "losses", "data", "download", "synthetic"},
-    {"checkpoint", "degradation", "runtime", "outputs", "progress", "argtypes", "config", "errors", "results"},
+    {"__init__", "__main__", "cli", "reproduce",    # the command line, the notebooks' facade, `csrip reproduce`
+     "degradation", "metrics"},                     # the public paths DESIGN.md names (they re-export)
+    {"tutorial"},                                   # what the notebooks drive; the paper's figures
+    {"training"},                                   # the harness, both stages, competitors, Tables 1-4
+    {"evaluation"},                                 # scoring and applying trained models
+    {"models", "data", "losses"},                   # networks and shipped models; face folders; Eq. 2-4
+    {"core"},                                       # configuration, degradation, checkpoints, console
 ]
-TRAINING = {"train", "train_sr", "train_recognizers", "competitors", "ablation"}
-EVALUATION = {"evaluate", "figures", "identity", "judge", "metrics", "inference"}  # never reach TRAINING
+TRAINING = {"training"}
+EVALUATION = {"evaluation", "tutorial.figures"}  # never reach TRAINING
 
 
 def module_name(path: Path) -> str:
@@ -35,7 +36,7 @@ def module_name(path: Path) -> str:
 
 
 def unit(module: str) -> str:
-    """The name a module has in LAYERS: the models/ subpackage is one unit."""
+    """The name a module has in LAYERS: a sub-package is one unit ("training.sr" -> "training")."""
     return module.split(".")[0]
 
 
@@ -74,9 +75,10 @@ def test_every_module_has_a_floor():
 
 def test_imports_parse_as_expected():
     """The parser sees function-level imports and relative imports from the subpackage."""
-    assert "runtime" in GRAPH["train"] and "runtime" in GRAPH["models.sr"]
-    assert "config" in GRAPH["models.registry"] and "models.sr" in GRAPH["models.registry"]
-    assert "zoo" in GRAPH["tour"] and "models.registry" in GRAPH["evaluate"]
+    assert "core.runtime" in GRAPH["training.harness"] and "core.runtime" in GRAPH["models.sr"]
+    assert "core.config" in GRAPH["models.registry"] and "models.sr" in GRAPH["models.registry"]
+    assert "models.zoo" in GRAPH["tutorial.tour"] and "models.registry" in GRAPH["evaluation.evaluate"]
+    assert "core.degradation" in GRAPH["degradation"]  # a public path re-exports its module
 
 
 def test_no_module_imports_upward():
@@ -110,7 +112,14 @@ def reachable(m: str) -> set[str]:
     return seen
 
 
-@pytest.mark.parametrize("module", sorted(EVALUATION))
+def test_every_folder_is_one_floor():
+    """The folders show the floors: every sub-package is named in LAYERS as a whole, never module by module."""
+    packages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert packages <= FLOOR.keys()
+    assert not {m for m in FLOOR if "." in m}
+
+
+@pytest.mark.parametrize("module", sorted(m for m in GRAPH if m in EVALUATION or unit(m) in EVALUATION))
 def test_evaluation_never_reaches_training(module):
     assert not {unit(t) for t in reachable(module)} & TRAINING, (
         f"{module} imports training code (directly or through another module)")
@@ -129,3 +138,16 @@ def test_the_facade_is_cheap_and_every_name_resolves():
         owner = importlib.import_module(f"csrip_lib.{module}")
         for name in names:
             assert getattr(csrip_lib, name) is getattr(owner, name), name
+
+
+def test_the_public_paths_of_design_md_are_the_moved_objects():
+    """`from csrip_lib.degradation import make_pyramid, residual` and `from csrip_lib.metrics import psnr,
+    ssim_eval` (DESIGN.md's entry points) give the functions of core.degradation and evaluation.metrics."""
+    from csrip_lib import degradation, metrics
+    from csrip_lib.core import degradation as core_degradation
+    from csrip_lib.evaluation import metrics as evaluation_metrics
+
+    for name in ("make_pyramid", "residual", "degrade", "gaussian_blur"):
+        assert getattr(degradation, name) is getattr(core_degradation, name)
+    for name in ("psnr", "ssim_eval"):
+        assert getattr(metrics, name) is getattr(evaluation_metrics, name)
