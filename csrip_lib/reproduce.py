@@ -56,8 +56,9 @@ from .evaluation.evaluate import (PAPER_TABLE1, PAPER_TABLE2, evaluate_models, l
                                   paired_bootstrap, summarize_results)
 from .models import zoo
 from .models.registry import load_sr
-from .training.ablation import COMPETITOR_NAMES, VARIANTS, run_dir, shipped_name, train_variants
+from .training.ablation import COMPETITOR_NAMES, VARIANTS, run_dir, shipped_name, train_variants, variant_runs
 from .training.recognizers import training_folder
+from .training.sr import sr_datasets
 from .tutorial.tour import recognizers as default_recognizers
 
 NAMES = ("table1", "table2", "default-model")
@@ -154,13 +155,13 @@ def priors(root: Path, args: argparse.Namespace) -> Path:
 def _train(names: list[str], root: Path, out: Path, rec: Path, args: argparse.Namespace, seed: int = 0
            ) -> dict[str, Path]:
     preset = get_preset(args.preset)
-    return train_variants(names, root, preset, out, recognizers=rec, alpha=ALPHA,
-                          train=budget(preset, args.max_steps, args.batch_size, seed), device=args.device)
+    runs = variant_runs(names, preset, ALPHA, budget(preset, args.max_steps, args.batch_size, seed))
+    return train_variants(runs, sr_datasets(root, preset.selection), out, recognizers=rec, device=args.device)
 
 
 def _training(root: Path, args: argparse.Namespace, rec: Path) -> dict[str, Any]:
     """Provenance of the training side: preset, budget, identity universe, priors."""
-    ids = training_folder(root, get_preset(args.preset)).identities
+    ids = training_folder(root, get_preset(args.preset).selection).identities
     return {"preset": args.preset, "budget": {"steps": args.max_steps, "batch_size": args.batch_size,
                                               "validate_every": min(VALIDATE_EVERY, args.max_steps)},
             "train_data": {"root": str(root), "identities": len(ids), "identities_sha256": identities_digest(ids)},

@@ -3,6 +3,7 @@ checkpoint through `csrip evaluate`, and fails clearly on bad input; the GANs st
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -14,7 +15,8 @@ from csrip_lib.core.config import TrainConfig, get_preset
 from csrip_lib.core.console import CSRIPError
 from csrip_lib.data.faces import FaceFolder
 from csrip_lib.models.registry import COMPETITORS, load_sr
-from csrip_lib.training.competitors import train_competitor
+from csrip_lib.training.competitors import competitor_run, train_competitor
+from csrip_lib.training.sr import sr_datasets
 
 from test_train_sr import write_recognizers
 
@@ -34,19 +36,12 @@ def priors(synthetic_root, tmp_path_factory):
 def small(synthetic_root):
     """Faster runs for the tests: NBSRF's quick size made smaller still and 32 training / 8 validation
     faces (what the harness does per step and per epoch does not depend on how many there are)."""
-    from csrip_lib.training import competitors
     from csrip_lib.models.nbsrf import NBSRFConfig
 
     mp = pytest.MonkeyPatch()
     mp.setattr(NBSRFConfig, "preset", classmethod(lambda cls, name: cls(**NBSRF_SMALL)))
-    full = competitors.sr_datasets
-
-    def fewer(root, preset, progress=True):
-        ds, hr, labels, val_hr, val_labels = full(root, preset, progress)
-        return ds, hr[:32], labels[:32], val_hr[:8], val_labels[:8]
-
-    mp.setattr(competitors, "sr_datasets", fewer)
-    yield
+    full = sr_datasets(synthetic_root, TINY.selection, progress=False)  # loaded once, for every competitor
+    yield replace(full, hr=full.hr[:32], labels=full.labels[:32], val_hr=full.val_hr[:8], val_labels=full.val_labels[:8])
     mp.undo()
 
 
@@ -55,9 +50,9 @@ def runs(synthetic_root, priors, small, tmp_path_factory):
     """Every competitor trained for a few steps (NBSRF: a two-tree forest) on synthetic faces; the GANs
     for two epochs of three steps at their quick size."""
     out = tmp_path_factory.mktemp("runs")
-    logs = {name: train_competitor(name, synthetic_root, TINY, out / name, recognizers=priors,
-                                   train=GAN_STEPS if name in ("srgan", "urdgn") else FEW, device="cpu",
-                                   progress=False) for name in COMPETITORS}
+    logs = {name: train_competitor(small, competitor_run(name, TINY, GAN_STEPS if name in ("srgan", "urdgn") else FEW),
+                                   out / name, recognizers=priors, device="cpu", progress=False)
+            for name in COMPETITORS}
     return out, logs
 
 
@@ -125,7 +120,7 @@ def test_nbsrf_forest_predicts_like_sklearn(synthetic_root):
 def test_resume_of_another_models_run_is_a_clear_error(synthetic_root, runs):
     out, _ = runs
     with pytest.raises(CSRIPError, match="holds a 'srcnn' run, not 'vdsr'"):
-        train_competitor("vdsr", synthetic_root, TINY, out / "srcnn", train=FEW, resume=True, device="cpu")
+        train_competitor(synthetic_root, competitor_run("vdsr", TINY, FEW), out / "srcnn", resume=True, device="cpu")
     with pytest.raises(CSRIPError, match="holds a 'srcnn' model, not 'vdsr'"):
         load_sr(out / "srcnn" / "best.pt", model="vdsr")
 
@@ -135,15 +130,15 @@ def test_existing_run_is_not_overwritten_without_force(synthetic_root, runs):
     for name in ("srcnn", "nbsrf"):
         before = (out / name / "best.pt").stat().st_mtime
         with pytest.raises(CSRIPError, match="--force"):
-            train_competitor(name, synthetic_root, TINY, out / name, train=FEW, device="cpu")
+            train_competitor(synthetic_root, competitor_run(name, TINY, FEW), out / name, device="cpu")
         assert (out / name / "best.pt").stat().st_mtime == before
-    train_competitor("srcnn", synthetic_root, TINY, out / "srcnn", train=FEW, force=True, device="cpu",
+    train_competitor(synthetic_root, competitor_run("srcnn", TINY, FEW), out / "srcnn", force=True, device="cpu",
                      progress=False)
 
 
 def test_unknown_model_lists_the_known_ones(synthetic_root, capsys):
     with pytest.raises(CSRIPError, match="known models: csrip, nbsrf, srcnn, vdsr, lp, srgan, urdgn"):
-        train_competitor("edsr", synthetic_root, TINY)
+        competitor_run("edsr", TINY)
     with pytest.raises(SystemExit):
         cli_main(["train-competitor", "--model", "edsr"])
     assert "invalid choice: 'edsr'" in capsys.readouterr().err
@@ -151,7 +146,7 @@ def test_unknown_model_lists_the_known_ones(synthetic_root, capsys):
 
 def test_lp_and_srgan_need_recognizers(synthetic_root, tmp_path):
     with pytest.raises(CSRIPError, match="--recognizers"):
-        train_competitor("lp", synthetic_root, TINY, tmp_path / "lp", train=FEW, device="cpu")
+        train_competitor(synthetic_root, competitor_run("lp", TINY, FEW), tmp_path / "lp", device="cpu")
 
 
 def test_table1_puts_paper_numbers_gains_and_identity_columns_beside_ours():

@@ -11,7 +11,7 @@ from torchvision.models.squeezenet import Fire
 
 from csrip_lib.cli import main
 from csrip_lib.core.checkpoint import load_checkpoint, save_checkpoint
-from csrip_lib.core.config import Preset, RecognizerConfig, TrainConfig, get_preset
+from csrip_lib.core.config import FaceSelection, Preset, RecognizerConfig, TrainConfig, get_preset
 from csrip_lib.core.console import CSRIPError
 from csrip_lib.models import SqueezeNetRecognizer
 from csrip_lib.models.recognizer import BypassFire, load_recognizers
@@ -22,7 +22,7 @@ TINY = RecognizerConfig(width=0.25, dropout=0.0)
 
 def preset(epochs: int, batch_size: int = 8, max_identities: int = 4, **kw) -> Preset:
     """A CPU-sized preset: tiny recognizer, few identities (synthetic faces: 8 images each)."""
-    return Preset(name="test", recognizer=TINY, max_identities=max_identities,
+    return Preset(name="test", recognizer=TINY, selection=FaceSelection(max_identities=max_identities),
                   train_recognizer=TrainConfig(epochs=epochs, batch_size=batch_size, lr=1e-3, patience=0, **kw))
 
 

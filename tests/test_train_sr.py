@@ -23,7 +23,7 @@ from csrip_lib.losses import CSRIPLoss
 from csrip_lib.models import CascadedSR, SqueezeNetRecognizer
 from csrip_lib.models.registry import load_sr
 from csrip_lib.training.recognizers import load_identities
-from csrip_lib.training.sr import Convergence, GlobalBatchNorm2d, sr_datasets, train_sr
+from csrip_lib.training.sr import Convergence, GlobalBatchNorm2d, sr_datasets, sr_run, train_sr
 
 SHORT = TrainConfig(epochs=2, batch_size=4, lr=1e-3, steps_per_epoch=2, seed=5)
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,9 +50,9 @@ def priors(faces, tmp_path_factory) -> Path:
     return write_recognizers(tmp_path_factory.mktemp("rec"), FaceFolder(faces, "train", min_images=2).identities)
 
 
-def run(faces, out, priors=None, loss=LossConfig(), train=SHORT, **kw):
-    return train_sr(faces, get_preset("tiny"), out, recognizers=priors, loss=loss, train=train, device="cpu",
-                    progress=False, **kw)
+def run(faces, out, priors=None, loss=LossConfig(), train=SHORT, arch=None, degradation=None, **kw):
+    spec = sr_run(get_preset("tiny"), loss=loss, arch=arch, train=train, degradation=degradation)
+    return train_sr(faces, spec, out, recognizers=priors, device="cpu", progress=False, **kw)
 
 
 def test_log_has_every_term_and_the_checkpoint_loads(faces, priors, tmp_path):
@@ -203,7 +203,8 @@ def test_term_gradients_recombine_to_the_full_gradient_for_any_alpha(faces, prio
     from csrip_lib.training.sr import batch_terms, pyramid, sr_datasets, term_gradients
     from csrip_lib.tutorial.widgets import alpha_explorer
 
-    ds, hr, labels, _, _ = sr_datasets(faces, get_preset("tiny"), progress=False)
+    ds = sr_datasets(faces, get_preset("tiny").selection, progress=False)
+    hr, labels = ds.hr, ds.labels
     torch.manual_seed(0)
     model = CascadedSR(replace(CascadedSR.from_preset("tiny").cfg, global_skip=False))
     loss = CSRIPLoss(load_recognizers(priors), alpha=1.0, identities=ds.identities)
@@ -238,8 +239,9 @@ def test_quick_run_beats_bicubic_on_faces_of_unseen_people(face_root, tmp_path):
     from csrip_lib.evaluation.evaluate import evaluate_models
 
     quick = get_preset("quick").train_sr
-    train_sr(face_root, get_preset("quick"), tmp_path, loss=LossConfig("mse", multiscale=True, alpha=0),
-             train=replace(quick, lr=3e-3, epochs=100, max_steps=200), device="cpu", progress=False)
+    spec = sr_run(get_preset("quick"), loss=LossConfig("mse", multiscale=True, alpha=0),
+                  train=replace(quick, lr=3e-3, epochs=100, max_steps=200))
+    train_sr(face_root, spec, tmp_path, device="cpu", progress=False)
     scores = evaluate_models({"sr": load_sr(tmp_path / "best.pt")}, face_root, "test", max_images=64,
                              progress=False).groupby("model")[["psnr", "ssim"]].mean()
     assert scores.loc["sr", "psnr"] > scores.loc["bicubic", "psnr"] + 0.3
@@ -300,16 +302,16 @@ def test_default_commands_train_a_csrip_whose_identity_term_sees_every_image(fac
 
     defaults = {c: build_parser(c).parse_args([c, "--out", "x"]).preset for c in ("train-recognizers", "train-sr")}
     assert set(defaults.values()) == {DEFAULT_PRESET}
-    faces = _with_images_per_identity(faces, tmp_path / "faces", get_preset(DEFAULT_PRESET).min_images_per_identity)
+    faces = _with_images_per_identity(faces, tmp_path / "faces", get_preset(DEFAULT_PRESET).selection.min_images)
     short = ["--epochs", "1", "--steps-per-epoch", "1", "--device", "cpu"]  # the schedule, not the data
     rec = tmp_path / "rec"
     assert cli_main(["train-recognizers", "--data", str(faces), "--out", str(rec), *short]) == 0
     assert cli_main(["train-sr", "--data", str(faces), "--recognizers", str(rec), "--out", str(tmp_path / "sr"),
                  "--max-steps", "1", *short]) == 0
     assert "know 100% of the training images' identities" in capsys.readouterr().out
-    ds, _, labels, _, _ = sr_datasets(faces, get_preset(DEFAULT_PRESET), progress=False)
+    ds = sr_datasets(faces, get_preset(DEFAULT_PRESET).selection, progress=False)
     loss = CSRIPLoss(load_recognizers(rec), alpha=0.001, identities=ds.identities)
-    assert loss.known_fraction(labels) == 1.0
+    assert loss.known_fraction(ds.labels) == 1.0
     saved = load_checkpoint(tmp_path / "sr" / "best.pt", kind="sr")["config"]["identities"]
     rec_config = load_checkpoint(rec / "rec192" / "best.pt", kind="recognizer")["config"]
     assert saved == rec_config["data"] and rec_config["degradation"] == to_dict(DegradationConfig())
@@ -328,8 +330,8 @@ def test_init_starts_from_a_checkpoint_of_the_same_network(faces, tmp_path):
 
 def test_sr_training_never_sees_the_recognizers_validation_images(faces):
     """Sec. 4.1: both stages keep the same 90/10 split per identity; the SR network trains on the 90%."""
-    _, images, _, train_idx, val_idx = load_identities(faces, get_preset("tiny"), progress=False)
-    _, hr, _, _, _ = sr_datasets(faces, get_preset("tiny"), progress=False)
+    _, images, _, train_idx, val_idx = load_identities(faces, get_preset("tiny").selection, progress=False)
+    hr = sr_datasets(faces, get_preset("tiny").selection, progress=False).hr
     key = lambda x: x.numpy().tobytes()
     assert len(hr) == len(train_idx) and len(val_idx) > 0
     assert {key(x) for x in hr} == {key(x) for x in images[train_idx]}

@@ -25,6 +25,7 @@ permissions (0644 under umask 022), not the temporary file's 0600.
 from __future__ import annotations
 
 import errno
+import hashlib
 import math
 import os
 import pickle
@@ -253,6 +254,17 @@ def restore(build: Callable[[], nn.Module], ckpt: dict[str, Any], path: str | Pa
         raise CSRIPError(f"{path}: the weights do not fit the model its config describes (edited or mixed-up "
                          f"file?): {diff[0]} {'expected' if diff in expected.items() else 'found'} {diff[1]}")
     return load_weights(build(), ckpt, path).to(map_location)
+
+
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a model's weights (names, dtypes, shapes and bytes): the same on every device, clone and
+    folder, so runs record the networks they depend on by content, not by path."""
+    h = hashlib.sha256()
+    for key in sorted(state):
+        t = state[key].detach().cpu().contiguous()
+        h.update(f"{key}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def clean_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -115,9 +115,26 @@ class LossConfig:
     alpha: float = 0.001  # weight of the identity (cross-entropy) terms; 0 switches them off
 
 
+@dataclass(frozen=True)
+class FaceSelection:
+    """Which faces of a folder both training stages use: the identity universe (Sec. 4.1: recognizers and
+    SR network train on the same identities and the same 90/10 split of their images).
+
+    Training-split identities with >= `min_images` images, at most `max_per_identity` of each (seeded),
+    then the `max_identities` / `max_images` caps (`data.faces.FaceFolder.select`, the one selection);
+    `max_val_images` caps the SR stage's validation faces (the "val" split, early stopping). Checkpoints
+    save it with the digest of the identities it chose (`training.recognizers.data_config`)."""
+
+    min_images: int = 2
+    max_identities: int | None = None  # cap on recognizer classes
+    max_images: int | None = None  # cap on the number of images loaded
+    max_per_identity: int | None = None  # so one person does not dominate (LFW: 530 of G. W. Bush)
+    max_val_images: int | None = None  # cap on the SR validation images
+
+
 @dataclass
 class Preset:
-    """Everything a named preset fixes: model sizes and the two training stages."""
+    """Everything a named preset fixes: model sizes, the two training stages and their faces."""
 
     name: str
     sr: SRConfig = field(default_factory=SRConfig)
@@ -126,15 +143,23 @@ class Preset:
     train_sr: TrainConfig = field(default_factory=TrainConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
-    # The identity universe of both training stages (Sec. 4.1: recognizers and SR network train on the
-    # same identities and the same 90/10 split of their images): training-split identities with
-    # >= min_images_per_identity images, at most max_images_per_identity of each (seeded), then
-    # max_identities / max_images caps. `train_recognizers.training_folder` is the one selection.
-    min_images_per_identity: int = 2
-    max_identities: int | None = None  # cap on recognizer classes
-    max_images: int | None = None  # cap on the number of images loaded
-    max_images_per_identity: int | None = None  # so one person does not dominate (LFW: 530 of G. W. Bush)
-    max_val_images: int | None = None  # cap on the SR validation images ("val" split, early stopping)
+    selection: FaceSelection = field(default_factory=FaceSelection)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run of the SR stage (C-SRIP's network or a Table 1 competitor), resolved from a
+    preset once, at the command or notebook boundary (`training.sr.sr_run`,
+    `training.competitors.competitor_run`), and passed down whole: every function below takes this,
+    never a preset name, so two parts of one run cannot read two presets."""
+
+    preset: str  # the preset's name, recorded in the checkpoints
+    model: str  # "csrip" (the cascade or the ablation Baseline, Sec. 4.3) or a competitor (models.registry)
+    net: Any  # that model's config dataclass at the preset's size (SRConfig, VDSRConfig, ...)
+    train: TrainConfig
+    degradation: DegradationConfig
+    selection: FaceSelection
+    loss: LossConfig | None = None  # Eq. 4's parts (csrip only: the competitors' losses are their own)
 
 
 # Epochs. Milestones and patience count epochs, as the paper does (Sec. 3.4), but a paper epoch is a pass
@@ -195,7 +220,7 @@ def _quick() -> Preset:
         train_sr=replace(p.train_sr, epochs=4, steps_per_epoch=25),
         # 116 LFW development identities with >= 10 images, 16 at most of each (1,667 images), so that no
         # one person dominates.
-        min_images_per_identity=10, max_images_per_identity=16, max_val_images=96,
+        selection=FaceSelection(min_images=10, max_per_identity=16, max_val_images=96),
     )
 
 
@@ -224,7 +249,7 @@ def _base() -> Preset:
         loss=LossConfig(alpha=0.0),
         # every training-split identity, single-image ones included (they train only; Sec. 4.1's 90/10
         # split of the others keeps 10% out for recognizers that a later C-SRIP run may train)
-        min_images_per_identity=1, max_val_images=200,
+        selection=FaceSelection(min_images=1, max_val_images=200),
     )
 
 
@@ -255,7 +280,7 @@ def from_dict(cls: type, data: dict[str, Any]) -> Any:
         value = data[f.name]
         sub = {"sr": SRConfig, "recognizer": RecognizerConfig, "train_recognizer": TrainConfig,
                "train_sr": TrainConfig, "loss": LossConfig,
-               "degradation": DegradationConfig}.get(f.name) if cls is Preset else None
+               "degradation": DegradationConfig, "selection": FaceSelection}.get(f.name) if cls is Preset else None
         if sub is not None and isinstance(value, dict):
             value = from_dict(sub, value)
         elif isinstance(value, list):

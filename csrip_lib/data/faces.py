@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset, Subset
 
-from ..core.config import HR_SIZE, project_root
+from ..core.config import HR_SIZE, FaceSelection, project_root
 from ..core.console import CSRIPError, describe_os_error, tqdm
 from .synthetic import make_synthetic_faces
 
@@ -426,6 +426,13 @@ class FaceFolder(Dataset):
         index = {name: k for k, name in enumerate(kept)}
         self.labels: list[int] = [index[i] for _, i in items]
         self.skipped: set[Path] = set()
+
+    @classmethod
+    def select(cls, root: str | Path, selection: FaceSelection) -> FaceFolder:
+        """The training faces a `FaceSelection` chooses from the "train" split (the identity universe of
+        both training stages, Sec. 4.1)."""
+        return cls(root, split="train", min_images=selection.min_images, max_identities=selection.max_identities,
+                   max_images=selection.max_images, max_per_identity=selection.max_per_identity)
 
     def __len__(self) -> int:
         return len(self.items)

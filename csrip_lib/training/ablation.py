@@ -33,17 +33,17 @@ import pandas as pd
 from torch.utils.data import Subset
 
 from ..core.checkpoint import load_checkpoint
-from ..core.config import DEFAULT_PRESET, PRESETS, LossConfig, Preset, TrainConfig, get_preset, runs_dir
+from ..core.config import DEFAULT_PRESET, PRESETS, LossConfig, Preset, RunSpec, TrainConfig, get_preset, runs_dir
 from ..core.console import CSRIPError, nonnegative_float, positive_int
 from ..core.outputs import check_dir
 from ..data.faces import resolve_data
 from ..evaluation.evaluate import compare_to_paper, evaluate_models, gain_over_bicubic, summarize_results
 from ..losses import check_identity_prior
 from ..models.registry import load_sr
-from .competitors import schedule, train_competitor
+from .competitors import competitor_run, train_competitor
 from .harness import add_schedule_arguments, schedule_from_args
 from .recognizers import ensure_recognizers, training_folder
-from .sr import train_sr
+from .sr import SRData, sr_datasets, sr_run, train_sr
 
 # name -> (architecture, loss without alpha); C-SRIP's alpha comes from the preset / --alpha.
 VARIANTS: dict[str, tuple[str, LossConfig]] = {
@@ -70,29 +70,32 @@ def shipped_name(name: str, preset: str) -> str:
     return f"{run_dir(Path(), name).name.replace('_', '-')}-{preset}"
 
 
-def train_variants(names: list[str], data, preset: Preset, out: Path, recognizers=None, alpha: float | None = None,
-                   train: TrainConfig | None = None, force: bool = False, device=None, progress: bool = True
-                   ) -> dict[str, Path]:
-    """Train (or reuse / resume) each named variant; returns {name: best.pt}."""
+def variant_runs(names: list[str], preset: Preset, alpha: float | None = None, train: TrainConfig | None = None
+                 ) -> dict[str, RunSpec]:
+    """Each named model at `preset` as one `RunSpec` (`VARIANTS`, `COMPETITOR_NAMES`): the one place where
+    an experiment reads its preset. C-SRIP's alpha is `alpha` or the preset's; `train` overrides the schedule."""
     alpha = preset.loss.alpha if alpha is None else alpha
-    best = {}
+    runs = {}
     for name in names:
         if name in COMPETITOR_NAMES:
-            print(f"--- table 1: {name}")
-            d = run_dir(out, name)
-            train_competitor(COMPETITOR_NAMES[name], data, preset, d, recognizers=recognizers,
-                             train=schedule(COMPETITOR_NAMES[name], preset, train), resume=not force,
-                             force=force, device=device, progress=progress)
-            best[name] = d / "best.pt"
+            runs[name] = competitor_run(COMPETITOR_NAMES[name], preset, train)
             continue
         arch, loss = VARIANTS[name]
-        if loss.alpha > 0:
-            loss = replace(loss, alpha=alpha)
-        print(f"--- ablation: {name} ({arch}, {loss})")
-        d = run_dir(out, name)
-        train_sr(data, preset, d, recognizers=recognizers, loss=loss, arch=arch, train=train,
-                 resume=not force, force=force, device=device, progress=progress)
-        best[name] = d / "best.pt"
+        runs[name] = sr_run(preset, loss=replace(loss, alpha=alpha) if loss.alpha > 0 else loss, arch=arch,
+                            train=train)
+    return runs
+
+
+def train_variants(runs: dict[str, RunSpec], data: SRData, out: Path, recognizers=None, force: bool = False,
+                   device=None, progress: bool = True) -> dict[str, Path]:
+    """Train (or reuse / resume) each run (`variant_runs`) on the same loaded faces; returns {name: best.pt}."""
+    best = {}
+    for name, run in runs.items():
+        train = train_sr if run.model == "csrip" else train_competitor
+        print(f"--- {name} ({run.model if run.loss is None else f'{run.net.arch}, {run.loss}'})")
+        train(data, run, run_dir(out, name), recognizers=recognizers, resume=not force, force=force, device=device,
+              progress=progress)
+        best[name] = run_dir(out, name) / "best.pt"
     return best
 
 
@@ -153,15 +156,16 @@ def run_ablation(data=None, preset: str | Preset = DEFAULT_PRESET, out: str | Pa
         ensure_recognizers(root, preset, recognizers, device=device, progress=progress)
     if "C-SRIP" in EXPERIMENTS[experiment]:
         check_identity_prior(alpha, recognizers)  # before any training
-    ckpts = train_variants(EXPERIMENTS[experiment], root, preset, out, recognizers, alpha, train, force,
-                           device, progress)
+    runs = variant_runs(EXPERIMENTS[experiment], preset, alpha, train)
+    ckpts = train_variants(runs, sr_datasets(root, preset.selection, progress), out, recognizers, force, device,
+                           progress)
     tables: dict[str, pd.DataFrame] = {}
     test = score(ckpts, test_root, test_split, device, max_images, progress)
     if experiment in ("table1", "table2"):
         test.to_csv(out / f"{experiment}_per_image.csv", index=False)
         tables[experiment] = table(test, paper=experiment)
     else:
-        train_ds = training_folder(root, preset)
+        train_ds = training_folder(root, preset.selection)
         if max_images is not None and len(train_ds) > max_images:
             train_ds = Subset(train_ds, range(max_images))
         train_scores = score(ckpts, root, train_ds, device, progress=progress)

@@ -3,7 +3,8 @@
     csrip train-competitor --model srcnn|vdsr|lp|srgan|urdgn|nbsrf --data DIR --preset quick|paper
                            [--recognizers runs/X] --out runs/Y [--resume] [--force]
 
-Python: `train_competitor("vdsr", data, get_preset("quick"), out)` -> the per-epoch log (also out/log.csv).
+Python: `train_competitor(data, competitor_run("vdsr", get_preset("quick")), out)` -> the per-epoch log (also
+out/log.csv).
 
 Same data, degradation and splits as `csrip train-sr` (`sr_datasets`, `pyramid`: the training images
 of the preset's recognizers, degraded on the fly by `make_pyramid`, Sec. 3.3; the "val" split for
@@ -19,7 +20,7 @@ loads through models.registry.load_sr). Per model:
                  seeded), stored as tensors; no naive-Bayes tree selection, no per-leaf regressors
 
 Sizes, not recipes: `--preset paper` (and `small`) builds each competitor at its original paper's size,
-but trains it with our schedule and losses (Adam on the preset's SR schedule, `schedule`; the losses
+but trains it with our schedule and losses (Adam on the preset's SR schedule, `competitor_run`; the losses
 above), not the original training recipe; `quick`/`tiny` are narrower CPU sizes with a bicubic skip.
 
 The GANs train through `GANStep`, an `OwnStep` of the harness: one Adam for the generator and one for
@@ -41,19 +42,20 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from ..core.checkpoint import load_checkpoint, save_checkpoint
-from ..core.config import DegradationConfig, Preset, TrainConfig, get_preset, runs_dir, to_dict, with_legacy_degradation
+from ..core.config import (DegradationConfig, Preset, RunSpec, TrainConfig, get_preset, runs_dir, to_dict,
+                           with_legacy_degradation)
 from ..core.console import CSRIPError
 from ..core.degradation import DEFAULT
 from ..core.outputs import check_runs
 from ..core.runtime import pick_device
-from ..data.faces import resolve_data
 from ..models.common import bicubic_up
 from ..models.lp import PerceptualLoss
 from ..models.nbsrf import NBSRF, block_features, block_targets
 from ..models.recognizer import load_recognizers
 from ..models.registry import COMPETITORS, build_sr, check_name, checkpoint_config, model_config, stored_model
 from .harness import OwnStep, fit, seed_everything
-from .sr import MONITOR, Convergence, add_schedule_arguments, pyramid, schedule_from_args, sr_datasets
+from .sr import (MONITOR, Convergence, SRData, add_schedule_arguments, as_recorded, priors_record, pyramid,
+                 schedule_from_args, training_data)
 
 KIND = "sr"
 NEEDS_RECOGNIZER = ("lp", "srgan")
@@ -122,33 +124,40 @@ class GANStep(OwnStep):
                 "d_real": torch.sigmoid(real).mean().detach(), "d_fake": torch.sigmoid(fake).mean().detach()}
 
 
-def _perceptual(recognizers: str | Path | dict | None, pixel_weight: float, name: str) -> ContentFn:
+def _priors(recognizers: str | Path | dict | None, name: str) -> dict:
+    """{192: the 192 px recognizer} whose features lp and srgan's content loss compares."""
     if recognizers is None:
         raise CSRIPError(f"{name} is trained with a feature loss on the 192 px recognizer: pass --recognizers "
                          "runs/X (from `csrip train-recognizers`)")
-    rec = recognizers[192] if isinstance(recognizers, dict) else load_recognizers(recognizers, scales=(192,))[192]
-    return PerceptualLoss(rec, pixel_weight)
+    return {192: recognizers[192] if isinstance(recognizers, dict) else load_recognizers(recognizers, scales=(192,))[192]}
 
 
-def make_step(name: str, cfg: Any, recognizers, degradation: DegradationConfig, device: torch.device,
+def make_step(name: str, cfg: Any, recognizers: dict | None, degradation: DegradationConfig, device: torch.device,
               train: TrainConfig):
-    """The training step of model `name` (see the module docstring)."""
+    """The training step of model `name` (see the module docstring); lp and srgan need `_priors`."""
     content: ContentFn = pixel_loss
     if name in NEEDS_RECOGNIZER:
-        content = _perceptual(recognizers, cfg.pixel_weight, name).to(device)
+        content = PerceptualLoss(recognizers[192], cfg.pixel_weight).to(device)
     if name in ("srgan", "urdgn"):
         return GANStep(content, cfg.adv_weight, degradation, train.grad_clip)
     return SRStep(content, degradation)
 
 
-def schedule(name: str, preset: Preset, train: TrainConfig | None = None) -> TrainConfig:
-    """The preset's SR schedule (or `train`), with VDSR's gradient clipping when none is set and at most
-    SRGAN's learning rate 1e-4 for the SRResNet models (lp, srgan): at 1e-3 Adam's first steps move the
-    9x9 RGB conv over 32-64 unnormalised channels so far that the output leaves [0, 1] for good."""
+def competitor_run(name: str, preset: Preset, train: TrainConfig | None = None) -> RunSpec:
+    """Table 1 competitor `name` at `preset`'s size as one `RunSpec`: the preset's SR schedule (or `train`),
+    with VDSR's gradient clipping when none is set and at most SRGAN's learning rate 1e-4 for the SRResNet
+    models (lp, srgan): at 1e-3 Adam's first steps move the 9x9 RGB conv over 32-64 unnormalised channels
+    so far that the output leaves [0, 1] for good."""
+    name = check_name(name)
+    if name == "csrip":
+        raise CSRIPError("C-SRIP is trained by `csrip train-sr`; train-competitor trains "
+                         f"{', '.join(COMPETITORS)}")
     tcfg = train or preset.train_sr
     if name == "vdsr" and tcfg.grad_clip is None:
         tcfg = replace(tcfg, grad_clip=0.4)
-    return replace(tcfg, lr=min(tcfg.lr, 1e-4)) if name in ("lp", "srgan") else tcfg
+    if name in ("lp", "srgan"):
+        tcfg = replace(tcfg, lr=min(tcfg.lr, 1e-4))
+    return RunSpec(preset.name, name, model_config(name, preset), tcfg, preset.degradation, preset.selection)
 
 
 def _check_run(out: Path, name: str, resume: bool) -> None:
@@ -220,48 +229,43 @@ def fit_forest(cfg, hr: torch.Tensor, val_loader: DataLoader, out: Path, config:
     return log
 
 
-def train_competitor(name: str, data: str | Path | None, preset: Preset, out: str | Path | None = None, *,
-                     recognizers: str | Path | dict | None = None,
-                     train: TrainConfig | None = None, resume: bool = False, force: bool = False,
-                     device: str | torch.device | None = None, degradation: DegradationConfig | None = None,
-                     progress: bool = True, strict_resume: bool = False) -> pd.DataFrame:
-    """Train (fit, for nbsrf) Table 1 competitor `name` at `preset`'s size; returns the per-epoch log.
-
-    `degradation` defaults to the preset's (saved in the checkpoints, as by `train_sr`). The run folder
-    is checked before any data is read (`outputs.check_runs`; `strict_resume`, the --resume flag, makes
+def train_competitor(data: str | Path | SRData | None, run: RunSpec, out: str | Path | None = None, *,
+                     recognizers: str | Path | dict | None = None, resume: bool = False, force: bool = False,
+                     device: str | torch.device | None = None, progress: bool = True,
+                     strict_resume: bool = False) -> pd.DataFrame:
+    """Train (fit, for nbsrf) the Table 1 competitor `run` describes (`competitor_run`); returns the
+    per-epoch log. data: a face folder or the faces already loaded (`sr_datasets`). The run folder is
+    checked before any data is read (`outputs.check_runs`; `strict_resume`, the --resume flag, makes
     "nothing to resume" an error)."""
-    name = check_name(name)
-    if name == "csrip":
-        raise CSRIPError("C-SRIP is trained by `csrip train-sr`; train-competitor trains "
-                         f"{', '.join(COMPETITORS)}")
-    cfg, tcfg = model_config(name, preset), schedule(name, preset, train)
-    degradation = degradation or preset.degradation
-    out = Path(out) if out is not None else runs_dir() / preset.name / name
+    name, cfg, tcfg = run.model, run.net, run.train
+    out = Path(out) if out is not None else runs_dir() / run.preset / name
     check_runs([out], resume=resume, force=force, strict_resume=strict_resume)
     _check_run(out, name, resume)
     dev = pick_device(device)
-    root = resolve_data(data)
-    train_ds, hr, labels, val_hr, val_labels = sr_datasets(root, preset, progress=progress)
-    if len(hr) < tcfg.batch_size:
-        raise CSRIPError(f"{root}: {len(hr)} training images, fewer than one batch ({tcfg.batch_size})")
-    val_loader = DataLoader(TensorDataset(val_hr, val_labels), batch_size=max(tcfg.batch_size, 32))
-    config = {"preset": preset.name, **checkpoint_config(name, cfg), "degradation": to_dict(degradation),
-              "data": str(root),
-              "recognizers": str(recognizers) if name in NEEDS_RECOGNIZER and recognizers is not None else None}
-    extra = {"identities": train_ds.identities}
+    data = training_data(data, run, progress=progress)
+    if len(data.hr) < tcfg.batch_size:
+        raise CSRIPError(f"{data.root}: {len(data.hr)} training images, fewer than one batch ({tcfg.batch_size})")
+    val_loader = DataLoader(TensorDataset(data.val_hr, data.val_labels), batch_size=max(tcfg.batch_size, 32))
+    recs = _priors(recognizers, name) if name in NEEDS_RECOGNIZER else None
+    config = {"preset": run.preset, **checkpoint_config(name, cfg), "degradation": to_dict(run.degradation),
+              "recognizers": priors_record(recs)}
+    extra = {"identities": data.identities, "data": str(data.root)}
+    last = out / "last.pt"
+    saved = load_checkpoint(last, kind=KIND) if resume and last.exists() else None
+    if saved is not None:
+        config = as_recorded(config, saved["config"])
     if name == "nbsrf":
-        return fit_forest(cfg, hr, val_loader, out, config, seed=tcfg.seed, degradation=degradation, resume=resume,
-                          force=force, device=dev, extra=extra)
-    step = make_step(name, cfg, recognizers, degradation, dev, tcfg)
+        return fit_forest(cfg, data.hr, val_loader, out, config, seed=tcfg.seed, degradation=run.degradation,
+                          resume=resume, force=force, device=dev, extra=extra)
+    step = make_step(name, cfg, recs, run.degradation, dev, tcfg)
     torch.manual_seed(tcfg.seed)
     model = build_sr(name, cfg)
-    train_set = TensorDataset(hr, labels)
+    train_set = TensorDataset(data.hr, data.labels)
     sampler = DistributedSampler(train_set, num_replicas=1, rank=0, shuffle=True, seed=tcfg.seed, drop_last=True)
     train_loader = DataLoader(train_set, batch_size=tcfg.batch_size, sampler=sampler, drop_last=True,
                               num_workers=tcfg.num_workers, pin_memory=dev.type == "cuda")
-    last = out / "last.pt"
-    history = load_checkpoint(last, kind=KIND)["state"]["history"] if resume and last.exists() else []
-    return fit(model, step, Convergence(degradation, history), train_loader, val_loader, tcfg, out, kind=KIND,
+    history = saved["state"]["history"] if saved is not None else []
+    return fit(model, step, Convergence(run.degradation, history), train_loader, val_loader, tcfg, out, kind=KIND,
                config=config, monitor=MONITOR, mode="max", resume=resume, force=force, device=dev, extra=extra)
 
 
@@ -285,7 +289,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     preset = get_preset(args.preset)
-    train = schedule_from_args(args, preset.train_sr)
-    train_competitor(args.model, args.data, preset, args.out, recognizers=args.recognizers, train=train,
-                     resume=args.resume, force=args.force, device=args.device, strict_resume=True)
+    spec = competitor_run(args.model, preset, schedule_from_args(args, preset.train_sr))
+    train_competitor(args.data, spec, args.out, recognizers=args.recognizers, resume=args.resume, force=args.force,
+                     device=args.device, strict_resume=True)
     return 0

@@ -3,8 +3,8 @@
 One complex SqueezeNet per SR scale (48, 96, 192 px) learns to tell identities apart from residual
 images alone, `dx = x - g_sigma * x` with sigma 1/3, 1, 7/3 (Fig. 4 right), so that it responds only
 to the details an SR module hallucinates. Data: the preset's identity universe (`training_folder`:
-training-split identities with at least `min_images_per_identity` images, at most
-`max_images_per_identity` of each), 90/10 of each identity's images for training/validation
+training-split identities with at least `min_images` images, at most `max_per_identity` of each:
+the preset's `FaceSelection`), 90/10 of each identity's images for training/validation
 (Sec. 4.1); `csrip train-sr` trains on the same 90% (`load_identities` is shared), and both save the
 identity list's digest so a mismatch is caught before training. HR faces are decoded once into memory (uint8); each batch is moved to the device, degraded
 to the model's scale (csrip_lib.core.degradation), augmented (random horizontal flip, reflect-padded random
@@ -30,8 +30,8 @@ from torch.utils.data import DataLoader, Subset, TensorDataset
 from torchvision.transforms import v2
 
 from ..core.checkpoint import atomic_write, load_checkpoint
-from ..core.config import (DEFAULT_PRESET, HR_SIZE, PRESETS, RESIDUAL_SIGMAS, SCALES, DegradationConfig, Preset,
-                           TrainConfig, get_preset, runs_dir, to_dict)
+from ..core.config import (DEFAULT_PRESET, HR_SIZE, PRESETS, RESIDUAL_SIGMAS, SCALES, DegradationConfig,
+                           FaceSelection, Preset, TrainConfig, get_preset, runs_dir, to_dict)
 from ..core.console import CSRIPError, positive_int
 from ..core.degradation import DEFAULT, degrade, residual
 from ..core.outputs import check_runs
@@ -119,31 +119,28 @@ def _validator(train_loader: DataLoader, degradation: DegradationConfig) -> Eval
 
 
 def _overridden(p: Preset, min_images: int | None, max_identities: int | None, train: TrainConfig | None) -> Preset:
-    return replace(p, min_images_per_identity=min_images or p.min_images_per_identity,
-                   max_identities=max_identities or p.max_identities,
-                   train_recognizer=train or p.train_recognizer)
+    selection = replace(p.selection, min_images=min_images or p.selection.min_images,
+                        max_identities=max_identities or p.selection.max_identities)
+    return replace(p, selection=selection, train_recognizer=train or p.train_recognizer)
 
 
-def data_config(p: Preset, identities: list[str]) -> dict:
+def data_config(selection: FaceSelection, identities: list[str]) -> dict:
     """The identity universe as checkpoints save it: the selection and the identity list's digest."""
-    return {"min_images": p.min_images_per_identity, "max_identities": p.max_identities,
-            "max_images": p.max_images, "max_images_per_identity": p.max_images_per_identity,
+    return {"min_images": selection.min_images, "max_identities": selection.max_identities,
+            "max_images": selection.max_images, "max_images_per_identity": selection.max_per_identity,
             "identities": len(identities), "identities_sha256": identities_digest(identities)}
 
 
-def training_folder(root: str | Path, p: Preset) -> FaceFolder:
-    """The identity universe of a preset (both training stages, Sec. 4.1): training-split identities
-    with >= min_images_per_identity images, at most max_images_per_identity of each, then the caps."""
-    return FaceFolder(root, split="train", min_images=p.min_images_per_identity,
-                      max_identities=p.max_identities, max_images=p.max_images,
-                      max_per_identity=p.max_images_per_identity)
+def training_folder(root: str | Path, selection: FaceSelection) -> FaceFolder:
+    """The identity universe of both training stages (Sec. 4.1; `FaceSelection`, a preset's `.selection`)."""
+    return FaceFolder.select(root, selection)
 
 
-def load_identities(data: str | Path | None, p: Preset, progress: bool = True):
+def load_identities(data: str | Path | None, selection: FaceSelection, progress: bool = True):
     """The training data of both stages: `training_folder`'s faces decoded into memory and the paper's
     90/10 split of each identity's images -> (dataset, images, labels, train_idx, val_idx).
     Recognizers train on train_idx and validate on val_idx; the SR network trains on train_idx."""
-    dataset = training_folder(resolve_data(data, verbose=progress), p)
+    dataset = training_folder(resolve_data(data, verbose=progress), selection)
     images, labels = load_cached(dataset, progress=progress)
     train_idx, val_idx = per_identity_split(labels, val_fraction=0.1, seed=0)
     if len(dataset.identities) < 2 or len(val_idx) == 0:
@@ -178,7 +175,7 @@ def train_recognizers(data: str | Path | None, preset: Preset, out: str | Path |
     kept = _kept_accuracy(out / "accuracy.csv", scales, force)  # a bad file is an error now, not after training
     check_runs([out / f"rec{s}" for s in scales], resume=resume, force=force, strict_resume=strict_resume)
     device = pick_device(device)
-    dataset, images, labels, train_idx, val_idx = load_identities(data, p, progress)
+    dataset, images, labels, train_idx, val_idx = load_identities(data, p.selection, progress)
     ids = dataset.identities
     print(f"recognizers: {len(ids):,} identities, {len(train_idx):,} training / {len(val_idx):,} "
           f"validation images; device {device}\n  output: {out}")
@@ -199,7 +196,7 @@ def train_recognizers(data: str | Path | None, preset: Preset, out: str | Path |
     rows = []
     for size in scales:
         config = {"preset": p.name, "recognizer": to_dict(p.recognizer), "image_size": size,
-                  "train": to_dict(cfg), "data": data_config(p, ids), "degradation": to_dict(p.degradation)}
+                  "train": to_dict(cfg), "data": data_config(p.selection, ids), "degradation": to_dict(p.degradation)}
         seed_everything(cfg.seed)  # each scale starts from the same seeds, trained alone or not
         model = SqueezeNetRecognizer(len(ids), p.recognizer, image_size=size)
         train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, pin_memory=pin,

@@ -4,7 +4,7 @@
                    [--resume] [--force] [--loss ssim|mse] [--single-scale] [--arch cascaded|baseline]
                    [--sigma S] [--lr LR]
 
-Python: `train_sr(data, get_preset(name), out, recognizers=..., loss=LossConfig(...))` -> the per-epoch log.
+Python: `train_sr(data, sr_run(get_preset(name), loss=LossConfig(...)), out, recognizers=...)` -> the per-epoch log.
 
 What one step does: a batch of uint8 HR faces goes to the device, is degraded there into the
 quadruplet {24, 48, 96, 192} px (`make_pyramid` under the preset's `DegradationConfig`, or --sigma; Sec. 3.3;
@@ -33,7 +33,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +44,14 @@ from torch import nn
 from torch.distributed.nn.functional import all_reduce
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from ..core.checkpoint import load_checkpoint
-from ..core.config import (DEFAULT_PRESET, PRESETS, DegradationConfig, LossConfig, Preset, TrainConfig, get_preset,
-                           runs_dir, to_dict)
+from ..core.checkpoint import load_checkpoint, state_digest
+from ..core.config import (DEFAULT_PRESET, PRESETS, DegradationConfig, FaceSelection, LossConfig, Preset, RunSpec,
+                           TrainConfig, get_preset, runs_dir, to_dict)
 from ..core.console import CSRIPError, nonnegative_float
 from ..core.degradation import DEFAULT, for_models, make_pyramid
 from ..core.outputs import check_runs
 from ..core.runtime import pick_device
-from ..data.faces import FaceFolder, identities_digest, load_cached, resolve_data
+from ..data.faces import FaceFolder, identities_digest, load_cached
 from ..evaluation.metrics import psnr, ssim_eval
 from ..losses import CSRIPLoss, check_identity_prior
 from ..models.recognizer import load_recognizers
@@ -158,10 +158,28 @@ def _init_distributed(device: str | torch.device | None) -> bool:
 
 
 # ------------------------------------------------------------------------------------------- data
-def sr_datasets(root: Path, p: Preset, progress: bool = True):
-    """(train FaceFolder, train HR uint8, train labels, val HR uint8, val labels) for a preset.
+@dataclass
+class SRData:
+    """The SR stage's faces, decoded once (uint8 HR on the CPU) and shared by every run on one selection
+    (`csrip ablation` and `csrip reproduce` train all their models on one SRData)."""
 
-    Train: exactly the images the preset's recognizers are trained on (`train_recognizers.
+    root: Path
+    selection: FaceSelection
+    identities: list[str]  # the recognizers' classes: labels index into this
+    hr: torch.Tensor
+    labels: torch.Tensor
+    val_hr: torch.Tensor
+    val_labels: torch.Tensor
+
+    def __repr__(self) -> str:
+        return (f"SRData({str(self.root)!r}: {len(self.hr):,} training faces of {len(self.identities):,} "
+                f"identities, {len(self.val_hr):,} validation faces)")
+
+
+def sr_datasets(data: str | Path | None, selection: FaceSelection, progress: bool = True) -> SRData:
+    """The SR stage's training and validation faces for a `FaceSelection` (a preset's `.selection`).
+
+    Train: exactly the images the recognizers of that selection are trained on (`recognizers.
     load_identities`: the same identities and the same 90% of each identity's images), as in the paper,
     where both stages use the same training set (Sec. 4.1), so the identity loss knows every face it sees.
     Val: the "val" split (other identities), for early stopping and the kept epoch. That choice is ours:
@@ -169,13 +187,36 @@ def sr_datasets(root: Path, p: Preset, progress: bool = True):
     network never saw, as it is then tested. The recognizers' validation images (val_idx, the other 10%)
     are never trained on (tests/test_train_sr.py checks it).
     """
-    train_ds, images, labels, train_idx, _ = load_identities(root, p, progress=progress)
-    val_ds = FaceFolder(root, "val", max_images=p.max_val_images)
-    val_hr, val_labels = load_cached(val_ds, progress=progress)
-    return train_ds, images[train_idx], labels[train_idx], val_hr, val_labels
+    train_ds, images, labels, train_idx, _ = load_identities(data, selection, progress=progress)
+    val_hr, val_labels = load_cached(FaceFolder(train_ds.root, "val", max_images=selection.max_val_images),
+                                     progress=progress)
+    return SRData(train_ds.root, selection, train_ds.identities, images[train_idx], labels[train_idx],
+                  val_hr, val_labels)
 
 
-def check_identity_universe(recognizers: dict, identities: list[str], recognizers_dir, preset: Preset,
+def sr_run(preset: Preset, *, loss: LossConfig | None = None, arch: str | None = None,
+           train: TrainConfig | None = None, degradation: DegradationConfig | None = None) -> RunSpec:
+    """C-SRIP's network at `preset` as one `RunSpec`: the preset's loss (Eq. 4), architecture, schedule and
+    degradation unless given. arch: "cascaded" or "baseline" (Sec. 4.3; needs loss.multiscale=False)."""
+    loss = loss or preset.loss
+    net = replace(preset.sr, arch=arch or preset.sr.arch)
+    if net.arch == "baseline" and loss.multiscale:
+        raise CSRIPError("the Baseline network has no 2x/4x outputs (all upscaling is at the end, Sec. 4.3): "
+                         "train it with single-scale supervision (--single-scale / LossConfig(multiscale=False))")
+    return RunSpec(preset.name, "csrip", net, train or preset.train_sr, degradation or preset.degradation,
+                   preset.selection, loss)
+
+
+def training_data(data: str | Path | SRData | None, run: RunSpec, progress: bool = True) -> SRData:
+    """`data` as the SR stage's faces of `run`: loaded now from a folder, or checked if already loaded."""
+    if not isinstance(data, SRData):
+        return sr_datasets(data, run.selection, progress=progress)
+    if data.selection != run.selection:
+        raise CSRIPError(f"{data!r} was selected by {data.selection}, but this run trains on {run.selection}")
+    return data
+
+
+def check_identity_universe(recognizers: dict, identities: list[str], recognizers_dir, preset: str,
                             root: Path, partial: bool = False) -> None:
     """Fail before training if the recognizers were trained on another identity set than the SR data
     (compares the `identities_sha256` their checkpoints saved with the digest of `identities`).
@@ -188,16 +229,16 @@ def check_identity_universe(recognizers: dict, identities: list[str], recognizer
             raise CSRIPError(
                 f"the recognizers in {recognizers_dir} ({size} px) were trained on another identity set "
                 f"({len(rec.identities)} identities, sha256 {have}) than this SR training data "
-                f"({len(identities)} identities, sha256 {want}; preset {preset.name!r}, {root}). Train them on "
-                f"this data first: `csrip train-recognizers --data {root} --preset {preset.name} --out DIR`, "
+                f"({len(identities)} identities, sha256 {want}; preset {preset!r}, {root}). Train them on "
+                f"this data first: `csrip train-recognizers --data {root} --preset {preset} --out DIR`, "
                 "then pass --recognizers DIR")
 
 
-def _load_priors(recognizers: str | Path | dict | None, loss: LossConfig, identities: list[str],
-                 labels: torch.Tensor, preset: Preset, root: Path | None = None,
-                 partial: bool = False) -> CSRIPLoss:
+def _load_priors(recognizers: str | Path | dict | None, loss: LossConfig, data: SRData, run: RunSpec,
+                 partial: bool = False) -> tuple[CSRIPLoss, dict[str, str] | None]:
     """The Eq. 4 loss with the recognizers of `recognizers` (a run folder or a loaded dict), checked
-    against the training data: they must cover the loss's scales and know exactly its identities."""
+    against the training data (they must cover the loss's scales and know exactly its identities), and
+    the priors' record for the checkpoints (`priors_record`; None without an identity term)."""
     recs = None
     check_identity_prior(loss.alpha, recognizers)
     if loss.alpha > 0:
@@ -205,17 +246,42 @@ def _load_priors(recognizers: str | Path | dict | None, loss: LossConfig, identi
             recs = recognizers
         else:
             recs = load_recognizers(recognizers, scales=(48, 96, 192) if loss.multiscale else (192,))
-        check_identity_universe(recs, identities, recognizers, preset, root, partial)
+        check_identity_universe(recs, data.identities, recognizers, run.preset, data.root, partial)
     try:
-        loss_fn = CSRIPLoss.from_config(loss, recs, identities=identities)
+        loss_fn = CSRIPLoss.from_config(loss, recs, identities=data.identities)
     except ValueError as e:
         raise CSRIPError(f"recognizers {recognizers}: {e}") from e
     if loss_fn.uses_identity:
-        known = loss_fn.known_fraction(labels)
+        known = loss_fn.known_fraction(data.labels)
         if not dist.is_initialized() or dist.get_rank() == 0:
             print(f"identity loss: the recognizers know {known:.0%} of the training images' identities "
                   "(the others get the reconstruction terms only)")
-    return loss_fn
+    return loss_fn, priors_record(recs)
+
+
+def priors_record(recognizers: dict | None) -> dict[str, str] | None:
+    """The identity priors as a run's config records them: {scale: SHA-256 of the recognizer's weights}.
+    By content, not by folder, so a run resumes from any clone or folder holding the same priors."""
+    return None if not recognizers else {str(s): state_digest(m.state_dict()) for s, m in sorted(recognizers.items())}
+
+
+def as_recorded(config: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
+    """`config` in the form an older run of it recorded, so that the run resumes: runs written before
+    priors were recorded by content saved the face folder ("data") and the priors' folder
+    ("recognizers") as paths. The folder path is provenance only (the identity digest under
+    "identities" is compared); an old priors path is accepted when it still holds the same weights."""
+    config = dict(config)
+    if isinstance(saved.get("data"), str) and "data" not in config:
+        config["data"] = saved["data"]
+    old = saved.get("recognizers")
+    if isinstance(old, str) and isinstance(config.get("recognizers"), dict) and Path(old).is_dir():
+        try:
+            same = priors_record(load_recognizers(old, scales=tuple(int(s) for s in config["recognizers"])))
+        except CSRIPError:
+            same = None
+        if same == config["recognizers"]:
+            config["recognizers"] = old
+    return config
 
 
 # ------------------------------------------------------------------------------------------ train
@@ -228,81 +294,69 @@ def _load_init(model: nn.Module, path: str | Path, sr_cfg) -> None:
     model.load_state_dict(ckpt["model"])
 
 
-def train_sr(data: str | Path | None, preset: Preset, out: str | Path | None = None, *,
-             recognizers: str | Path | dict | None = None, loss: LossConfig | None = None,
-             arch: str | None = None, train: TrainConfig | None = None, resume: bool = False,
-             force: bool = False, device: str | torch.device | None = None,
-             degradation: DegradationConfig | None = None,
-             init: str | Path | None = None, progress: bool = True, strict_resume: bool = False,
-             partial_priors: bool = False) -> pd.DataFrame:
-    """Train the SR network of `preset` with Eq. 4 and return the per-epoch log (also out/log.csv).
+def train_sr(data: str | Path | SRData | None, run: RunSpec, out: str | Path | None = None, *,
+             recognizers: str | Path | dict | None = None, resume: bool = False, force: bool = False,
+             device: str | torch.device | None = None, init: str | Path | None = None, progress: bool = True,
+             strict_resume: bool = False, partial_priors: bool = False) -> pd.DataFrame:
+    """Train C-SRIP's network as `run` says (`sr_run`: Eq. 4's parts, architecture, schedule, degradation,
+    faces) and return the per-epoch log (also out/log.csv).
 
-    data: face folder (None: `resolve_data`'s order); recognizers: a `csrip train-recognizers` run
-    folder (needed when loss.alpha > 0); loss: which Eq. 4 parts (default: the preset's, full C-SRIP);
-    arch: "cascaded" (default) or "baseline" (Sec. 4.3; needs loss.multiscale=False); train: overrides
-    the preset's schedule (batch size is global under DDP); degradation: the LR inputs' degradation
-    model (default: the preset's; saved in the checkpoints, Sec. 3.3);
+    data: a face folder (None: `resolve_data`'s order) or the faces already loaded (`sr_datasets`);
+    recognizers: a `csrip train-recognizers` run folder or loaded dict (needed when run.loss.alpha > 0);
     init: an SR checkpoint of the same network to start from (e.g. a shared C+SSIM+M start for runs
     that differ only in alpha), instead of the seeded initialisation. The run folder is checked before
     any data is read (`outputs.check_runs`); `strict_resume` (the --resume flag) makes "nothing to
     resume" an error instead of a new run. partial_priors: accept recognizers that know only some of the
     training identities (`check_identity_universe`; the tour's shipped priors on a superset of their data).
+    The batch size is global under DDP.
     """
-    loss = loss or preset.loss
-    degradation = degradation or preset.degradation
-    sr_cfg = replace(preset.sr, arch=arch or preset.sr.arch)
-    tcfg = train or preset.train_sr
-    out = Path(out) if out is not None else runs_dir() / preset.name / "sr"
+    loss, tcfg = run.loss, run.train
+    out = Path(out) if out is not None else runs_dir() / run.preset / "sr"
     check_runs([out], resume=resume, force=force, strict_resume=strict_resume)
-    if sr_cfg.arch == "baseline" and loss.multiscale:
-        raise CSRIPError("the Baseline network has no 2x/4x outputs (all upscaling is at the end, Sec. 4.3): "
-                         "train it with single-scale supervision (--single-scale / LossConfig(multiscale=False))")
     owns_group = _init_distributed(device)
     try:
         world, rank = (dist.get_world_size(), dist.get_rank()) if dist.is_initialized() else (1, 0)
         if tcfg.batch_size % world:
             raise CSRIPError(f"batch size {tcfg.batch_size} is not divisible by the {world} processes")
         dev = pick_device(device)
-        root = resolve_data(data, verbose=rank == 0)
-        train_ds, hr, labels, val_hr, val_labels = sr_datasets(root, preset, progress=progress and rank == 0)
-        if len(hr) < tcfg.batch_size:
-            raise CSRIPError(f"{root}: {len(hr)} training images, fewer than one batch ({tcfg.batch_size})")
-        loss_fn = _load_priors(recognizers, loss, train_ds.identities, labels, preset, root,
-                               partial_priors).to(dev)
+        data = training_data(data, run, progress=progress and rank == 0)
+        if len(data.hr) < tcfg.batch_size:
+            raise CSRIPError(f"{data.root}: {len(data.hr)} training images, fewer than one batch ({tcfg.batch_size})")
+        loss_fn, priors = _load_priors(recognizers, loss, data, run, partial_priors)
+        loss_fn = loss_fn.to(dev)
 
         torch.manual_seed(tcfg.seed)  # the same initial weights in every process
-        model = build_model(sr_cfg)
+        model = build_model(run.net)
         if init is not None:
-            _load_init(model, init, sr_cfg)
+            _load_init(model, init, run.net)
         if isinstance(model, CascadedSR) and not loss.multiscale:
             model.heads.requires_grad_(False)  # unused branches: no gradient, not optimized (and DDP-safe)
         if world > 1:
             model = sync_batchnorm(model, dev)
 
-        train_set = TensorDataset(hr, labels)
+        train_set = TensorDataset(data.hr, data.labels)
         sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True,
                                      seed=tcfg.seed, drop_last=True)
         train_loader = DataLoader(train_set, batch_size=tcfg.batch_size // world, sampler=sampler,
                                   drop_last=True, num_workers=tcfg.num_workers, pin_memory=dev.type == "cuda")
-        val_loader = DataLoader(TensorDataset(val_hr, val_labels), batch_size=max(tcfg.batch_size, 32))
+        val_loader = DataLoader(TensorDataset(data.val_hr, data.val_labels), batch_size=max(tcfg.batch_size, 32))
 
         def step(net: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device):
             hr_u8, y = batch
-            pyr = pyramid(hr_u8, device, degradation)
+            pyr = pyramid(hr_u8, device, run.degradation)
             total, terms = loss_fn(net(pyr["lr"], all_scales=loss.multiscale), pyr, y.to(device))
             return {"loss": total, **terms}
 
-        config = {"preset": preset.name, "sr": to_dict(sr_cfg), "loss": to_dict(loss), "train": to_dict(tcfg),
-                  "degradation": to_dict(degradation), "data": str(root), "identities": data_config(preset, train_ds.identities),
-                  "recognizers": None if loss.alpha == 0 else str(recognizers),
-                  "init": None if init is None else str(init)}
+        config = {"preset": run.preset, "sr": to_dict(run.net), "loss": to_dict(loss), "train": to_dict(tcfg),
+                  "degradation": to_dict(run.degradation), "identities": data_config(run.selection, data.identities),
+                  "recognizers": priors, "init": None if init is None else str(init)}
         history = []
         if resume and (out / "last.pt").exists():
             last = load_checkpoint(out / "last.pt", kind=KIND)
-            history = last["state"]["history"]
-        return fit(model, step, Convergence(degradation, history), train_loader, val_loader, tcfg, out, kind=KIND,
-                   config=config, monitor=MONITOR, mode="max", resume=resume, force=force, device=dev,
-                   extra={"identities": train_ds.identities})
+            history, config = last["state"]["history"], as_recorded(config, last["config"])
+        return fit(model, step, Convergence(run.degradation, history), train_loader, val_loader, tcfg, out,
+                   kind=KIND, config=config, monitor=MONITOR, mode="max", resume=resume, force=force, device=dev,
+                   extra={"identities": data.identities, "data": str(data.root)})
     finally:
         if owns_group:
             dist.destroy_process_group()
@@ -377,12 +431,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    p = get_preset(args.preset)  # the one lookup of the name; everything below takes the Preset
+    p = get_preset(args.preset)  # the one lookup of the name; everything below takes the RunSpec
     loss = replace(p.loss, reconstruction=args.loss, multiscale=not args.single_scale,
                    alpha=p.loss.alpha if args.alpha is None else args.alpha)
+    spec = sr_run(p, loss=loss, arch=args.arch, train=schedule_from_args(args, p.train_sr),
+                  degradation=None if args.sigma is None else replace(p.degradation, sigma=args.sigma))
     recognizers = None if args.recognizers is None else resolve(args.recognizers, kind="recognizers")
-    train_sr(args.data, p, args.out, recognizers=recognizers, loss=loss, arch=args.arch,
-             train=schedule_from_args(args, p.train_sr), resume=args.resume, force=args.force, device=args.device,
-             init=args.init, strict_resume=True,
-             degradation=None if args.sigma is None else replace(p.degradation, sigma=args.sigma))
+    train_sr(args.data, spec, args.out, recognizers=recognizers, resume=args.resume, force=args.force,
+             device=args.device, init=args.init, strict_resume=True)
     return 0

@@ -27,9 +27,9 @@ from ..core.config import get_preset, runs_dir
 from ..core.console import CSRIPError
 from ..data.faces import per_identity_split, resolve_data
 from ..models import zoo
-from ..training.ablation import COMPETITOR_NAMES, VARIANTS, run_dir, shipped_name, train_variants
+from ..training.ablation import COMPETITOR_NAMES, VARIANTS, run_dir, shipped_name, train_variants, variant_runs
 from ..training.recognizers import ensure_recognizers, training_folder
-from ..training.sr import train_sr
+from ..training.sr import sr_datasets, sr_run, train_sr
 
 PRETRAINED = "pretrained"
 SHIPPED_RECOGNIZERS = "recognizers-quick"
@@ -135,7 +135,7 @@ def _training_identities(root: str | Path, preset: str):
     own where no identity has the preset's minimum of images."""
     folder = resolve_data(root, verbose=False)  # a missing folder stays an error
     try:
-        return training_folder(folder, get_preset(model_preset(preset)))
+        return training_folder(folder, get_preset(model_preset(preset)).selection)
     except CSRIPError:
         return None
 
@@ -200,11 +200,12 @@ def table2_checkpoints(root: str | Path, preset: str, runs: Path, train: bool) -
     rec, _ = recognizers(root, preset)
     p = get_preset(preset)
     if train:
-        paths = train_variants(list(VARIANTS), root, p, runs / "ablation", recognizers=rec, progress=False)
+        paths = train_variants(variant_runs(list(VARIANTS), p), sr_datasets(root, p.selection, progress=False),
+                               runs / "ablation", recognizers=rec, progress=False)
     else:
         paths = {name: run_dir(runs / "ablation", name) / "best.pt" for name in VARIANTS}
         paths = {name: path for name, path in paths.items() if path.is_file()}
     if "C-SRIP" not in paths:
-        train_sr(root, p, runs / "sr", recognizers=rec, resume=True, progress=False, partial_priors=True)
+        train_sr(root, sr_run(p), runs / "sr", recognizers=rec, resume=True, progress=False, partial_priors=True)
         paths["C-SRIP"] = runs / "sr" / "best.pt"
     return paths
