@@ -390,3 +390,40 @@ def test_a_run_started_before_checkpoints_saved_the_degradation_still_resumes(fa
         run(faces, tmp_path, loss=LossConfig(alpha=0), resume=True, degradation=DegradationConfig(sigma=0.5))
     log = run(faces, tmp_path, loss=LossConfig(alpha=0), resume=True)  # finished: reused as it is
     pd.testing.assert_frame_equal(log, first, check_dtype=False)
+
+
+def test_a_run_records_its_priors_by_content_and_resumes_from_any_folder_holding_them(faces, priors, tmp_path):
+    """The priors are recorded by weight digest, not by path: the same recognizers copied to another folder
+    (another clone or worktree) resume the run; other weights under the same identities do not. A run
+    written before (paths in its config) resumes while its recorded folder still holds the same weights."""
+    import shutil
+
+    loss, out = LossConfig(alpha=0.01), tmp_path / "sr"
+    first = run(faces, out, priors, loss)
+    config = load_checkpoint(out / "last.pt", kind="sr")["config"]
+    assert set(config["recognizers"]) == {"48", "96", "192"} and str(priors) not in repr(config)
+    moved = shutil.copytree(priors, tmp_path / "elsewhere")
+    pd.testing.assert_frame_equal(run(faces, out, moved, loss, resume=True), first, check_dtype=False)
+    ids = FaceFolder(faces, "train", min_images=2).identities
+    other = write_recognizers(tmp_path / "other", ids, seed=1)
+    with pytest.raises(CSRIPError, match="different configuration"):
+        run(faces, out, other, loss, resume=True)
+
+    for name in ("last.pt", "best.pt"):  # the form written before: the folders' paths
+        ckpt = load_checkpoint(out / name, kind="sr")
+        ckpt["config"] = {**ckpt["config"], "recognizers": str(moved), "data": str(faces)}
+        save_checkpoint(ckpt, out / name, "sr")
+    pd.testing.assert_frame_equal(run(faces, out, priors, loss, resume=True), first, check_dtype=False)
+    shutil.rmtree(moved)
+    write_recognizers(moved, ids, seed=1)  # the recorded folder now holds other weights
+    with pytest.raises(CSRIPError, match="different configuration"):
+        run(faces, out, priors, loss, resume=True)
+
+
+def test_faces_loaded_for_one_selection_are_refused_by_a_run_of_another(faces, tmp_path):
+    """One SRData serves every run of an experiment (loaded once); a run that selects other faces says so."""
+    tiny = get_preset("tiny")
+    data = sr_datasets(faces, tiny.selection, progress=False)
+    other = sr_run(replace(tiny, selection=replace(tiny.selection, max_identities=3)), train=SHORT)
+    with pytest.raises(CSRIPError, match="this run trains on FaceSelection"):
+        train_sr(data, other, tmp_path, device="cpu", progress=False)
