@@ -19,7 +19,7 @@ reproducible, steps x batch is the same on every machine. The default, 500 steps
 images, about 5.4 passes over the quick identity universe's 1,478 training images), is 1.2x
 `csrip-quick`'s 425 steps and the longest at which the fifteen trainings of Tables 1 and 2 (with
 `--all-variants`) fit in about an hour and a half on a 2-core CPU, two trainings at a time. lp and SRGAN
-have their learning rate capped at 1e-4 (`competitors.schedule`); whether every network clearly beats
+have their learning rate capped at 1e-4 (`competitors.competitor_run`); whether every network clearly beats
 bicubic at this budget is measured (table1's verdict line), not assumed.
 Training runs go to `--runs` (default runs/reproduce/), one folder per preset, budget and seed (Table 1
 and Table 2's seed 0 share the C+SSIM+M and C-SRIP runs); they resume where a killed command stopped and

@@ -91,11 +91,16 @@ def train_variants(runs: dict[str, RunSpec], data: SRData, out: Path, recognizer
     """Train (or reuse / resume) each run (`variant_runs`) on the same loaded faces; returns {name: best.pt}."""
     best = {}
     for name, run in runs.items():
-        train = train_sr if run.model == "csrip" else train_competitor
-        print(f"--- {name} ({run.model if run.loss is None else f'{run.net.arch}, {run.loss}'})")
-        train(data, run, run_dir(out, name), recognizers=recognizers, resume=not force, force=force, device=device,
-              progress=progress)
-        best[name] = run_dir(out, name) / "best.pt"
+        d = run_dir(out, name)
+        if run.model == "csrip":
+            print(f"--- {name} ({run.net.arch}, {run.loss})")
+            train_sr(data, run, d, recognizers=recognizers, resume=not force, force=force, device=device,
+                     progress=progress)
+        else:
+            print(f"--- {name} ({run.model})")
+            train_competitor(data, run, d, recognizers=recognizers, resume=not force, force=force, device=device,
+                             progress=progress)
+        best[name] = d / "best.pt"
     return best
 
 
