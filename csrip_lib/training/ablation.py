@@ -86,7 +86,7 @@ def variant_runs(names: list[str], preset: Preset, alpha: float | None = None, t
     return runs
 
 
-def train_variants(runs: dict[str, RunSpec], data: SRData, out: Path, recognizers=None, force: bool = False,
+def train_variants(runs: dict[str, RunSpec], data: SRData | str | Path, out: Path, recognizers=None, force: bool = False,
                    device=None, progress: bool = True) -> dict[str, Path]:
     """Train (or reuse / resume) each run (`variant_runs`) on the same loaded faces; returns {name: best.pt}."""
     best = {}
