@@ -290,3 +290,38 @@ def test_missing_output_folder_is_created_but_nothing_overwritten(faces, tmp_pat
     capsys.readouterr()
     assert _evaluate(*args) == 2
     assert "--force" in capsys.readouterr().err and out.read_bytes() == before
+
+
+def test_judged_limits_the_judge_to_the_named_models(dataset, tmp_path, monkeypatch):
+    """`judged=[...]`: the judge sees bicubic, HR and the named models only (notebook 06 leaves Table 1's
+    competitors to PSNR/SSIM); the others keep their PSNR/SSIM, get empty identity cells, and their summary
+    says "not judged" (empty), not "0 faces failed"."""
+    from csrip_lib.evaluation.evaluate import bicubic
+
+    class MeanColourJudge:  # a stand-in with the judge's interface that counts the faces it is shown
+        faces = 0
+
+        def embed(self, images):
+            self.faces += len(images)
+            x = images.float().mean((2, 3)).numpy()
+            return np.repeat(x, 128 // 3 + 1, axis=1)[:, :128].astype(np.float32)
+
+        def submit(self, images):
+            out = self.embed(images)
+            return lambda: out
+
+    monkeypatch.setenv("CSRIP_CACHE", str(tmp_path))  # the stand-in's HR descriptors stay out of the session cache
+    models = {"judged": sharpened(bicubic), "unjudged": sharpened(sharpened(bicubic))}
+    judge = MeanColourJudge()
+    df = evaluate_models(models, dataset, judge=judge, judged=["judged"], progress=False)
+    assert judge.faces == 3 * N  # HR, bicubic, "judged"
+    by_model = df.set_index("model")
+    assert by_model.loc[["bicubic", "judged", "hr"], "id_dist"].notna().all()
+    assert by_model.loc["unjudged", ["id_dist", "id_match", "id_failed", "id_auc"]].isna().all().all()
+    assert np.isfinite(by_model.loc["unjudged", ["psnr", "ssim"]].to_numpy()).all()
+    summary = summarize_results(df)
+    assert summary.loc["unjudged", ["id_dist", "rank1_probes", "judge_failed"]].isna().all()
+    assert summary.loc["judged", "judge_failed"] == 0
+    assert summary.loc["judged", "rank1_probes"] == summary.loc["bicubic", "rank1_probes"]  # a number, maybe 0
+    with pytest.raises(CSRIPError, match="not evaluated.*nobody"):
+        evaluate_models(models, dataset, judge=judge, judged=["nobody"], progress=False)
