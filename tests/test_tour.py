@@ -7,7 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from csrip_lib.core.config import DegradationConfig
 from csrip_lib.models import zoo
+from csrip_lib.training.ablation import COMPETITOR_NAMES
 from csrip_lib.tutorial import tour
 
 
@@ -29,6 +31,44 @@ def test_pretrained_table1_is_every_competitor_and_the_pair_as_results_table1_sh
         assert entry["configuration"] == name and entry["result"] == "table1"
         assert entry["command"].startswith("csrip reproduce table1 ") and path == tour.shipped(tour.SHIPPED_TABLE1[name])
     assert not (tmp_path / "runs").exists()
+
+
+def _tiny_cascade(path: Path, sigma: float | None = None) -> Path:
+    """A random tiny C-SRIP checkpoint; trained under the default degradation, or Gaussian `sigma` if given."""
+    from csrip_lib.core.checkpoint import save_checkpoint
+    from csrip_lib.core.config import DegradationConfig, get_preset, to_dict
+    from csrip_lib.models import CascadedSR
+
+    cfg = get_preset("tiny").sr
+    config = {"sr": to_dict(cfg), **({"degradation": to_dict(DegradationConfig(sigma=sigma))} if sigma else {})}
+    return save_checkpoint({"model": CascadedSR(cfg).state_dict(), "config": config}, path, kind="sr")
+
+
+@pytest.mark.skipif(not all(map(tour.has_shipped, tour.SHIPPED_TABLE1.values())), reason="Table 1 not shipped")
+def test_notebook_06_loads_each_table1_model_once_beside_the_pair(tmp_path, capsys):
+    """Notebook 06 scores every model in one pass: with the shipped pair as its Table 2 models, Table 1 reads
+    C+SSIM+M and C-SRIP from the pair and loads only the six competitors. A C-SRIP given by hand replaces
+    Table 1's, and a given model trained under another degradation keeps Table 1's models out (they cannot
+    share its LR input); printed lines say both."""
+    table1 = tour.table1_checkpoints(tour.PRETRAINED, tmp_path / "runs")
+    pair = tour.table2_checkpoints(tmp_path, tour.PRETRAINED, tmp_path / "runs", train=False)
+    capsys.readouterr()
+    rows, competitors = tour.table1_models(table1, pair)
+    assert rows == ["bicubic", *table1] and list(competitors) == list(COMPETITOR_NAMES)
+    assert all(model.degradation == DegradationConfig() for model in competitors.values())
+    assert capsys.readouterr().out == ""
+
+    mine = _tiny_cascade(tmp_path / "mine.pt")
+    rows, competitors = tour.table1_models(table1, {**pair, "C-SRIP": mine})
+    assert rows == ["bicubic", *table1] and "C-SRIP" not in competitors
+    assert f"Table 1's C-SRIP row is the given {mine}" in capsys.readouterr().out
+
+    rows, competitors = tour.table1_models(table1, {"C-SRIP": _tiny_cascade(tmp_path / "blurry.pt", sigma=0.5)})
+    assert rows == ["bicubic", "C-SRIP"] and competitors == {}
+    printed = capsys.readouterr().out.splitlines()
+    left_out = [line.split()[2] for line in printed if "left out: trained under" in line]
+    assert left_out == [name for name in table1 if name != "C-SRIP"]  # the competitors and C+SSIM+M
+    assert len(printed) == len(left_out) + 1 and "Table 1's C-SRIP row is the given" in printed[-1]
 
 
 def test_without_shipped_table1_notebook_06_scores_only_finished_runs(tmp_path):

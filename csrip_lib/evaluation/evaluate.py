@@ -28,7 +28,7 @@ import contextlib
 import re
 import sys
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -227,7 +227,7 @@ def super_resolve(models: Mapping[str, SRFn], hr: torch.Tensor, degradation: Deg
 # -------------------------------------------------------------------------------------- evaluation
 def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "test", *,
                     batch_size: int = 32, device: str | torch.device | None = None,
-                    judge: Any = None, include_bicubic: bool = True,
+                    judge: Any = None, judged: Collection[str] | None = None, include_bicubic: bool = True,
                     include_hr: bool | None = None, degradation: DegradationConfig | None = None,
                     max_images: int | None = None, num_workers: int = 0,
                     progress: bool = True) -> pd.DataFrame:
@@ -240,7 +240,9 @@ def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "
     fixed random subset of (mostly whole) identities (see `_identity_subset`). Returns one row per
     (model, image): model, image, identity, psnr, ssim, and with a `judge` (`judge.FaceJudge`) also
     id_dist, id_match, id_rank1 (1/0, empty where excluded), id_failed and per model id_auc, id_tar
-    (see `identity.identity_metrics`; per-model counts and notes in `df.attrs["identity"]`). HR
+    (see `identity.identity_metrics`; per-model counts and notes in `df.attrs["identity"]`); `judged`
+    names the models the judge scores (None: all; bicubic and HR always), the others' identity cells stay
+    empty (the judge takes most of an evaluation's time on a CPU). HR
     descriptors of image files are cached on disk (`judge.EmbeddingCache`). SR modules run through
     `inference.Upscaler` (CUDA: bf16, channels_last, torch.compile, CUDA graphs; CPU: fp32).
     """
@@ -253,6 +255,9 @@ def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "
     if include_hr is None:
         include_hr = judge is not None
     hr_embed = _HREmbedder(judge, ds) if judge is not None else None
+    if judged is not None and set(judged) - set(fns):
+        raise CSRIPError(f"judged names models that are not evaluated: {sorted(set(judged) - set(fns))}")
+    judged = (set(fns if judged is None else judged) | {"bicubic", "hr"}) if judge is not None else set()
 
     loader = DataLoader(IndexedFaces(ds), batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=device.type == "cuda")
@@ -277,7 +282,7 @@ def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "
             psnr_db, ssim_mean = psnr_ssim(sr, hr_u8)  # each image prepared once; uint8: the exact 8-bit values
             scores[name]["psnr"].append(psnr_db.float().cpu())
             scores[name]["ssim"].append(ssim_mean.float().cpu())
-            if judge is not None:
+            if name in judged:
                 scores[name]["emb"].append(judge.submit(sr))  # judged while the next batch is scored
 
     info = _readable_info(ds, torch.cat(readable))
@@ -294,7 +299,7 @@ def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "
         else:
             df["psnr"] = torch.cat(scores[name]["psnr"]).numpy()
             df["ssim"] = torch.cat(scores[name]["ssim"]).numpy()
-        if judge is not None:
+        if name in judged:  # the others get empty identity cells (pd.concat)
             gallery = np.concatenate(hr_emb)
             probe = gallery if name == "hr" else np.concatenate([wait() for wait in scores[name]["emb"]])
             m = identity_metrics(probe, gallery, labels_np)
@@ -344,13 +349,14 @@ def summarize_results(df: pd.DataFrame) -> pd.DataFrame:
         for stat in ("mean", "median", "std"):
             out[f"{metric}_{stat}"] = g[metric].agg(stat)
     if "id_dist" in df:
+        judged = g["id_failed"].count() > 0  # False: left to PSNR/SSIM (`evaluate_models(judged=...)`), all empty
         out["id_dist"] = g["id_dist"].mean()  # pandas means skip NaN (faces the judge failed on)
         out["id_match"] = g["id_match"].mean()
         out["rank1"] = g["id_rank1"].mean()
-        out["rank1_probes"] = g["id_rank1"].count()
+        out["rank1_probes"] = g["id_rank1"].count().where(judged)
         out["auc"] = g["id_auc"].first()
         out["tar_far1e-3"] = g["id_tar"].first()
-        out["judge_failed"] = g["id_failed"].sum().astype(int)
+        out["judge_failed"] = g["id_failed"].sum().astype(int).where(judged)
     return out
 
 

@@ -16,17 +16,19 @@ folder none), and notebook 05 says in one computed sentence which faces get an i
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
+from torch import nn
 
 from ..core.checkpoint import load_checkpoint
-from ..core.config import get_preset, runs_dir
+from ..core.config import degradation_of, get_preset, runs_dir
 from ..core.console import CSRIPError
 from ..data.faces import per_identity_split, resolve_data
-from ..models import zoo
+from ..models import load_sr, zoo
 from ..training.ablation import COMPETITOR_NAMES, VARIANTS, run_dir, shipped_name, train_variants, variant_runs
 from ..training.recognizers import ensure_recognizers, training_folder
 from ..training.sr import sr_datasets, sr_run, train_sr
@@ -182,6 +184,33 @@ def table1_checkpoints(preset: str, runs: Path) -> dict[str, Path]:
         return {name: shipped(n) for name, n in SHIPPED_TABLE1.items()}
     paths = {name: run_dir(runs / "ablation", name) / "best.pt" for name in SHIPPED_TABLE1}
     return {name: path for name, path in paths.items() if path.is_file()}
+
+
+def table1_models(table1: Mapping[str, Path], given: Mapping[str, Path],
+                  device: str | torch.device = "cpu") -> tuple[list[str], dict[str, nn.Module]]:
+    """Notebook 06 scores every model once, in one `evaluate_models` pass, and reads Table 1 and Table 2
+    from it. Returns Table 1's rows (bicubic first) and the Table 1 models (`table1_checkpoints`) to load
+    beside the `given` ones (Table 2's, or CHECKPOINTS), by name.
+
+    A Table 1 name that `given` holds is read from the given model, not loaded twice (in quick and
+    pretrained mode both are the same shipped file; a printed line says when CHECKPOINTS put another file
+    there). A Table 1 model trained under another degradation than the given ones cannot share their LR
+    input (`degradation.for_models`): it is left out, and a printed line says so."""
+    trained = {degradation_of(load_checkpoint(path, kind="sr")["config"]) for path in given.values()}
+    rows, extra = ["bicubic"], {}
+    for name, path in table1.items():
+        if name in given:
+            if Path(given[name]).resolve() != Path(path).resolve():
+                print(f"Table 1's {name} row is the given {given[name]}, not {path}")
+        else:
+            model = load_sr(path, map_location=device)
+            if trained and model.degradation not in trained:
+                print(f"Table 1's {name} left out: trained under {model.degradation}, the given models under "
+                      f"{', '.join(map(str, trained))}; evaluate it separately (csrip evaluate)")
+                continue
+            extra[name] = model
+        rows.append(name)
+    return rows, extra
 
 
 def table2_checkpoints(root: str | Path, preset: str, runs: Path, train: bool) -> dict[str, Path]:
