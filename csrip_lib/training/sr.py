@@ -234,12 +234,12 @@ def check_identity_universe(recognizers: dict, identities: list[str], recognizer
                 "then pass --recognizers DIR")
 
 
-def _load_priors(recognizers: str | Path | dict | None, loss: LossConfig, data: SRData, run: RunSpec,
+def _load_priors(recognizers: str | Path | dict | None, data: SRData, run: RunSpec,
                  partial: bool = False) -> tuple[CSRIPLoss, dict[str, str] | None]:
-    """The Eq. 4 loss with the recognizers of `recognizers` (a run folder or a loaded dict), checked
+    """`run`'s Eq. 4 loss with the recognizers of `recognizers` (a run folder or a loaded dict), checked
     against the training data (they must cover the loss's scales and know exactly its identities), and
     the priors' record for the checkpoints (`priors_record`; None without an identity term)."""
-    recs = None
+    recs, loss = None, run.loss
     check_identity_prior(loss.alpha, recognizers)
     if loss.alpha > 0:
         if isinstance(recognizers, dict):
@@ -322,7 +322,7 @@ def train_sr(data: str | Path | SRData | None, run: RunSpec, out: str | Path | N
         data = training_data(data, run, progress=progress and rank == 0)
         if len(data.hr) < tcfg.batch_size:
             raise CSRIPError(f"{data.root}: {len(data.hr)} training images, fewer than one batch ({tcfg.batch_size})")
-        loss_fn, priors = _load_priors(recognizers, loss, data, run, partial_priors)
+        loss_fn, priors = _load_priors(recognizers, data, run, partial_priors)
         loss_fn = loss_fn.to(dev)
 
         torch.manual_seed(tcfg.seed)  # the same initial weights in every process
