@@ -57,8 +57,7 @@ from .evaluation.evaluate import (PAPER_TABLE1, PAPER_TABLE2, evaluate_models, l
 from .models import zoo
 from .models.registry import load_sr
 from .training.ablation import COMPETITOR_NAMES, VARIANTS, run_dir, shipped_name, train_variants, variant_runs
-from .training.recognizers import training_folder
-from .training.sr import sr_datasets
+from .training.sr import SRData, sr_datasets
 from .tutorial.tour import recognizers as default_recognizers
 
 NAMES = ("table1", "table2", "default-model")
@@ -152,38 +151,43 @@ def priors(root: Path, args: argparse.Namespace) -> Path:
     return default_recognizers(root, args.preset)[0]
 
 
-def _train(names: list[str], root: Path, out: Path, rec: Path, args: argparse.Namespace, seed: int = 0
+def _faces(root: Path, args: argparse.Namespace) -> SRData:
+    """The training faces of --preset, decoded once for every run (and seed) of a table."""
+    return sr_datasets(root, get_preset(args.preset).selection)
+
+
+def _train(names: list[str], faces: SRData, out: Path, rec: Path, args: argparse.Namespace, seed: int = 0
            ) -> dict[str, Path]:
     preset = get_preset(args.preset)
     runs = variant_runs(names, preset, ALPHA, budget(preset, args.max_steps, args.batch_size, seed))
-    return train_variants(runs, sr_datasets(root, preset.selection), out, recognizers=rec, device=args.device)
+    return train_variants(runs, faces, out, recognizers=rec, device=args.device)
 
 
-def _training(root: Path, args: argparse.Namespace, rec: Path) -> dict[str, Any]:
+def _training(faces: SRData, args: argparse.Namespace, rec: Path) -> dict[str, Any]:
     """Provenance of the training side: preset, budget, identity universe, priors."""
-    ids = training_folder(root, get_preset(args.preset).selection).identities
+    ids = faces.identities
     return {"preset": args.preset, "budget": {"steps": args.max_steps, "batch_size": args.batch_size,
                                               "validate_every": min(VALIDATE_EVERY, args.max_steps)},
-            "train_data": {"root": str(root), "identities": len(ids), "identities_sha256": identities_digest(ids)},
+            "train_data": {"root": str(faces.root), "identities": len(ids), "identities_sha256": identities_digest(ids)},
             "recognizers": _display(rec), "alpha": ALPHA, "bootstrap": BOOTSTRAP}
 
 
 def table1(root: Path, args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
-    rec = priors(root, args)
-    ckpts = _train(TABLE1, root, runs_folder(args, seed=0), rec, args)
+    rec, faces = priors(root, args), _faces(root, args)
+    ckpts = _train(TABLE1, faces, runs_folder(args, seed=0), rec, args)
     df, judge = score({name: load_sr(path) for name, path in ckpts.items()}, root, args)
     t = summary(df)
     t["kept_step"] = t["model"].map({n: load_checkpoint(p, kind="sr").get("metrics", {}).get("step")
                                      for n, p in ckpts.items()})
-    return {"": t}, {**_training(root, args, rec), "judge": judge, "test_data": scored_faces(df)}
+    return {"": t}, {**_training(faces, args, rec), "judge": judge, "test_data": scored_faces(df)}
 
 
 def table2(root: Path, args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
-    rec = priors(root, args)
+    rec, faces = priors(root, args), _faces(root, args)
     models = {}
     for k, seed in enumerate(args.seeds):
         names = [*PAIR, *([n for n in VARIANTS if n not in PAIR] if args.all_variants and k == 0 else [])]
-        ckpts = _train(names, root, runs_folder(args, seed), rec, args, seed)
+        ckpts = _train(names, faces, runs_folder(args, seed), rec, args, seed)
         models.update({f"{name} seed{seed}": load_sr(path) for name, path in ckpts.items()})
     df, judge = score(models, root, args)
     t = summary(df, configurations={m: m.rsplit(" seed", 1)[0] for m in models})
@@ -192,7 +196,7 @@ def table2(root: Path, args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame
     t["model"] = split["variant"]
     t.insert(1, "alpha", [ALPHA if m == "C-SRIP" else 0.0 if m in VARIANTS else None for m in t["model"]])
     return {"": t, "paired": pooled(df, args.seeds, t)}, {
-        **_training(root, args, rec), "seeds": list(args.seeds), "compared": list(PAIR), "judge": judge,
+        **_training(faces, args, rec), "seeds": list(args.seeds), "compared": list(PAIR), "judge": judge,
         "test_data": scored_faces(df)}
 
 
@@ -256,20 +260,23 @@ def ship(args: argparse.Namespace) -> list[str]:
         raise CSRIPError(f"results/table1 was measured at preset {prov['preset']} and {prov['budget']}; pass the "
                          "same --preset, --max-steps and --batch-size to ship its runs")
     kept = tables[""].set_index("model")["kept_step"]
-    folder, shipped = runs_folder(args, seed=0), []
-    for model in TABLE1:
-        best = run_dir(folder, model) / "best.pt"
-        step = load_checkpoint(best, kind="sr").get("metrics", {}).get("step") if best.is_file() else "missing"
-        if not (pd.isna(kept[model]) and step is None or step == kept[model]):
-            raise CSRIPError(f"{best}: kept step {step}, but results/table1 scored step {kept[model]}: not the "
+    folder = runs_folder(args, seed=0)
+    best = {model: run_dir(folder, model) / "best.pt" for model in TABLE1}
+    for model, path in best.items():  # every run is checked before any is exported
+        step = load_checkpoint(path, kind="sr").get("metrics", {}).get("step") if path.is_file() else "missing"
+        if step != (None if pd.isna(kept[model]) else kept[model]):  # None: the NBSRF-like forest has no steps
+            raise CSRIPError(f"{path}: kept step {step}, but results/table1 scored step {kept[model]}: not the "
                              "measured run (pass the --runs the result was measured with)")
-        name = shipped_name(model, args.preset)
+    names = {model: shipped_name(model, args.preset) for model in TABLE1}
+    taken = sorted(set(names.values()) & set(zoo.manifest()))
+    if taken and not args.force:
+        raise CSRIPError(f"already shipped: {', '.join(taken)}; pass --force to replace them")
+    for model, name in names.items():
         what = "Table 1 competitor" if model in COMPETITOR_NAMES else "Tables 1-2 cascade"
-        zoo.export(best, name, "sr", f"{model} ({what}), trained from scratch at {args.max_steps} steps of batch "
-                   f"{args.batch_size}, seed 0, `{args.preset}` sizes: results/table1", force=args.force,
+        zoo.export(best[model], name, "sr", f"{model} ({what}), trained from scratch at {args.max_steps} steps of "
+                   f"batch {args.batch_size}, seed 0, `{args.preset}` sizes: results/table1", force=args.force,
                    command=prov["command"], result="table1", configuration=model)
-        shipped.append(name)
-    return shipped
+    return list(names.values())
 
 
 # ------------------------------------------------------------------------------------ command line

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -155,7 +156,7 @@ def test_reproduce_table2_writes_results_with_provenance_and_its_recorded_comman
 
 @pytest.mark.slow
 def test_reproduce_table1_trains_every_competitor_and_both_cascades_at_one_budget(tmp_path, synthetic_root,
-                                                                                 monkeypatch):
+                                                                                 monkeypatch, capsys):
     from csrip_lib.models.nbsrf import NBSRFConfig
 
     monkeypatch.setattr(NBSRFConfig, "preset", classmethod(lambda cls, name: cls(trees=2, max_depth=4, patches=2000)))
@@ -179,6 +180,12 @@ def test_reproduce_table1_trains_every_competitor_and_both_cascades_at_one_budge
     monkeypatch.setattr(zoo, "CHECKPOINTS_DIR", home / "checkpoints")
     ship = ["reproduce", "table1", "--ship", "--out", str(out), "--runs", str(tmp_path / "runs"), *TOY]
     assert cli_main([*ship[:-2], "--batch-size", "8"]) == 2  # not the budget results/table1 measured
+    edited = shutil.copytree(out, tmp_path / "edited")  # a result that kept another step than the runs hold
+    kept = pd.read_csv(edited / "table1.csv")
+    kept.loc[kept["model"] == "SRCNN", "kept_step"] = 2
+    kept.to_csv(edited / "table1.csv", index=False)
+    assert cli_main([*ship[:3], "--out", str(edited), *ship[5:]]) == 2
+    assert "not the measured run" in capsys.readouterr().err and not zoo.manifest()
     assert cli_main(ship) == 0
     manifest = zoo.manifest()
     assert sorted(manifest) == sorted(["nbsrf-like-tiny", "srcnn-tiny", "vdsr-tiny", "lp-tiny", "srgan-tiny",
@@ -188,5 +195,6 @@ def test_reproduce_table1_trains_every_competitor_and_both_cascades_at_one_budge
     assert load_sr(zoo.resolve("c-srip-tiny")).description.startswith("c-srip-tiny")
     block = results.render_block("table1-models", out, root=home)
     assert "### srgan-tiny" in block and manifest["srgan-tiny"]["files"]["srgan-tiny.pt"] in block
-    assert cli_main(ship) == 2  # already shipped: only with --force
+    (home / "checkpoints" / "srcnn-tiny.pt").unlink()  # a name not shipped any more is not exported beside the others
+    assert cli_main(ship) == 2 and not (home / "checkpoints" / "srcnn-tiny.pt").exists()  # already shipped: --force
     assert cli_main([*ship, "--force"]) == 0
