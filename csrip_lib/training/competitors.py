@@ -160,13 +160,16 @@ def competitor_run(name: str, preset: Preset, train: TrainConfig | None = None) 
     return RunSpec(preset.name, name, model_config(name, preset), tcfg, preset.degradation, preset.selection)
 
 
-def _check_run(out: Path, name: str, resume: bool) -> None:
-    """A run folder of another model is never resumed as this one (clear error instead)."""
+def _resumed(out: Path, name: str, resume: bool) -> dict[str, Any] | None:
+    """The run in `out` that `resume` continues (None: none), never a run of another model (clear error)."""
     last = out / "last.pt"
-    if resume and last.exists():
-        stored = stored_model(load_checkpoint(last, kind=KIND)["config"])
-        if stored != name:
-            raise CSRIPError(f"{out} holds a {stored!r} run, not {name!r}; use another --out, or --force to replace it")
+    if not (resume and last.exists()):
+        return None
+    saved = load_checkpoint(last, kind=KIND)
+    if stored_model(saved["config"]) != name:
+        raise CSRIPError(f"{out} holds a {stored_model(saved['config'])!r} run, not {name!r}; use another --out, "
+                         "or --force to replace it")
+    return saved
 
 
 def _prepare_out(out: Path, resume: bool, force: bool) -> None:
@@ -240,7 +243,7 @@ def train_competitor(data: str | Path | SRData | None, run: RunSpec, out: str | 
     name, cfg, tcfg = run.model, run.net, run.train
     out = Path(out) if out is not None else runs_dir() / run.preset / name
     check_runs([out], resume=resume, force=force, strict_resume=strict_resume)
-    _check_run(out, name, resume)
+    saved = _resumed(out, name, resume)
     dev = pick_device(device)
     data = training_data(data, run, progress=progress)
     if len(data.hr) < tcfg.batch_size:
@@ -250,8 +253,6 @@ def train_competitor(data: str | Path | SRData | None, run: RunSpec, out: str | 
     config = {"preset": run.preset, **checkpoint_config(name, cfg), "degradation": to_dict(run.degradation),
               "recognizers": priors_record(recs)}
     extra = {"identities": data.identities, "data": str(data.root)}
-    last = out / "last.pt"
-    saved = load_checkpoint(last, kind=KIND) if resume and last.exists() else None
     if saved is not None:
         config = as_recorded(config, saved["config"])
     if name == "nbsrf":
