@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import math
 import os
 import pickle
@@ -168,6 +169,17 @@ def load_checkpoint(path: str | Path, kind: str | None = None,
         raise CSRIPError(f"{path} holds a {ckpt.get('kind')!r} model, expected {kind!r}")
     _check_structure(path, ckpt)
     return ckpt
+
+
+def read_manifest(path: str | Path) -> dict[str, dict[str, Any]]:
+    """The models a checkpoints/manifest.json lists ({name: entry}; {} when there is no manifest)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())["models"]
+    except (ValueError, KeyError) as e:
+        raise CSRIPError(f"{path} is not a csrip model manifest ({type(e).__name__}: {e})") from e
 
 
 def check_resumable(path: str | Path) -> dict[str, Any]:

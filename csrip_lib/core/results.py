@@ -33,6 +33,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from .checkpoint import read_manifest
 from .config import project_root
 from .console import CSRIPError
 from .outputs import check_dir
@@ -286,8 +287,7 @@ def render_recognizers(root: Path) -> str:
 def render_shipped(root: Path, folder: Path) -> str:
     """A model-card section per shipped model of results/table1 (`csrip reproduce table1 --ship`): what it is,
     its file and SHA-256 from checkpoints/manifest.json, and its scores from results/table1."""
-    manifest = json.loads((root / MANIFEST).read_text())["models"] if (root / MANIFEST).is_file() else {}
-    entries = {n: e for n, e in manifest.items() if e.get("result") == "table1"}
+    entries = {n: e for n, e in read_manifest(root / MANIFEST).items() if e.get("result") == "table1"}
     result = read(folder, "table1")
     if not entries or result is None:
         return "not shipped yet: run `csrip reproduce table1`, then `csrip reproduce table1 --ship`"

@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..core.checkpoint import atomic_write, clean_state_dict, load_checkpoint, save_checkpoint
+from ..core.checkpoint import atomic_write, clean_state_dict, load_checkpoint, read_manifest, save_checkpoint
 from ..core.config import SCALES
 from ..core.console import CSRIPError
 from ..core.outputs import check_dir, plain_name
@@ -49,13 +49,7 @@ def _root(root: str | Path | None) -> Path:
 
 def manifest(root: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """{name: {"kind", "path", "files": {relative path: sha256}, "description"}} of checkpoints/."""
-    path = _root(root) / MANIFEST
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())["models"]
-    except (ValueError, KeyError) as e:
-        raise CSRIPError(f"{path} is not a csrip model manifest ({type(e).__name__}: {e})") from e
+    return read_manifest(_root(root) / MANIFEST)
 
 
 def available(kind: str | None = None, root: str | Path | None = None) -> list[str]:
