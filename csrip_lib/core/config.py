@@ -106,6 +106,20 @@ class TrainConfig:
                              "patience and num_workers >= 0, all finite)")
 
 
+@dataclass(frozen=True)
+class SpeedConfig:
+    """How a training step is computed on the hardware, not what it computes (benchmarks/README.md,
+    "Training step"): `bf16` autocasts the networks' convolutions and matrix products to bfloat16 (the
+    degradation, the residual images and the losses stay float32, as Eq. 2-4 are written); `channels_last`
+    keeps images and weights in NHWC, the layout oneDNN (CPU) and tensor cores (GPU) are fastest in.
+    `core.runtime.step_speed` picks the default for a device; every checkpoint records the one used
+    ("speed"). It is not part of a run's compared config: a run resumes under another speed (the same
+    arithmetic, other rounding)."""
+
+    bf16: bool = False
+    channels_last: bool = False
+
+
 @dataclass
 class LossConfig:
     """Eq. 4 with switchable parts, so every Table 2 ablation is a configuration of one loss."""

@@ -1,4 +1,5 @@
-"""Where a network runs and what it accepts: the one device choice and the one LR input check.
+"""Where a network runs, how fast, and what it accepts: the one device choice, the training step's
+speed settings (`step_speed`) and the one LR input check.
 
 Training (`train.fit`), evaluation, inference and the notebooks all pick their device with
 `pick_device`, and every SR network (paper Sec. 3.1, 24 px inputs) and `inference.Upscaler` check their
@@ -6,10 +7,12 @@ input with `check_lr`, so a wrong device or a wrong image gets the same one-line
 """
 from __future__ import annotations
 
+from functools import cache
+
 import torch
 import torch.distributed as dist
 
-from .config import LR_SIZE
+from .config import LR_SIZE, SpeedConfig
 from .console import CSRIPError
 
 RANGE_TOLERANCE = 1e-3  # allowed excursion of LR inputs outside [0, 1] (interpolation overshoot)
@@ -59,3 +62,40 @@ def check_lr(lr: torch.Tensor) -> None:
     if not (lo >= -RANGE_TOLERANCE and hi <= 1 + RANGE_TOLERANCE):  # also catches NaN
         raise ValueError(f"expected values in [0, 1], got min {lo:.4g} and max {hi:.4g}; "
                          "images in 0..255 must be divided by 255")
+
+
+@cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's instruction-set flags (Linux /proc/cpuinfo; empty where it does not exist)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bfloat16 in hardware: a CUDA GPU that supports it, or a CPU with AVX-512
+    BF16 or AMX (oneDNN emulates bf16 on other CPUs, which is slower than float32, so not there)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def step_speed(device: torch.device, precision: str = "auto", channels_last: bool = True) -> SpeedConfig:
+    """The training step's `SpeedConfig` on `device`: bf16 autocast where the hardware has it ("auto"), or
+    as `precision` says, and channels_last; `--precision fp32 --no-channels-last` is the plain float32
+    step. benchmarks/bench_train_step.py measures each against it (ratios in benchmarks/README.md)."""
+    if precision not in PRECISIONS:
+        raise CSRIPError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "bf16" and device.type == "cpu" and not native_bf16(device):
+        print("note: this CPU has no native bf16 (AVX-512 BF16 or AMX); bf16 is emulated and may be slower "
+              "than --precision fp32")
+    bf16 = native_bf16(device) if precision == "auto" else precision == "bf16"
+    return SpeedConfig(bf16=bf16, channels_last=channels_last)

@@ -42,8 +42,8 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from ..core.checkpoint import load_checkpoint, save_checkpoint
-from ..core.config import (DegradationConfig, Preset, RunSpec, TrainConfig, get_preset, runs_dir, to_dict,
-                           with_legacy_degradation)
+from ..core.config import (DegradationConfig, Preset, RunSpec, SpeedConfig, TrainConfig, get_preset, runs_dir,
+                           to_dict, with_legacy_degradation)
 from ..core.console import CSRIPError
 from ..core.degradation import DEFAULT
 from ..core.outputs import check_runs
@@ -54,6 +54,7 @@ from ..models.nbsrf import NBSRF, block_features, block_targets
 from ..models.recognizer import load_recognizers
 from ..models.registry import COMPETITORS, build_sr, check_name, checkpoint_config, model_config, stored_model
 from .harness import OwnStep, fit, seed_everything
+from .harness import add_speed_arguments, speed_from_args
 from .sr import (MONITOR, Convergence, SRData, add_schedule_arguments, as_recorded, priors_record, pyramid,
                  schedule_from_args, training_data)
 
@@ -235,11 +236,11 @@ def fit_forest(cfg, hr: torch.Tensor, val_loader: DataLoader, out: Path, config:
 def train_competitor(data: str | Path | SRData | None, run: RunSpec, out: str | Path | None = None, *,
                      recognizers: str | Path | dict | None = None, resume: bool = False, force: bool = False,
                      device: str | torch.device | None = None, progress: bool = True,
-                     strict_resume: bool = False) -> pd.DataFrame:
+                     strict_resume: bool = False, speed: SpeedConfig | None = None) -> pd.DataFrame:
     """Train (fit, for nbsrf) the Table 1 competitor `run` describes (`competitor_run`); returns the
     per-epoch log. data: a face folder or the faces already loaded (`sr_datasets`). The run folder is
     checked before any data is read (`outputs.check_runs`; `strict_resume`, the --resume flag, makes
-    "nothing to resume" an error)."""
+    "nothing to resume" an error). speed: how the step runs (default `step_speed`, as for C-SRIP)."""
     name, cfg, tcfg = run.model, run.net, run.train
     out = Path(out) if out is not None else runs_dir() / run.preset / name
     check_runs([out], resume=resume, force=force, strict_resume=strict_resume)
@@ -267,7 +268,8 @@ def train_competitor(data: str | Path | SRData | None, run: RunSpec, out: str | 
                               num_workers=tcfg.num_workers, pin_memory=dev.type == "cuda")
     history = saved["state"]["history"] if saved is not None else []
     return fit(model, step, Convergence(run.degradation, history), train_loader, val_loader, tcfg, out, kind=KIND,
-               config=config, monitor=MONITOR, mode="max", resume=resume, force=force, device=dev, extra=extra)
+               config=config, monitor=MONITOR, mode="max", resume=resume, force=force, device=dev, extra=extra,
+               speed=speed)
 
 
 # ---------------------------------------------------------------------------------- command line
@@ -283,6 +285,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(lp and srgan use its 192 px recognizer's features)")
     parser.add_argument("--out", default=None, help="run folder (default: runs/<preset>/<model>)")
     add_schedule_arguments(parser)
+    add_speed_arguments(parser)
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: CUDA if available)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     parser.add_argument("--force", action="store_true", help="overwrite the run in --out")
@@ -292,5 +295,5 @@ def run(args: argparse.Namespace) -> int:
     preset = get_preset(args.preset)
     spec = competitor_run(args.model, preset, schedule_from_args(args, preset.train_sr))
     train_competitor(args.data, spec, args.out, recognizers=args.recognizers, resume=args.resume, force=args.force,
-                     device=args.device, strict_resume=True)
+                     device=args.device, strict_resume=True, speed=speed_from_args(args, args.device))
     return 0

@@ -3,7 +3,8 @@
 The caller says *what* one step and one evaluation are; `fit` does the rest:
     step_fn(model, batch, device) -> {"loss": Tensor, <other terms>: Tensor}   (terms are logged)
     eval_fn(model, loader, device) -> {<metric>: float}                         (`monitor` picks one)
-Adam + MultiStepLR (stepped per epoch), bf16 autocast and channels_last on CUDA, early stopping on
+Adam + MultiStepLR (stepped per epoch), the step's `SpeedConfig` (bf16 autocast and channels_last where the
+hardware has them: `core.runtime.step_speed`; recorded as "speed" in every checkpoint), early stopping on
 `monitor`, one tqdm bar per run, out_dir/log.csv (one row per epoch), atomic checkpoints:
     out_dir/last.pt  everything needed to continue: model, optimizer, scheduler and the `FitState`
                      (epoch, batch in epoch, best metric, patience counter, history, RNG states of
@@ -34,10 +35,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..core.checkpoint import TRAINING_STATE, atomic_write, load_checkpoint, save_checkpoint
-from ..core.config import TrainConfig, to_dict, with_legacy_degradation
+from ..core.config import SpeedConfig, TrainConfig, to_dict, with_legacy_degradation
 from ..core.console import CSRIPError, positive_float, positive_int, tqdm
 from ..core.outputs import check_runs, lock_runs
-from ..core.runtime import pick_device
+from ..core.runtime import PRECISIONS, pick_device, step_speed
 
 StepFn = Callable[[torch.nn.Module, Any, torch.device], dict[str, torch.Tensor]]
 
@@ -142,13 +143,14 @@ class _Run:
 
     def __init__(self, model: torch.nn.Module, step_fn: StepFn, train_loader: DataLoader, cfg: TrainConfig,
                  out_dir: Path, kind: str, config: dict[str, Any], extra: dict[str, Any] | None,
-                 device: torch.device, save_every_s: float):
+                 device: torch.device, save_every_s: float, speed: SpeedConfig):
         self.model, self.step_fn, self.train_loader, self.cfg = model, step_fn, train_loader, cfg
-        self.out_dir, self.kind, self.config, self.extra = out_dir, kind, config, extra or {}
-        self.device, self.rank, self.save_every_s = device, _rank(), save_every_s
+        self.out_dir, self.kind, self.config = out_dir, kind, config
+        self.extra = {**(extra or {}), "speed": to_dict(speed)}  # not compared on resume (SpeedConfig)
+        self.device, self.rank, self.save_every_s, self.speed = device, _rank(), save_every_s, speed
         self.last_path, self.best_path = out_dir / "last.pt", out_dir / "best.pt"
         model.to(device)
-        if device.type == "cuda":
+        if speed.channels_last:
             model.to(memory_format=torch.channels_last)
         self.own = isinstance(step_fn, OwnStep)
         self.optimizers = step_fn.optimizers(model, cfg) if self.own else {"model": torch.optim.Adam(
@@ -169,7 +171,7 @@ class _Run:
         return min(every_epoch, self.cfg.max_steps or every_epoch)
 
     def autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.speed.bf16)
 
     def start(self) -> FitState:
         """A new run: seeded, with this epoch's RNG state recorded."""
@@ -192,6 +194,9 @@ class _Run:
             raise CSRIPError(f"{self.last_path} was trained with a different configuration; resume it with "
                              "the same preset/options, or use force=True (--force) / another out_dir")
         self.model.load_state_dict(ckpt["model"])
+        if ckpt.get("speed", to_dict(self.speed)) != to_dict(self.speed) and self.rank == 0:
+            print(f"note: {self.last_path} was trained with {ckpt['speed']}, it continues with {to_dict(self.speed)} "
+                  "(the same arithmetic, other rounding: not bit-identical to an uninterrupted run)")
         for k in self.optimizers:  # one optimizer is saved flat (the layout of runs before OwnStep)
             self.optimizers[k].load_state_dict(ckpt["optimizer"][k] if self.own else ckpt["optimizer"])
             self.schedulers[k].load_state_dict(ckpt["scheduler"][k] if self.own else ckpt["scheduler"])
@@ -301,7 +306,8 @@ def fit(model: torch.nn.Module, step_fn: StepFn, eval_fn: EvalFn | None, train_l
         val_loader: DataLoader | None, cfg: TrainConfig, out_dir: str | Path, *, kind: str,
         config: dict[str, Any], monitor: str, mode: str = "max", resume: bool = False,
         device: str | torch.device | None = None, force: bool = False,
-        extra: dict[str, Any] | None = None, save_every_s: float = 600.0) -> pd.DataFrame:
+        extra: dict[str, Any] | None = None, save_every_s: float = 600.0,
+        speed: SpeedConfig | None = None) -> pd.DataFrame:
     """Train `model` and return the log (one row per epoch, as in out_dir/log.csv).
 
     `config` (plain data describing the model/run) and `extra` (e.g. identities) go into every
@@ -311,14 +317,17 @@ def fit(model: torch.nn.Module, step_fn: StepFn, eval_fn: EvalFn | None, train_l
     `resume` of a run that has best.pt or log.csv but no last.pt is an error (it cannot continue
     exactly, and starting over would replace them); `resume` with no run there starts one (announced).
     `out_dir` is locked for the whole run (`outputs.lock_runs`): another process training there is an error.
+    `speed`: how the step runs (default `step_speed(device)`); the step function prepares its inputs
+    in the same memory format (e.g. `sr.pyramid(..., channels_last=speed.channels_last)`).
     """
     if mode not in ("max", "min"):
         raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
     out_dir, device = Path(out_dir), pick_device(device)
+    speed = speed or step_speed(device)
     with lock_runs([out_dir]):  # no other process trains in out_dir while this one does
         _prepare_out_dir(out_dir, resume, force)
         run = _Run(model, step_fn, _sharded(train_loader, seed=cfg.seed), cfg, out_dir, kind, config, extra,
-                   device, save_every_s)
+                   device, save_every_s, speed)
         if resume and run.last_path.exists():
             state = run.resume()
             if run.rank == 0:
@@ -381,3 +390,18 @@ def schedule_from_args(args: argparse.Namespace, base: TrainConfig) -> TrainConf
     """`base` with the schedule flags of `add_schedule_arguments` that were given."""
     overrides = {k: getattr(args, k) for k in ("epochs", "batch_size", "steps_per_epoch", "max_steps", "lr")}
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the training step runs (`core.runtime.step_speed`; `csrip train-sr`, `train-recognizers`,
+    `train-competitor`, `ablation`); the default is the fastest step the hardware has."""
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="bf16 autocast of the networks (losses stay float32) or plain fp32 (default: auto, "
+                        "bf16 where the GPU or CPU computes it natively: AVX-512 BF16 or AMX)")
+    parser.add_argument("--no-channels-last", dest="channels_last", action="store_false",
+                        help="keep NCHW tensors (default: channels_last, oneDNN's and tensor cores' fast layout)")
+
+
+def speed_from_args(args: argparse.Namespace, device: str | torch.device | None) -> SpeedConfig:
+    """The `SpeedConfig` of the flags of `add_speed_arguments` on `device`."""
+    return step_speed(pick_device(device), args.precision, args.channels_last)

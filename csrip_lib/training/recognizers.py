@@ -31,14 +31,15 @@ from torchvision.transforms import v2
 
 from ..core.checkpoint import atomic_write, load_checkpoint
 from ..core.config import (DEFAULT_PRESET, HR_SIZE, PRESETS, RESIDUAL_SIGMAS, SCALES, DegradationConfig,
-                           FaceSelection, Preset, TrainConfig, get_preset, runs_dir, to_dict)
+                           FaceSelection, Preset, SpeedConfig, TrainConfig, get_preset, runs_dir, to_dict)
 from ..core.console import CSRIPError, positive_int
 from ..core.degradation import DEFAULT, degrade, residual
 from ..core.outputs import check_runs
-from ..core.runtime import pick_device
+from ..core.runtime import pick_device, step_speed
 from ..data.faces import FaceFolder, identities_digest, load_cached, per_identity_split, resolve_data
 from ..models.recognizer import SqueezeNetRecognizer
-from .harness import EvalFn, add_schedule_arguments, fit, schedule_from_args, seed_everything
+from .harness import (EvalFn, add_schedule_arguments, add_speed_arguments, fit, schedule_from_args, seed_everything,
+                      speed_from_args)
 
 # Rank-1 recognition rates the paper reports on CASIA-WebFace (Sec. 4.1): scale -> (train, val).
 PAPER_ACCURACY = {48: (0.5138, 0.2974), 96: (0.7215, 0.4266), 192: (0.8569, 0.5713)}
@@ -47,27 +48,28 @@ PRECISE_BN_IMAGES = 128  # training images for the BatchNorm statistics before e
 
 
 def residual_batch(hr: torch.Tensor, size: int, augment: bool = False,
-                   degradation: DegradationConfig = DEFAULT) -> torch.Tensor:
+                   degradation: DegradationConfig = DEFAULT, channels_last: bool = False) -> torch.Tensor:
     """uint8 HR faces N x 3 x 192 x 192 (any device) -> residual images N x 3 x size x size (Fig. 4).
 
     The face is degraded to `size` exactly as the SR training pyramid is (`degradation`, the preset's,
     saved in the checkpoints), then (if `augment`) flipped and shifted at that scale (reflect padding
-    of size/16 px), then high-pass filtered.
+    of size/16 px), then high-pass filtered; in NHWC with `channels_last` (`SpeedConfig`).
     """
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
     with torch.autocast(hr.device.type, enabled=False):  # fp32: residuals are small differences
-        x = degrade(hr.float() / 255, HR_SIZE // size, degradation)
+        x = degrade((hr.float() / 255).contiguous(memory_format=fmt), HR_SIZE // size, degradation)
         if augment:
             aug = v2.Compose([v2.RandomHorizontalFlip(),
                               v2.RandomCrop(size, padding=size // 16, padding_mode="reflect")])
-            x = torch.stack([aug(img) for img in x])  # per image: v2 draws one transform per call
+            x = torch.stack([aug(img) for img in x]).contiguous(memory_format=fmt)  # v2: one draw per call
         return residual(x, RESIDUAL_SIGMAS[size])
 
 
 def _step(model: torch.nn.Module, batch, device: torch.device,
-          degradation: DegradationConfig = DEFAULT) -> dict[str, torch.Tensor]:
+          degradation: DegradationConfig = DEFAULT, channels_last: bool = False) -> dict[str, torch.Tensor]:
     hr, y = (t.to(device, non_blocking=True) for t in batch)
     size = getattr(model, "module", model).image_size  # DistributedDataParallel wraps the model
-    logits = model(residual_batch(hr, size, augment=True, degradation=degradation))
+    logits = model(residual_batch(hr, size, augment=True, degradation=degradation, channels_last=channels_last))
     loss = F.cross_entropy(logits, y)  # Eq. 1
     return {"loss": loss, "acc": (logits.argmax(1) == y).float().mean()}
 
@@ -155,8 +157,8 @@ def train_recognizers(data: str | Path | None, preset: Preset, out: str | Path |
                       scales: tuple[int, ...] = SCALES, *,
                       resume: bool = False, force: bool = False, device: str | None = None,
                       min_images: int | None = None, max_identities: int | None = None,
-                      train: TrainConfig | None = None, progress: bool = True, strict_resume: bool = False
-                      ) -> pd.DataFrame:
+                      train: TrainConfig | None = None, progress: bool = True, strict_resume: bool = False,
+                      speed: SpeedConfig | None = None) -> pd.DataFrame:
     """Train one recognizer per scale into out/rec<scale>/ and return the accuracy table (Sec. 4.1).
 
     `out` defaults to runs_dir()/<preset>/recognizers. `min_images`, `max_identities` and `train` (the
@@ -165,7 +167,8 @@ def train_recognizers(data: str | Path | None, preset: Preset, out: str | Path |
     `resume` or replaced with `force`; every requested scale's run folder is checked before anything is
     trained (`outputs.check_runs`; `strict_resume`, the --resume flag, makes "nothing to resume" an
     error). out/accuracy.csv keeps the rows of scales not trained in this call; the returned table
-    has this call's rows.
+    has this call's rows. speed: how the step runs (default `step_speed`: bf16 and channels_last where
+    the hardware has them).
     """
     p = _overridden(preset, min_images, max_identities, train)
     out = Path(out) if out is not None else runs_dir() / p.name / "recognizers"
@@ -175,6 +178,7 @@ def train_recognizers(data: str | Path | None, preset: Preset, out: str | Path |
     kept = _kept_accuracy(out / "accuracy.csv", scales, force)  # a bad file is an error now, not after training
     check_runs([out / f"rec{s}" for s in scales], resume=resume, force=force, strict_resume=strict_resume)
     device = pick_device(device)
+    speed = speed or step_speed(device)
     dataset, images, labels, train_idx, val_idx = load_identities(data, p.selection, progress)
     ids = dataset.identities
     print(f"recognizers: {len(ids):,} identities, {len(train_idx):,} training / {len(val_idx):,} "
@@ -203,9 +207,10 @@ def train_recognizers(data: str | Path | None, preset: Preset, out: str | Path |
                                   generator=torch.Generator().manual_seed(cfg.seed),
                                   drop_last=len(train_set) > cfg.batch_size)
         t0 = time.time()
-        log = fit(model, partial(_step, degradation=p.degradation), _validator(bn_loader, p.degradation),
-                  train_loader, val_loader, cfg, out / f"rec{size}", kind="recognizer", config=config, monitor="val_acc", mode="max", resume=resume,
-                  device=device, force=force, extra={"identities": ids, "image_size": size})
+        log = fit(model, partial(_step, degradation=p.degradation, channels_last=speed.channels_last),
+                  _validator(bn_loader, p.degradation), train_loader, val_loader, cfg, out / f"rec{size}",
+                  kind="recognizer", config=config, monitor="val_acc", mode="max", resume=resume,
+                  device=device, force=force, extra={"identities": ids, "image_size": size}, speed=speed)
         best = load_checkpoint(out / f"rec{size}" / "best.pt", kind="recognizer", map_location=device)
         model.load_state_dict(best["model"])
         rows.append({"scale": size, "identities": len(ids), "train_images": len(train_idx),
@@ -301,6 +306,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-identities", type=positive_int, metavar="K",
                         help="at most K identities (as --min-images)")
     add_schedule_arguments(parser)
+    add_speed_arguments(parser)
     parser.add_argument("--device", help="cuda, cuda:1, cpu (default: CUDA if available)")
 
 
@@ -309,6 +315,7 @@ def run(args: argparse.Namespace) -> int:
     train = schedule_from_args(args, preset.train_recognizer)
     table = train_recognizers(args.data, preset, args.out, tuple(args.scales), resume=args.resume,
                               force=args.force, device=args.device, min_images=args.min_images,
-                              max_identities=args.max_identities, train=train, strict_resume=True)
+                              max_identities=args.max_identities, train=train, strict_resume=True,
+                              speed=speed_from_args(args, args.device))
     print(table.round(4).to_string(index=False))
     return 0 if len(table) else 1

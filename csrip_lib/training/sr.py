@@ -46,18 +46,18 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from ..core.checkpoint import load_checkpoint, state_digest
 from ..core.config import (DEFAULT_PRESET, PRESETS, DegradationConfig, FaceSelection, LossConfig, Preset, RunSpec,
-                           TrainConfig, get_preset, runs_dir, to_dict)
+                           SpeedConfig, TrainConfig, get_preset, runs_dir, to_dict)
 from ..core.console import CSRIPError, nonnegative_float
 from ..core.degradation import DEFAULT, for_models, make_pyramid
 from ..core.outputs import check_runs
-from ..core.runtime import pick_device
+from ..core.runtime import pick_device, step_speed
 from ..data.faces import FaceFolder, identities_digest, load_cached
 from ..evaluation.metrics import psnr, ssim_eval
 from ..losses import CSRIPLoss, check_identity_prior
 from ..models.recognizer import load_recognizers
 from ..models.sr import CascadedSR, build_model
 from ..models.zoo import resolve
-from .harness import add_schedule_arguments, fit, schedule_from_args
+from .harness import add_schedule_arguments, add_speed_arguments, fit, schedule_from_args, speed_from_args
 from .recognizers import data_config, load_identities
 
 KIND = "sr"
@@ -65,15 +65,16 @@ MONITOR = "val_improvements"
 
 
 # ---------------------------------------------------------------------------------------- batches
-def pyramid(hr_u8: torch.Tensor, device: torch.device, degradation: DegradationConfig = DEFAULT
-            ) -> dict[str, torch.Tensor]:
-    """uint8 HR batch -> float {lr, x2, x4, hr} on `device`, computed in float32 even under autocast."""
+def pyramid(hr_u8: torch.Tensor, device: torch.device, degradation: DegradationConfig = DEFAULT,
+            channels_last: bool = False) -> dict[str, torch.Tensor]:
+    """uint8 HR batch -> float {lr, x2, x4, hr} on `device`, computed in float32 even under autocast;
+    `channels_last`: every image in NHWC (the blurs of the degradation are ~3x faster so on a CPU, and
+    the network's input matches a channels_last model, `SpeedConfig`)."""
     hr = hr_u8.to(device, non_blocking=True).float().div_(255)
+    if channels_last:
+        hr = hr.contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, enabled=False):
-        pyr = make_pyramid(hr, degradation)
-    if device.type == "cuda":
-        pyr["lr"] = pyr["lr"].contiguous(memory_format=torch.channels_last)
-    return pyr
+        return make_pyramid(hr, degradation)
 
 
 class Convergence:
@@ -297,7 +298,8 @@ def _load_init(model: nn.Module, path: str | Path, sr_cfg) -> None:
 def train_sr(data: str | Path | SRData | None, run: RunSpec, out: str | Path | None = None, *,
              recognizers: str | Path | dict | None = None, resume: bool = False, force: bool = False,
              device: str | torch.device | None = None, init: str | Path | None = None, progress: bool = True,
-             strict_resume: bool = False, partial_priors: bool = False) -> pd.DataFrame:
+             strict_resume: bool = False, partial_priors: bool = False, speed: SpeedConfig | None = None
+             ) -> pd.DataFrame:
     """Train C-SRIP's network as `run` says (`sr_run`: Eq. 4's parts, architecture, schedule, degradation,
     faces) and return the per-epoch log (also out/log.csv).
 
@@ -308,6 +310,7 @@ def train_sr(data: str | Path | SRData | None, run: RunSpec, out: str | Path | N
     any data is read (`outputs.check_runs`); `strict_resume` (the --resume flag) makes "nothing to
     resume" an error instead of a new run. partial_priors: accept recognizers that know only some of the
     training identities (`check_identity_universe`; the tour's shipped priors on a superset of their data).
+    speed: how the step runs (default: `step_speed`, bf16 and channels_last where the hardware has them).
     The batch size is global under DDP.
     """
     loss, tcfg = run.loss, run.train
@@ -319,11 +322,14 @@ def train_sr(data: str | Path | SRData | None, run: RunSpec, out: str | Path | N
         if tcfg.batch_size % world:
             raise CSRIPError(f"batch size {tcfg.batch_size} is not divisible by the {world} processes")
         dev = pick_device(device)
+        speed = speed or step_speed(dev)
         data = training_data(data, run, progress=progress and rank == 0)
         if len(data.hr) < tcfg.batch_size:
             raise CSRIPError(f"{data.root}: {len(data.hr)} training images, fewer than one batch ({tcfg.batch_size})")
         loss_fn, priors = _load_priors(recognizers, data, run, partial_priors)
         loss_fn = loss_fn.to(dev)
+        if speed.channels_last:
+            loss_fn = loss_fn.to(memory_format=torch.channels_last)  # the frozen priors, like the network
 
         torch.manual_seed(tcfg.seed)  # the same initial weights in every process
         model = build_model(run.net)
@@ -343,7 +349,7 @@ def train_sr(data: str | Path | SRData | None, run: RunSpec, out: str | Path | N
 
         def step(net: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device):
             hr_u8, y = batch
-            pyr = pyramid(hr_u8, device, run.degradation)
+            pyr = pyramid(hr_u8, device, run.degradation, speed.channels_last)
             total, terms = loss_fn(net(pyr["lr"], all_scales=loss.multiscale), pyr, y.to(device))
             return {"loss": total, **terms}
 
@@ -356,7 +362,7 @@ def train_sr(data: str | Path | SRData | None, run: RunSpec, out: str | Path | N
             history, config = last["state"]["history"], as_recorded(config, last["config"])
         return fit(model, step, Convergence(run.degradation, history), train_loader, val_loader, tcfg, out,
                    kind=KIND, config=config, monitor=MONITOR, mode="max", resume=resume, force=force, device=dev,
-                   extra={"identities": data.identities, "data": str(data.root)})
+                   extra={"identities": data.identities, "data": str(data.root)}, speed=speed)
     finally:
         if owns_group:
             dist.destroy_process_group()
@@ -425,6 +431,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sigma", type=nonnegative_float, default=None, help="degradation blur per 2x step in "
                         "pixels (Sec. 3.3; default: the preset's, 1.0); saved in the checkpoints")
     add_schedule_arguments(parser)
+    add_speed_arguments(parser)
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: CUDA if available)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     parser.add_argument("--force", action="store_true", help="overwrite the run in --out")
@@ -438,5 +445,5 @@ def run(args: argparse.Namespace) -> int:
                   degradation=None if args.sigma is None else replace(p.degradation, sigma=args.sigma))
     recognizers = None if args.recognizers is None else resolve(args.recognizers, kind="recognizers")
     train_sr(args.data, spec, args.out, recognizers=recognizers, resume=args.resume, force=args.force,
-             device=args.device, init=args.init, strict_resume=True)
+             device=args.device, init=args.init, strict_resume=True, speed=speed_from_args(args, args.device))
     return 0
