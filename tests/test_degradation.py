@@ -108,6 +108,16 @@ def test_blur_float32_matches_skimage(hr_faces):
         assert np.abs(out - ref).max() < 1e-5
 
 
+def test_blur_is_the_same_in_either_layout_and_keeps_it():
+    """The blur runs in channels_last inside; what comes out has the layout that went in, same numbers."""
+    x = torch.rand(2, 3, 40, 40)
+    nhwc = x.contiguous(memory_format=torch.channels_last)
+    for sigma in (1 / 3, 1.0, 7 / 3):
+        a, b = gaussian_blur(x, sigma), gaussian_blur(nhwc, sigma)
+        assert a.is_contiguous() and b.is_contiguous(memory_format=torch.channels_last) and not b.is_contiguous()
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
 def test_blur_sigma_zero_is_identity():
     x = torch.rand(2, 3, 48, 48)
     assert gaussian_blur(x, 0) is x

@@ -1,6 +1,8 @@
 """The shared training harness: exact resume, early stopping, logs, checkpoints, error cases."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 import pytest
 import torch
@@ -9,7 +11,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from csrip_lib.core.checkpoint import load_checkpoint
-from csrip_lib.core.config import TrainConfig
+from csrip_lib.core.config import SpeedConfig, TrainConfig
 from csrip_lib.core.console import CSRIPError
 from csrip_lib.core.runtime import pick_device
 from csrip_lib.training.harness import OwnStep, fit, seed_everything
@@ -198,3 +200,48 @@ def test_a_step_owning_two_optimizers_is_scheduled_checkpointed_and_resumed_exac
     for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
     pd.testing.assert_frame_equal(full_log[["step", "train_loss", "acc"]], resumed_log[["step", "train_loss", "acc"]])
+
+
+# ------------------------------------------------------------------------------ the step's speed
+def test_step_speed_is_bf16_exactly_where_the_hardware_has_it(monkeypatch):
+    from csrip_lib.core import runtime
+    cpu = torch.device("cpu")
+    for flags, native in ((frozenset({"avx2", "avx512f"}), False), (frozenset({"avx512_bf16"}), True),
+                          (frozenset({"amx_bf16"}), True)):
+        monkeypatch.setattr(runtime, "cpu_flags", lambda flags=flags: flags)
+        assert runtime.step_speed(cpu) == SpeedConfig(bf16=native, channels_last=True)
+        assert runtime.step_speed(cpu, "fp32", channels_last=False) == SpeedConfig(False, False)
+        assert runtime.step_speed(cpu, "bf16").bf16
+    with pytest.raises(CSRIPError, match="precision must be one of auto, bf16, fp32"):
+        runtime.step_speed(cpu, "fp16")
+
+
+def test_the_step_runs_at_the_speed_it_is_given_and_checkpoints_record_it(tmp_path, capsys):
+    seen, kill_at = [], [8]  # killed in epoch 2: last.pt holds epoch 1
+
+    def probe(model, batch, device):  # the second conv has 4 input channels, so its layout is visible
+        seen.append((model(batch[0]).dtype, model[2].weight.is_contiguous(memory_format=torch.channels_last)))
+        return step_fn(model, batch, device, kill_at)
+
+    def make_model():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1),
+                             nn.Flatten(), nn.Linear(4 * 8 * 8, 3))
+
+    train, val = make_loaders()
+    fast, plain = SpeedConfig(bf16=True, channels_last=True), SpeedConfig()
+    cfg = TrainConfig(epochs=3, batch_size=8, lr=1e-2, seed=3)
+    with pytest.raises(Killed):
+        fit(make_model(), probe, eval_fn, train, val, cfg, tmp_path, kind="toy", config={"arch": "toy"},
+            monitor="acc", device="cpu", speed=fast)
+    assert set(seen) == {(torch.bfloat16, True)}  # autocast on, NHWC weights: what the speed says
+    assert load_checkpoint(tmp_path / "last.pt", kind="toy")["speed"] == {"bf16": True, "channels_last": True}
+    assert load_checkpoint(tmp_path / "best.pt", kind="toy")["speed"] == {"bf16": True, "channels_last": True}
+    # the speed is not the run's configuration: a run resumes under another one, and says so
+    seen.clear()
+    kill_at[0] = 10**6
+    log = fit(make_model(), probe, eval_fn, train, val, cfg, tmp_path, kind="toy", config={"arch": "toy"},
+              monitor="acc", device="cpu", resume=True, speed=plain)
+    assert list(log["epoch"]) == [1, 2, 3] and set(seen) == {(torch.float32, False)}
+    assert "continues with {'bf16': False, 'channels_last': False}" in capsys.readouterr().out
+    assert load_checkpoint(tmp_path / "last.pt", kind="toy")["speed"] == {"bf16": False, "channels_last": False}
