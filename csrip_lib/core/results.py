@@ -14,7 +14,7 @@ The documents show results between markers, and only there:
 `render_block(name)` is a result's Markdown (one line, "not measured yet: run `csrip reproduce NAME`",
 while it is missing); `render_docs` rewrites every block of `DOCS`, `stale_docs` lists the documents
 whose blocks differ from what results/ renders (tests/test_results.py fails on any). The recognizers'
-accuracy table comes from the shipped checkpoints/recognizers-quick/accuracy.csv instead.
+accuracy tables come from the shipped checkpoints/recognizers-<preset>/accuracy.csv instead.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from .console import CSRIPError
 from .outputs import check_dir
 
 DOCS = ("README.md", "checkpoints/MODEL_CARD.md")
-RECOGNIZERS_CSV = "checkpoints/recognizers-quick/accuracy.csv"
+RECOGNIZERS = ("recognizers-quick", "recognizers-base")  # shipped priors: checkpoints/<name>/accuracy.csv
 MANIFEST = "checkpoints/manifest.json"
 MARKER = re.compile(r"<!-- results:(?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /results:(?P=name) -->", re.S)
 OPEN = re.compile(r"<!-- results:([\w-]+) -->")
@@ -268,18 +268,19 @@ def render_default_model(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) 
     return text
 
 
-def render_recognizers(root: Path) -> str:
-    path = root / RECOGNIZERS_CSV
-    if not path.is_file():
-        return f"not shipped: {RECOGNIZERS_CSV} is missing"
-    t = pd.read_csv(path)
+def render_recognizers(root: Path, name: str) -> str:
+    """Rank-1 per scale of the shipped priors `name`, from the accuracy.csv their training wrote."""
+    csv = f"checkpoints/{name}/accuracy.csv"
+    if not (root / csv).is_file():
+        return f"not shipped: {csv} is missing"
+    t = pd.read_csv(root / csv)
     rows = [[f"{int(r['scale'])} px", f"{int(r['best_epoch'])} of {int(r['epochs'])}", _num(r["train_acc"], 3),
              _num(r["val_acc"], 3), f"{r['val_acc'] / r['chance']:.0f}x", f"{r['chance']:.4f} / {r['majority']:.4f}",
              f"{r['paper_train']:.4f} / {r['paper_val']:.4f}"] for _, r in t.iterrows()]
     r0 = t.iloc[0]
-    return (f"Rank-1 of the shipped `recognizers-quick` ({int(r0['identities'])} identities, "
-            f"{int(r0['train_images']):,} training / {int(r0['val_images'])} validation images; from "
-            f"`{RECOGNIZERS_CSV}`, which their training wrote):\n\n"
+    return (f"Rank-1 of the shipped `{name}` ({int(r0['identities']):,} identities, "
+            f"{int(r0['train_images']):,} training / {int(r0['val_images']):,} validation images; from "
+            f"`{csv}`, which their training wrote):\n\n"
             + _table(["scale", "kept epoch", "train", "val", "val / chance", "chance / majority (val)",
                       "paper train / val (CASIA-WebFace)"], rows, "lrrrrrr"))
 
@@ -310,15 +311,15 @@ RENDERERS: dict[str, Callable[[dict[str, pd.DataFrame], dict[str, Any]], str]] =
 
 
 def render_block(name: str, folder: Path | None = None, root: Path | None = None) -> str:
-    """The Markdown of block `name` (a result of `folder`, or "recognizers-quick")."""
+    """The Markdown of block `name` (a result of `folder`, or shipped priors of `RECOGNIZERS`)."""
     root = root or project_root()
-    if name == "recognizers-quick":
-        return render_recognizers(root)
+    if name in RECOGNIZERS:
+        return render_recognizers(root, name)
     if name == "table1-models":
         return render_shipped(root, folder or root / "results")
     if name not in RENDERERS:
         raise CSRIPError(f"unknown results block {name!r}; known: "
-                         f"{', '.join([*RENDERERS, 'recognizers-quick', 'table1-models'])}")
+                         f"{', '.join([*RENDERERS, *RECOGNIZERS, 'table1-models'])}")
     result = read(folder or root / "results", name)
     if result is None:
         return f"not measured yet: run `csrip reproduce {name}`"

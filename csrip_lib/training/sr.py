@@ -419,6 +419,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"(default: {DEFAULT_PRESET}; paper = Sec. 3.4)")
     parser.add_argument("--recognizers", default=None, help="run folder of `csrip train-recognizers` "
                         "(rec48/, rec96/, rec192/) or a shipped name (recognizers-quick); needed unless --alpha 0")
+    parser.add_argument("--partial-priors", action="store_true", help="accept recognizers that know only some of "
+                        "the training identities (e.g. those with >= 2 images); faces of the others get the "
+                        "reconstruction terms only, and the known fraction is printed")
     parser.add_argument("--alpha", type=nonnegative_float, default=None, help="weight of the identity terms "
                         "(default: the preset's, 0.001 as in Sec. 3.4; 0 = no identity prior)")
     parser.add_argument("--loss", choices=["ssim", "mse"], default="ssim", help="reconstruction loss (Eq. 2 or MSE)")
@@ -445,5 +448,6 @@ def run(args: argparse.Namespace) -> int:
                   degradation=None if args.sigma is None else replace(p.degradation, sigma=args.sigma))
     recognizers = None if args.recognizers is None else resolve(args.recognizers, kind="recognizers")
     train_sr(args.data, spec, args.out, recognizers=recognizers, resume=args.resume, force=args.force,
-             device=args.device, init=args.init, strict_resume=True, speed=speed_from_args(args, args.device))
+             device=args.device, init=args.init, strict_resume=True, partial_priors=args.partial_priors,
+             speed=speed_from_args(args, args.device))
     return 0
