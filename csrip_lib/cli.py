@@ -5,15 +5,18 @@ only when its command runs, so `csrip --help` is instant. User errors (`CSRIPErr
 (a bad option or number, see `argtypes`) and file-system errors (`OSError`: unreadable, unwritable,
 full disk, symlink loop) print one line, "csrip <command>: error: ...", and exit with status 2.
 Warnings print one line each, "csrip <command>: warning: ...", not Python's two-line form with the
-source line. File names that are not valid UTF-8 (decoded by Python with surrogate escapes) print with
+source line. Every argument that starts with `~` (a path the shell left unexpanded, as in `--out=~/x`)
+is expanded here, once (`expand_user`), so that checks and writes see the same path. File names that are not valid UTF-8 (decoded by Python with surrogate escapes) print with
 a backslash escape for each such byte, as on stderr, instead of failing the print.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
+from pathlib import Path
 
 from .core.console import CSRIPError, describe_os_error, tqdm
 
@@ -49,6 +52,18 @@ def one_line_warnings(command: str) -> None:
     warnings.showwarning = show
 
 
+def expand_user(args: argparse.Namespace) -> None:
+    """Expand a leading `~` or `~user` in every string or path argument, as the shell does for a word
+    that starts with it (bash leaves `--out=~/x` alone, and a check of `~/x` would not be a check of
+    the folder the write then makes, literally named "~")."""
+    def expand(v):
+        if isinstance(v, str | Path) and str(v).startswith("~"):
+            return type(v)(os.path.expanduser(str(v)))
+        return [expand(x) for x in v] if isinstance(v, list) else v
+    for key, value in vars(args).items():
+        setattr(args, key, expand(value))
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = Parser(
         prog="csrip", description="C-SRIP face hallucination: data, training, evaluation, figures.")
@@ -68,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    expand_user(args)
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="backslashreplace")  # as stderr: a non-UTF-8 name prints as \udcXX
     with warnings.catch_warnings():  # restores Python's warning display when the command returns

@@ -64,6 +64,18 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     at `path` is replaced, never written through. Errors are one-line CSRIPErrors: torch.save reports a
     full disk as a RuntimeError ("unexpected pos"), so any exception of `write` is a failed write.
     """
+    tmp = staged(path, write)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return Path(path)
+
+
+def staged(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """The temporary file (in `path`'s folder, flushed to disk) that `write(f)` filled, for the caller to
+    rename onto `path`; on any failure nothing is left and the error is a one-line CSRIPError."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -73,7 +85,6 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
         if not isinstance(e, Exception):  # KeyboardInterrupt, SystemExit
@@ -83,7 +94,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
         kept = f"the earlier {path.name} is unchanged" if os.path.lexists(path) else "no file was left behind"
         raise CSRIPError(f"could not write {path}: {'the disk is full (' + why + ')' if full else why}; "
                          f"{kept}") from None
-    return path
+    return Path(tmp)
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path, kind: str) -> Path:
@@ -172,14 +183,57 @@ def load_checkpoint(path: str | Path, kind: str | None = None,
 
 
 def read_manifest(path: str | Path) -> dict[str, dict[str, Any]]:
-    """The models a checkpoints/manifest.json lists ({name: entry}; {} when there is no manifest)."""
+    """The models a checkpoints/manifest.json lists ({name: entry}; {} when there is no manifest).
+
+    Every entry is checked (`_check_entry`): a manifest that is not of this form, or whose paths leave
+    its folder, is a one-line CSRIPError, so nothing outside checkpoints/ is ever loaded by name and no
+    model is loaded without the SHA-256 of each of its files."""
     path = Path(path)
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text())["models"]
-    except (ValueError, KeyError) as e:
-        raise CSRIPError(f"{path} is not a csrip model manifest ({type(e).__name__}: {e})") from e
+        data = json.loads(path.read_text())
+    except (ValueError, RecursionError) as e:
+        raise CSRIPError(f"{path} is not a csrip model manifest ({type(e).__name__}: "
+                         f"{' '.join(str(e).split())[:120]})") from None
+    models = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(models, dict):
+        raise CSRIPError(f"{path} is not a csrip model manifest: expected a JSON object whose \"models\" maps "
+                         "names to entries (restore it with `git checkout checkpoints/manifest.json`)")
+    for name, entry in models.items():
+        _check_entry(path, name, entry)
+    return models
+
+
+def _check_entry(path: Path, name: str, entry: Any) -> None:
+    """A manifest entry: a plain name; "kind" a string; "path" and every key of "files" relative paths inside
+    the manifest's folder; each file's SHA-256 (64 hex digits); the model's path among its files (an SR
+    file) or above them (a recognizers folder)."""
+    def bad(why: str) -> CSRIPError:
+        return CSRIPError(f"{path}: entry {str(name)[:60]!r} {why} (edited file? restore it with "
+                          "`git checkout checkpoints/manifest.json`)")
+    if not _inside(name) or "/" in name:
+        raise bad("is not a plain model name")
+    if not isinstance(entry, dict) or not isinstance(entry.get("kind"), str):
+        raise bad("is not an object with a \"kind\"")
+    rel, files = entry.get("path"), entry.get("files")
+    if not _inside(rel):
+        raise bad(f"has path {str(rel)[:80]!r}; expected a relative path inside {path.parent}")
+    if not isinstance(files, dict) or not files:
+        raise bad("lists no \"files\" with their SHA-256; a model is never loaded unchecked")
+    for f, digest in files.items():
+        if not _inside(f) or not (isinstance(digest, str) and len(digest) == 64
+                                  and all(c in "0123456789abcdef" for c in digest)):
+            raise bad(f"lists file {str(f)[:80]!r} with SHA-256 {str(digest)[:70]!r}; expected a relative path "
+                      f"inside {path.parent} and 64 hex digits")
+    if rel not in files and not all(f.startswith(rel + "/") for f in files):
+        raise bad(f"has path {rel!r}, but its \"files\" do not cover it")
+
+
+def _inside(rel: Any) -> bool:
+    """`rel` is a relative POSIX path whose every part is a plain, visible name (no "..", no absolute)."""
+    return (isinstance(rel, str) and 0 < len(rel) <= 255 and "\0" not in rel and "\\" not in rel
+            and all(part and not part.startswith(".") for part in rel.split("/")))
 
 
 def check_resumable(path: str | Path) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from ..core.checkpoint import load_checkpoint
 from ..core.config import RESIDUAL_SIGMAS, DegradationConfig, to_dict
 from ..core.console import CSRIPError, nonnegative_float, nonnegative_int, positive_int, tqdm
 from ..core.degradation import for_models, make_pyramid, residual, upsample_bicubic
-from ..core.outputs import check_dir
+from ..core.outputs import check_dir, check_outputs, write_outputs
 from ..core.runtime import pick_device
 from ..data.faces import FaceDataWarning, FaceFolder, IndexedFaces, resolve_data
 from ..models.registry import load_sr
@@ -520,15 +520,14 @@ def paired_bootstrap(results: pd.DataFrame, baseline: str, models: list[str] | N
 
 
 # ------------------------------------------------------------------------------------ command line
-def check_output(path: str | Path, force: bool = False) -> Path:
-    """Fail early (CSRIPError) if results cannot be written to `path` or would overwrite a file."""
+def check_output(path: str | Path, force: bool = False, paired: bool = False) -> Path:
+    """Fail early (CSRIPError) if results cannot be written to `path` or would overwrite a file (or a
+    link) there or at its *_summary.csv (and *_paired.csv, with `paired`) sibling."""
     path = Path(path)
     if path.is_dir():
         raise CSRIPError(f"{path} is a directory; expected a .csv file path")
     check_dir(path.parent)  # a missing folder is created when the results are written
-    for p in (path, summary_path(path)):
-        if p.exists() and not force:
-            raise CSRIPError(f"{p} exists; pass --force to overwrite it")
+    check_outputs([path, summary_path(path), *([paired_path(path)] if paired else [])], force)
     return path
 
 
@@ -589,14 +588,12 @@ def one_line_warnings(command: str) -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> int:
 
-    out = check_output(args.out, args.force)
+    out = check_output(args.out, args.force, paired=args.compare_to is not None)
     device = pick_device(args.device)
     models = load_models(args.checkpoint, map_location=device)
     if args.compare_to is not None and args.compare_to not in ("bicubic", *models):
         raise CSRIPError(f"--compare-to {args.compare_to!r} is not among the evaluated models "
                          f"{['bicubic', *models]}")
-    if args.compare_to is not None and paired_path(out).exists() and not args.force:
-        raise CSRIPError(f"{paired_path(out)} exists; pass --force to overwrite it")
     judge = None
     if not args.no_identity:
         if judge_mod.available():
@@ -609,10 +606,14 @@ def run(args: argparse.Namespace) -> int:
         df = evaluate_models(models, args.data, split, batch_size=args.batch_size, device=device, judge=judge,
                              degradation=None if args.sigma is None else DegradationConfig(sigma=args.sigma),
                              max_images=args.max_images, num_workers=args.workers)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out, index=False, errors="backslashreplace")  # a non-UTF-8 file name: \udcXX, not a crash
     summary = summarize_results(df)
-    summary.to_csv(summary_path(out))
+    tables = {out: df.to_csv(index=False).encode(errors="backslashreplace"),  # a non-UTF-8 name: \udcXX
+              summary_path(out): summary.to_csv().encode(errors="backslashreplace")}
+    if args.compare_to is not None:
+        others = [m for m in df["model"].unique() if m not in (args.compare_to, "hr")]
+        paired = paired_bootstrap(df, args.compare_to, others)
+        tables[paired_path(out)] = paired.to_csv(index=False).encode()
+    write_outputs(tables, args.force)
     with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 200):
         print(summary.to_string())
     for name, info in df.attrs.get("identity", {}).items():
@@ -622,9 +623,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"degradation: {DegradationConfig(**df.attrs['degradation'])}")
     print(f"wrote {len(df)} rows to {out} and the summary to {summary_path(out)}")
     if args.compare_to is not None:
-        others = [m for m in df["model"].unique() if m not in (args.compare_to, "hr")]
-        paired = paired_bootstrap(df, args.compare_to, others)
-        paired.to_csv(paired_path(out), index=False)
         with pd.option_context("display.float_format", "{:+.4f}".format, "display.width", 200):
             print(f"paired differences, model - {args.compare_to} (95% intervals, identities resampled):")
             print(paired.drop(columns="images").to_string(index=False))
