@@ -243,7 +243,7 @@ def scores_table(t: pd.DataFrame, label: Callable[[pd.Series], str] = lambda r: 
     for _, r in t.iterrows():
         paper = f"{_num(r.get('paper_dpsnr'), 2, True)} / {_num(r.get('paper_dssim'), 3, True)}" \
             if pd.notna(r.get("paper_dpsnr", float("nan"))) else ""
-        if any(pd.isna(r.get(c)) for c in ("psnr", "ssim")):
+        if r.get("model") != "hr" and any(pd.isna(r.get(c)) for c in ("psnr", "ssim")):  # HR: no scores
             raise CSRIPError(f"result row {str(r.get('model'))[:40]!r} has no PSNR or SSIM (edited or damaged CSV?)")
         rows.append([label(r), _num(r.get("psnr"), 2), _num(r.get("ssim"), 3), _ci(r, "dpsnr", 2),
                      _ci(r, "dssim", 3), *[_num(r.get(c), 3) for c in ident], paper])
