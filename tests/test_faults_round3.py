@@ -214,3 +214,133 @@ def test_manifest_paths_stay_inside_checkpoints_and_every_file_is_checksummed(en
     (dest / "manifest.json").write_text(json.dumps({"format": 1, "models": {"m": entry}}))
     with pytest.raises(CSRIPError, match="manifest.json: entry 'm'"):
         zoo.resolve("m", root=dest)
+
+
+# -- 8. checkpoint contents were unbounded: a huge view, a huge declared storage, a 10 MB name, raw escapes
+def test_a_checkpoint_whose_weights_declare_absurd_sizes_is_refused_before_allocation(tmp_path, monkeypatch):
+    import torch
+
+    from csrip_lib.core import checkpoint
+    from csrip_lib.core.checkpoint import load_checkpoint, save_checkpoint
+    view = save_checkpoint({"model": {"w": torch.zeros(1).expand(10**11)}, "config": {}}, tmp_path / "v.pt", "sr")
+    assert view.stat().st_size < 10_000  # one stored value, declared as 10^11 by its shape
+    with pytest.raises(CSRIPError, match="declare 100,000,000,000 values"):
+        load_checkpoint(view)
+    big = tiny_sr_checkpoint(tmp_path / "big.pt")
+    monkeypatch.setattr(checkpoint, "MAX_TENSOR_BYTES", 1000)  # stands for a file of 10^9 real values
+
+    def no_load(*a, **k):
+        raise AssertionError("loaded before checking the declared size")
+    monkeypatch.setattr(torch, "load", no_load)
+    with pytest.raises(CSRIPError, match="tensor data"):
+        load_checkpoint(big)
+
+
+def test_checkpoint_strings_are_bounded_and_printed_names_are_sanitised(tmp_path):
+    from csrip_lib.core.config import get_preset, to_dict
+    from csrip_lib.core.checkpoint import load_checkpoint
+    from csrip_lib.evaluation.evaluate import model_name
+    from csrip_lib.models.registry import load_sr
+    sr = {"sr": to_dict(get_preset("tiny").sr)}
+    long = tiny_sr_checkpoint(tmp_path / "long.pt", config={**sr, "name": "x" * 100_000})
+    with pytest.raises(CSRIPError, match="longer than 4,096 characters"):
+        load_checkpoint(long)
+    rude = tiny_sr_checkpoint(tmp_path / "rude.pt", config={**sr, "name": "evil\n\x1b[31mred\x1b[0m"})
+    net = load_sr(rude)
+    shown = " ".join([net.label, net.description, model_name(rude, load_checkpoint(rude))])
+    assert "\n" not in shown and "\x1b" not in shown and "evil\\n\\x1b[31mred" in shown
+
+
+# -- 10. SIGTERM or SIGHUP to evaluate orphaned the judge workers
+DIES_WITH_PARENT = """
+import multiprocessing as mp, os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from csrip_lib.core.runtime import die_with_parent
+pool = ProcessPoolExecutor(2, mp_context=mp.get_context("spawn"), initializer=die_with_parent)
+print(*{f.result() for f in [pool.submit(os.getpid) for _ in range(4)]}, flush=True)
+time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux")
+def test_judge_workers_die_with_their_parent_however_it_is_killed(monkeypatch):
+    import signal
+    import subprocess
+    import sys
+
+    from csrip_lib.evaluation import judge
+    calls = []
+    monkeypatch.setattr(judge, "die_with_parent", lambda: calls.append("guard"))
+    monkeypatch.setattr(judge, "FaceJudge", lambda workers: calls.append(workers))
+    judge._start_worker()
+    assert calls == ["guard", 0]  # the pool's initializer guards the worker before loading dlib
+    proc = subprocess.Popen([sys.executable, "-c", DIES_WITH_PARENT], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    workers = [int(p) for p in proc.stdout.readline().split()]
+    assert workers and all(map(_alive, workers))
+    proc.send_signal(signal.SIGKILL)  # no cleanup at all in the parent
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while any(map(_alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(map(_alive, workers))
+
+
+CLOSES_ON_SIGNAL = """
+import sys, time
+from pathlib import Path
+from csrip_lib import cli
+from csrip_lib.evaluation import evaluate
+def run(args):
+    try:
+        print("ready", flush=True)
+        time.sleep(120)
+    finally:
+        Path(sys.argv[1]).write_text("closed")  # what a `with FaceJudge()` or a kernel does on the way out
+evaluate.run = run
+sys.exit(cli.main(["evaluate", "--out", sys.argv[1] + ".csv"]))
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_close_what_a_command_holds_with_one_line(sig, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-c", CLOSES_ON_SIGNAL, str(tmp_path / "closed")], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert proc.stdout.readline() == "ready\n"
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + getattr(signal, sig)
+    assert err.strip() == f"csrip evaluate: terminated by {sig}" and (tmp_path / "closed").exists()
+
+
+# -- 11. --judge-workers had no cap: 1000 gave 10 processes and 6 GB for 10 images
+def test_judge_workers_are_capped_by_the_usable_cores():
+    from csrip_lib.core.runtime import usable_cores
+    from csrip_lib.evaluation import judge
+    if not judge.available():
+        pytest.skip(judge.INSTALL_HINT)
+    assert judge.FaceJudge(workers=1000).workers == usable_cores() <= (os.cpu_count() or 1)
+    assert judge.FaceJudge(workers=0).workers == 0
+
+
+# -- 15. evaluate silently dropped models whose names collide
+def test_evaluate_keeps_every_model_whose_name_collides_and_refuses_one_file_twice(tmp_path):
+    from csrip_lib.core.config import get_preset, to_dict
+    from csrip_lib.evaluation.evaluate import load_models
+    sr = {"sr": to_dict(get_preset("tiny").sr), "name": "m"}
+    paths = [tiny_sr_checkpoint(tmp_path / "r" / run / "best.pt", config=sr) for run in ("one", "two", "three")]
+    models = load_models(paths)
+    assert len(models) == 3 and len(set(map(id, models.values()))) == 3
+    with pytest.raises(CSRIPError, match="given twice"):
+        load_models([paths[0], paths[1], paths[0]])

@@ -31,6 +31,7 @@ import math
 import os
 import pickle
 import tempfile
+import zipfile
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
@@ -46,6 +47,9 @@ from .console import CSRIPError, describe_os_error
 FORMAT, VERSION = "csrip", 2
 MIN_VERSION = 1  # the oldest format whose model weights this code reads
 MAX_PLAIN_ITEMS = 1_000_000  # values in a checkpoint's plain data, counted as often as they are reached
+MAX_STRING = 4096  # characters of any string in a checkpoint (names, paths, descriptions)
+MAX_TENSOR_BYTES = 2 << 30  # tensor data a checkpoint declares (the paper-size models need < 100 MB)
+MAX_MODEL_VALUES = MAX_TENSOR_BYTES // 4  # values of a model's weights, counted by shape (a view can be huge)
 TRAINING_STATE = ("state", "optimizer", "scheduler")  # what train.py's last.pt adds to a model checkpoint
 
 
@@ -121,11 +125,14 @@ def _unpickling_error(path: Path, e: pickle.UnpicklingError) -> CSRIPError:
 
 
 def _plain_items(value: Any, limit: int = MAX_PLAIN_ITEMS) -> int:
-    """How many values a repr of `value` would visit (tensors count as one); stops past `limit`."""
+    """How many values a repr of `value` would visit (tensors count as one); stops past `limit`, and
+    returns more than `limit` for a string longer than MAX_STRING."""
     count, todo = 0, [value]
     while todo and count <= limit:
         v = todo.pop()
         count += 1
+        if isinstance(v, str) and len(v) > MAX_STRING:
+            return limit + 1
         if isinstance(v, dict):
             todo.extend(v.keys())
             todo.extend(v.values())
@@ -143,13 +150,18 @@ def _check_structure(path: Path, ckpt: dict[str, Any]) -> None:
     if not isinstance(model, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                               for k, v in model.items()):
         raise CSRIPError(f"{path}: its 'model' is not a dict of named tensors (edited or damaged file?)")
+    values = sum(t.numel() for t in model.values())
+    if values > MAX_MODEL_VALUES:
+        raise CSRIPError(f"{path}: its weights declare {values:,} values, more than any csrip model "
+                         f"({MAX_MODEL_VALUES:,}); an edited file? refused before reading them")
     for key, t in model.items():
         if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
             raise CSRIPError(f"{path}: weight {key} holds NaN or infinite values, so the model cannot produce "
                              "images (a diverged or damaged run?); use another checkpoint")
     if _plain_items(ckpt) > MAX_PLAIN_ITEMS:
         raise CSRIPError(f"{path}: its data holds more than {MAX_PLAIN_ITEMS:,} values once shared parts are "
-                         "counted (an edited file built to exhaust memory?); refused")
+                         f"counted, or a string longer than {MAX_STRING:,} characters (an edited file built to "
+                         "exhaust memory?); refused")
 
 
 def load_checkpoint(path: str | Path, kind: str | None = None,
@@ -157,8 +169,14 @@ def load_checkpoint(path: str | Path, kind: str | None = None,
     """Load (safely: tensors and plain data only) and validate a csrip checkpoint; `kind` (if given)
     must match what was saved. Every problem is a one-line CSRIPError."""
     path = Path(path)
+    if path.is_dir():
+        raise CSRIPError(f"{path} is a folder; expected a checkpoint file (.pt) such as {path / 'best.pt'}")
     if not path.is_file():
         raise CSRIPError(f"checkpoint not found: {path} (expected a .pt file written by csrip)")
+    declared = _declared_bytes(path)
+    if declared > MAX_TENSOR_BYTES:
+        raise CSRIPError(f"{path} declares {declared / 1e9:.1f} GB of tensor data, more than any csrip checkpoint "
+                         f"({MAX_TENSOR_BYTES / 1e9:.1f} GB); refused before loading (an edited file?)")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:  # weights_only refused a global, or the pickle is damaged
@@ -180,6 +198,16 @@ def load_checkpoint(path: str | Path, kind: str | None = None,
         raise CSRIPError(f"{path} holds a {ckpt.get('kind')!r} model, expected {kind!r}")
     _check_structure(path, ckpt)
     return ckpt
+
+
+def _declared_bytes(path: Path) -> int:
+    """The tensor data a torch zip file declares (the sizes of its data/ records, read from the zip's
+    directory, nothing decompressed); 0 for anything else (torch.load then says what it is)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return sum(i.file_size for i in z.infolist() if "/data/" in i.filename)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return 0
 
 
 def read_manifest(path: str | Path) -> dict[str, dict[str, Any]]:

@@ -1,10 +1,15 @@
-"""Where a network runs and what it accepts: the one device choice and the one LR input check.
+"""Where a network runs and what it accepts: the one device choice and the one LR input check; and the
+one rule for helper processes (`die_with_parent`, `usable_cores`).
 
 Training (`train.fit`), evaluation, inference and the notebooks all pick their device with
 `pick_device`, and every SR network (paper Sec. 3.1, 24 px inputs) and `inference.Upscaler` check their
 input with `check_lr`, so a wrong device or a wrong image gets the same one-line message everywhere.
 """
 from __future__ import annotations
+
+import ctypes
+import os
+import signal
 
 import torch
 import torch.distributed as dist
@@ -59,3 +64,23 @@ def check_lr(lr: torch.Tensor) -> None:
     if not (lo >= -RANGE_TOLERANCE and hi <= 1 + RANGE_TOLERANCE):  # also catches NaN
         raise ValueError(f"expected values in [0, 1], got min {lo:.4g} and max {hi:.4g}; "
                          "images in 0..255 must be divided by 255")
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity), at least 1: the cap of every worker count."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def die_with_parent() -> None:
+    """Make this (helper) process end when the process that started it ends, however it ends (SIGTERM,
+    SIGHUP, SIGKILL): Linux's PR_SET_PDEATHSIG, so a killed `csrip evaluate` never leaves its judge
+    workers (hundreds of MB each) running under PID 1. Ctrl-C is ignored: it belongs to the parent,
+    which stops its workers itself. A no-op where the call is missing (not Linux)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent ended before the call: nothing would signal us
+        os._exit(1)

@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..core.checkpoint import load_checkpoint
 from ..core.config import RESIDUAL_SIGMAS, DegradationConfig, to_dict
-from ..core.console import CSRIPError, nonnegative_float, nonnegative_int, positive_int, tqdm
+from ..core.console import CSRIPError, nonnegative_float, nonnegative_int, positive_int, printable, tqdm
 from ..core.degradation import for_models, make_pyramid, residual, upsample_bicubic
 from ..core.outputs import check_dir, check_outputs, write_outputs
 from ..core.runtime import pick_device
@@ -94,24 +94,35 @@ def sharpened(model: SRFn) -> SRFn:
 # ------------------------------------------------------------------------------------------ models
 def model_name(path: str | Path, ckpt: Mapping[str, Any] | None = None) -> str:
     """A model's display name: the checkpoint config's "name"/"variant" if any, else its run folder
-    (runs/quick/csrip/best.pt -> "csrip"), else the file stem."""
+    (runs/quick/csrip/best.pt -> "csrip"), else the file stem; printable on one line (`printable`)."""
     conf = (ckpt or {}).get("config", {}) or {}
     for field in ("name", "variant"):
-        if isinstance(conf.get(field), str) and conf[field]:
-            return conf[field]
+        if isinstance(conf.get(field), str) and conf[field].strip():
+            return printable(conf[field], 80)
     path = Path(path)
-    return path.parent.name if path.stem in ("best", "last") and path.parent.name else path.stem
+    return printable(path.parent.name if path.stem in ("best", "last") and path.parent.name else path.stem, 80)
 
 
 def load_models(checkpoints: list[str | Path], map_location: str | torch.device = "cpu") -> dict[str, torch.nn.Module]:
-    """SR models from checkpoints (paths or shipped names), keyed by `model_name` (made unique with
-    the parent folder); each carries the degradation it was trained under (`.degradation`)."""
+    """SR models from checkpoints (paths or shipped names), keyed by `model_name`, made unique: a name
+    taken (by another model, or "bicubic"/"hr") gets its run's parent folder, then a number ("name #2").
+    One file given twice is an error, not two rows. Each model carries the degradation it was trained
+    under (`.degradation`)."""
     models: dict[str, torch.nn.Module] = {}
-    for path in map(resolve, checkpoints):  # shipped names -> checkpoints/<name>.pt
+    seen: dict[Path, str] = {}
+    for given, path in zip(checkpoints, map(resolve, checkpoints)):  # shipped names -> checkpoints/<name>.pt
+        if Path(path).resolve() in seen:
+            raise CSRIPError(f"{given} is given twice (the same file as {seen[Path(path).resolve()]}); "
+                             "name each checkpoint once")
+        seen[Path(path).resolve()] = str(given)
         ckpt = load_checkpoint(path, kind="sr", map_location="cpu")  # validates: CSRIPError if not ours
-        name = model_name(path, ckpt)
+        name = base = model_name(path, ckpt)
         if name in models or name in ("bicubic", "hr"):
-            name = f"{Path(path).parent.parent.name}/{name}"
+            name = base = f"{printable(Path(path).parent.parent.name, 40)}/{base}"
+        k = 1
+        while name in models or name in ("bicubic", "hr"):
+            k += 1
+            name = f"{base} #{k}"
         models[name] = load_sr(path, map_location=map_location)
     return models
 
@@ -566,7 +577,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=nonnegative_int, default=2, help="data-loading processes")
     p.add_argument("--judge-workers", type=nonnegative_int, default=None, metavar="N",
                    help="processes running the identity judge next to the scoring (dlib uses one core "
-                        "each; 0: in this process; default: the usable CPU cores, at most 8)")
+                        "each; 0: in this process; default: the usable CPU cores, at most 8; never more than those cores)")
 
 
 @contextlib.contextmanager
