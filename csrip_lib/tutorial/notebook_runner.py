@@ -16,9 +16,12 @@ be the folder of the source notebooks (executing into it would replace them).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
+import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -84,7 +87,12 @@ def run_notebook(path: str | Path, out_dir: str | Path | None = None,
             client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, coalesce_streams=True,
                                     resources={"metadata": {"path": str(Path(cwd) if cwd else path.parent)}},
                                     config=_kernel_transport(Path(sockets)))
-            client.execute()
+            try:
+                _execute(client)
+            except BaseException as e:
+                if not isinstance(e, Exception):  # interrupted or terminated: keep what ran
+                    _save(nb, out)
+                raise
     except (CellExecutionError, CellTimeoutError, DeadKernelError) as e:
         _save(nb, out)
         where = _error_of(nb) or f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
@@ -92,6 +100,66 @@ def run_notebook(path: str | Path, out_dir: str | Path | None = None,
                          f"traceback: {out}") from e
     _save(nb, out)
     return out
+
+
+def _execute(client) -> None:
+    """`client.execute()`, in a helper thread, so that Ctrl-C, SIGTERM and SIGHUP reach this (main) thread:
+    the running cell is interrupted (SIGINT to the kernel's process group), nbclient ends the run and shuts
+    the kernel down the normal way, and then the signal goes to this process's own handler (`csrip`
+    prints one line: interrupted, or terminated). In the main thread nbclient would take those signals
+    itself and shut the kernel down under the running cell: dozens of lines of ZMQ tracebacks. A second
+    signal goes to the handler at once (the kernel then ends with this process: it polls its parent)."""
+    if threading.current_thread() is not threading.main_thread():
+        client.execute()
+        return
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    caught: list[int] = []
+    sent: list[int] = []
+    failed: list[BaseException] = []
+    previous = {sig: signal.getsignal(sig) for sig in sigs}
+
+    def interrupt_kernel() -> None:
+        pgid = getattr(getattr(getattr(client, "km", None), "provisioner", None), "pgid", None)
+        if caught and not sent and pgid:
+            sent.append(pgid)
+            with contextlib.suppress(OSError):
+                os.killpg(pgid, signal.SIGINT)
+
+    def on_signal(signum: int, frame) -> None:
+        if caught:
+            _deliver(signum, previous[signum])
+        caught.append(signum)
+        interrupt_kernel()
+
+    def work() -> None:
+        try:
+            client.execute()
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            failed.append(e)
+
+    worker = threading.Thread(target=work, name="notebook", daemon=True)
+    for sig in sigs:
+        signal.signal(sig, on_signal)
+    try:
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.2)
+            interrupt_kernel()  # a signal that came while the kernel was starting
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if caught:
+        _deliver(caught[0], previous[caught[0]])
+    if failed:
+        raise failed[0]
+
+
+def _deliver(signum: int, handler) -> None:
+    """Run this process's handler of `signum` now (Python's raises KeyboardInterrupt; `csrip`'s, Terminated)."""
+    if callable(handler):
+        handler(signum, None)
+    elif handler != signal.SIG_IGN:
+        raise KeyboardInterrupt
 
 
 def _save(nb: nbformat.NotebookNode, out: Path) -> None:
