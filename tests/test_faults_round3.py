@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -344,3 +345,217 @@ def test_evaluate_keeps_every_model_whose_name_collides_and_refuses_one_file_twi
     assert len(models) == 3 and len(set(map(id, models.values()))) == 3
     with pytest.raises(CSRIPError, match="given twice"):
         load_models([paths[0], paths[1], paths[0]])
+
+
+# -- 9. result JSON "files" could name /dev/zero or a FIFO: memory to the limit, or a hang
+@pytest.mark.parametrize("entry", ["/dev/zero", "../../dev/zero", "FIFO"])
+def test_a_result_never_reads_a_device_or_fifo(entry, tmp_path):
+    folder = tmp_path / "res"
+    results.write(folder, "default-model", result_tables(), result_prov())
+    if entry == "FIFO":
+        os.mkfifo(folder / "default-model_x.csv")
+        entry = "default-model_x.csv"
+    prov = json.loads((folder / "default-model.json").read_text())
+    (folder / "default-model.json").write_text(json.dumps({**prov, "files": ["default-model.csv", entry]}))
+    with pytest.raises(CSRIPError, match="among its files|not a regular file"):
+        results.read(folder, "default-model")
+
+
+# -- 12. hallucinate output names collided: x.jpg and x.png, a/b_c.jpg and a_b/c.png
+@pytest.mark.parametrize("files", [["x.jpg", "x.png"], ["a/b_c.jpg", "a_b/c.png", "c.jpg"], ["X.jpg", "x.jpg"]])
+def test_hallucinate_gives_every_image_its_own_output_name(files, tmp_path):
+    from csrip_lib.evaluation.hallucinate import _output_names
+    names = _output_names([tmp_path / f for f in files], tmp_path)
+    assert len({n.casefold() for n in names}) == len(files), names
+
+
+# -- 13. tampered result files and manifests gave tracebacks (and --check exited 1, as for "differs")
+def _damage(folder: Path, how: str) -> None:
+    sidecar, csv = folder / "default-model.json", folder / "default-model.csv"
+    prov = json.loads(sidecar.read_text())
+    if how == "json list":
+        sidecar.write_text("[1, 2]")
+    elif how == "no files":
+        sidecar.write_text(json.dumps({k: v for k, v in prov.items() if k != "files"}))
+    elif how == "no hardware":
+        sidecar.write_text(json.dumps({k: v for k, v in prov.items() if k != "hardware"}))
+    elif how == "not json":
+        sidecar.write_text("{")
+    elif how == "csv without psnr":
+        pd.read_csv(csv).drop(columns="psnr").to_csv(csv, index=False)
+    elif how == "empty csv":
+        csv.write_text("")
+    elif how == "unknown metric":
+        pd.DataFrame({"model": ["m"], "metric": ["zzz"], "diff": [1.0], "diff_low": [0.5], "diff_high": [1.5],
+                      "images": [4]}).to_csv(folder / "default-model_paired.csv", index=False)
+        sidecar.write_text(json.dumps({**prov, "files": [*prov["files"], "default-model_paired.csv"]}))
+
+
+DAMAGES = ["json list", "no files", "no hardware", "not json", "csv without psnr", "empty csv", "unknown metric"]
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_a_damaged_result_is_one_line_when_rendered_checked_or_forced(how, tmp_path, capsys):
+    folder = tmp_path / "res"
+    results.write(folder, "default-model", result_tables(), result_prov())
+    _damage(folder, how)
+    with pytest.raises(CSRIPError):
+        results.render_block("default-model", folder, tmp_path)
+    code, err = cli(["reproduce", "--render", "--check", "--out", str(folder)], capsys)
+    assert_one_line_error(code, err)  # 2, not the 1 of "differs"
+    if how in ("json list", "no files", "not json"):  # what `write --force` must read: refused before measuring
+        with pytest.raises(CSRIPError):
+            results.check_writable(folder, "default-model", force=True)
+
+
+MANIFESTS = {"a list": "[]", "models a list": '{"models": []}', "nested": "[" * 200_000 + "]" * 200_000,
+             "no kind": json.dumps({"models": {"m": {"path": "m.pt", "files": {"m.pt": "0" * 64}}}}),
+             "files a list": json.dumps({"models": {"m": {"kind": "sr", "path": "m.pt", "files": ["m.pt"]}}}),
+             "bad digest": json.dumps({"models": {"m": {"kind": "sr", "path": "m.pt", "files": {"m.pt": "x"}}}})}
+
+
+@pytest.mark.parametrize("manifest", list(MANIFESTS))
+def test_a_damaged_manifest_is_one_line_everywhere(manifest, tmp_path, capsys):
+    dest = tmp_path / "ck"
+    dest.mkdir()
+    (dest / "manifest.json").write_text(MANIFESTS[manifest])
+    with pytest.raises(CSRIPError, match="manifest"):
+        zoo.manifest(dest)
+    src = tiny_sr_checkpoint(tmp_path / "run" / "best.pt")
+    code, err = cli(["export", str(src), "--name", "m", "--dest", str(dest), "--force"], capsys)
+    assert_one_line_error(code, err, "manifest")
+    assert sorted(p.name for p in dest.iterdir()) == ["manifest.json"]  # nothing exported beside it
+
+
+def test_figures_results_without_its_columns_is_one_line(tmp_path):
+    from csrip_lib.tutorial.figures import read_results
+    (tmp_path / "r.csv").write_text("model,psnr\nm,20\n")
+    with pytest.raises(CSRIPError, match="lacks the column"):
+        read_results(tmp_path / "r.csv")
+    (tmp_path / "e.csv").write_text("")
+    with pytest.raises(CSRIPError, match="not a readable CSV"):
+        read_results(tmp_path / "e.csv")
+
+
+# -- 16. the renderer neither validated nor escaped
+@pytest.mark.parametrize("value", [float("nan"), 1e308, float("inf")])
+def test_the_renderer_refuses_non_finite_and_absurd_scores(value, tmp_path):
+    folder = tmp_path / "res"
+    results.write(folder, "default-model", result_tables(psnr=value), result_prov())
+    with pytest.raises(CSRIPError):
+        results.render_block("default-model", folder, tmp_path)
+
+
+def test_the_renderer_escapes_a_pipe_in_a_model_name(tmp_path):
+    folder = tmp_path / "res"
+    results.write(folder, "default-model", result_tables(model="evil | 99.99 | x"), result_prov())
+    text = results.render_block("default-model", folder, tmp_path)
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    columns = {len(re.split(r"(?<!\\)\|", line)) for line in rows}
+    assert len(columns) == 1 and "evil \\| 99.99 \\| x" in text
+
+
+# -- 17. misleading messages
+def test_hallucinate_into_its_input_folder_says_so(tmp_path, capsys):
+    from PIL import Image
+    Image.new("RGB", (64, 64)).save(tmp_path / "a.png")
+    code, err = cli(["hallucinate", str(tmp_path), "-o", str(tmp_path), "--checkpoint", "none.pt"], capsys)
+    assert_one_line_error(code, err, "input folder")
+
+
+def test_an_animated_gif_decodes_to_its_first_frame(tmp_path):
+    from PIL import Image
+
+    from csrip_lib.data.faces import decode_rgb
+    frames = [Image.new("RGB", (40, 30), c) for c in ("red", "green", "blue")]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    x = decode_rgb(tmp_path / "a.gif")
+    assert tuple(x.shape) == (3, 30, 40) and int(x[0].float().mean()) > 200  # red
+
+
+def test_a_decoder_out_of_memory_is_not_called_corrupt(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from csrip_lib.data import faces
+    Image.new("RGB", (64, 64)).save(tmp_path / "a.jpg")
+
+    def no_memory(path):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 288000000 bytes")
+    monkeypatch.setattr(faces, "_decode_torchvision", no_memory)
+    with pytest.raises(CSRIPError, match="not enough memory") as e:
+        faces.decode_rgb(tmp_path / "a.jpg")
+    assert "corrupt" not in str(e.value)
+
+
+def test_a_folder_given_as_checkpoint_is_called_a_folder(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    code, err = cli(["evaluate", "--out", str(tmp_path / "r.csv"), "--checkpoint", str(tmp_path / "run")], capsys)
+    assert_one_line_error(code, err, "is a folder")
+
+
+def test_figures_only_an_unknown_figure_is_an_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CSRIP_FIGURES", str(tmp_path / "figures"))
+    code, err = cli(["figures", "--only", "fig99", "--data", str(tmp_path / "none")], capsys)
+    assert_one_line_error(code, err, "no such figure")
+
+
+# -- 18. a 2 MB zip bomb placed as the LFW archive wrote 2 GB before the integrity check
+def test_a_zip_bomb_is_refused_before_anything_is_extracted(tmp_path, monkeypatch):
+    import zipfile
+
+    from csrip_lib.data import download
+    monkeypatch.setattr(download, "MAX_UNPACKED", 1 << 20)  # stands for LFW's bound; the bomb is 20x it
+    with zipfile.ZipFile(tmp_path / "lfw-deepfunneled.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("lfw/a/a_0001.jpg", b"\0" * (20 << 20))
+    assert (tmp_path / "lfw-deepfunneled.zip").stat().st_size < 100_000
+    written = []
+    real_extractall = zipfile.ZipFile.extractall
+    monkeypatch.setattr(zipfile.ZipFile, "extractall", lambda self, *a, **k: written.append(1) or
+                        real_extractall(self, *a, **k))
+    with pytest.raises(CSRIPError, match="zip bomb"):
+        download.download_lfw(tmp_path, url="http://127.0.0.1:9/lfw-deepfunneled.zip", progress=False)
+    assert not written
+
+
+# -- 14. interrupting `csrip demo` printed 66-75 lines of ZMQ/nbclient tracebacks and no "interrupted" line
+DEMO_OF_ONE_SLOW_NOTEBOOK = """
+import sys
+from pathlib import Path
+import nbformat
+from csrip_lib import cli
+from csrip_lib.tutorial import notebook_runner
+tmp = Path(sys.argv[1])
+nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                       "display_name": "Python 3"}})
+nb.cells = [nbformat.v4.new_code_cell(
+    "import os, time\\nopen('running', 'w').write(str(os.getpid()))\\ntime.sleep(120)")]
+nbformat.write(nb, tmp / "01_slow.ipynb")
+notebook_runner.find_notebooks = lambda folder=None, only=None: [tmp / "01_slow.ipynb"]
+notebook_runner.resolve_data = lambda data: tmp
+sys.exit(cli.main(["demo", "--out", str(tmp / "build"), "--data", str(tmp)]))
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="signals")
+def test_interrupting_demo_stops_the_kernel_with_one_line(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-c", DEMO_OF_ONE_SLOW_NOTEBOOK, str(tmp_path)], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            env={**os.environ, "CSRIP_FIGURES": str(tmp_path / "figures"),
+                                 "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    marker, deadline = tmp_path / "running", time.monotonic() + 240
+    while not (marker.exists() and marker.read_text()) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert marker.exists(), proc.communicate(timeout=60)
+    kernel = int(marker.read_text())
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the foreground process group
+    _, err = proc.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if line.strip() and "nb/s" not in line]
+    assert proc.returncode == 130 and lines == ["csrip demo: interrupted"], err
+    deadline = time.monotonic() + 30
+    while _alive(kernel) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(kernel)
+    assert (tmp_path / "build" / "01_slow.ipynb").is_file()  # what ran is kept
