@@ -115,7 +115,7 @@ def check_writable(folder: str | Path, name: str, force: bool = False) -> Path:
         if held:
             raise CSRIPError(f"{held[0]} exists; pass --force to measure {name} again and overwrite it")
     elif os.path.lexists(old):
-        read(folder, name)
+        files(folder, name, sidecar(folder, name))
     return folder
 
 
@@ -131,7 +131,7 @@ def write(folder: str | Path, name: str, tables: dict[str, pd.DataFrame], prov: 
     only names of this result's form inside `folder` are ever deleted (`files`)."""
     folder = check_writable(folder, name, force)
     json_path, *csvs = paths(folder, name, list(tables))
-    stale = set(files(folder, name, json.loads(json_path.read_text()))) if os.path.lexists(json_path) else set()
+    stale = set(files(folder, name, sidecar(folder, name))) if os.path.lexists(json_path) else set()
     data = {path: table.to_csv(index=False, float_format="%.6g").encode()
             for path, table in zip(csvs, tables.values())}
     data[json_path] = (json.dumps({"name": name, **prov, "files": [p.name for p in csvs]}, indent=1)
@@ -164,6 +164,15 @@ def files(folder: Path, name: str, prov: Any) -> list[Path]:
     return found
 
 
+def sidecar(folder: Path, name: str) -> Any:
+    """The parsed NAME.json of a result (a regular file, valid JSON; `files` checks its form)."""
+    path = folder / f"{name}.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (ValueError, RecursionError) as e:
+        raise CSRIPError(f"{path} is not valid JSON ({type(e).__name__}); measure it again with --force") from None
+
+
 def read(folder: str | Path, name: str) -> tuple[dict[str, pd.DataFrame], dict[str, Any]] | None:
     """(tables keyed like `write`'s, provenance) of result `name`, or None if it was not measured.
     A damaged or edited result (`files`, JSON that is not an object, a table missing, empty or not a
@@ -172,11 +181,7 @@ def read(folder: str | Path, name: str) -> tuple[dict[str, pd.DataFrame], dict[s
     json_path = folder / f"{name}.json"
     if not os.path.lexists(json_path):
         return None
-    try:
-        prov = json.loads(json_path.read_text()) if json_path.is_file() else None
-    except (ValueError, RecursionError) as e:
-        raise CSRIPError(f"{json_path} is not valid JSON ({type(e).__name__}); measure it again with "
-                         "--force") from None
+    prov = sidecar(folder, name)
     tables = {}
     for path in files(folder, name, prov):
         if not path.is_file():
