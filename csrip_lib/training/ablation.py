@@ -22,7 +22,8 @@ folder: the paper trains on CASIA-WebFace and tests on LFW (Sec. 4.1), two datas
 in common, so `--data CASIA --test-data LFW` runs Tables 1-2 as the paper ran them.
 Runs go to <out>/<model>/ (a finished run is reused, an unfinished one resumed; --force retrains);
 tables to <out>/table1.csv (paper numbers and gains over bicubic beside ours), <out>/table2.csv, or table3_train.csv and table4_test.csv, with per-image scores next to them; tables already there are
-replaced only with --force (checked before any training).
+replaced by a rerun that rescores the finished runs of the same experiment there, else only with --force
+(checked before any training; a link at a table's name is replaced, never written through).
 """
 from __future__ import annotations
 
@@ -61,6 +62,15 @@ EXPERIMENTS = {"table1": [*COMPETITOR_NAMES, "C-SRIP"], "table2": list(VARIANTS)
 TABLE_FILES = {"table1": ("table1_per_image.csv", "table1.csv"), "table2": ("table2_per_image.csv", "table2.csv"),
                "table34": ("table3_train_per_image.csv", "table4_test_per_image.csv", "table3_train.csv",
                            "table4_test.csv")}  # what each experiment writes into --out
+
+
+def check_tables(out: Path, experiment: str, force: bool) -> None:
+    """Tables already in `out` are replaced only by a rerun that rescores this experiment's finished runs
+    there (every run's best.pt present: the folder is this experiment's), or with `force`; anything else
+    at a table's name (a user's file, a link) is kept: CSRIPError before any training."""
+    if force or all((run_dir(out, name) / "best.pt").is_file() for name in EXPERIMENTS[experiment]):
+        return
+    check_outputs([out / f for f in TABLE_FILES[experiment]], force)
 
 
 def run_dir(out: Path, name: str) -> Path:
@@ -155,7 +165,7 @@ def run_ablation(data=None, preset: str | Preset = DEFAULT_PRESET, out: str | Pa
     preset = get_preset(preset) if isinstance(preset, str) else preset
     alpha = preset.loss.alpha if alpha is None else alpha
     out = check_dir(Path(out) if out is not None else runs_dir() / preset.name / "ablation")
-    check_outputs([out / f for f in TABLE_FILES[experiment]], force)  # before any training
+    check_tables(out, experiment, force)  # before any training
     root = resolve_data(data)
     test_root, test_split = (root, "test") if test_data is None else (resolve_data(test_data), "all")
     if test_data is not None and test_root.resolve() == root.resolve():
@@ -184,7 +194,7 @@ def run_ablation(data=None, preset: str | Preset = DEFAULT_PRESET, out: str | Pa
         written[out / "table4_test_per_image.csv"] = test.to_csv(index=False).encode()
         tables["table3_train"], tables["table4_test"] = table(train_scores), table(test)
     written.update({out / f"{name}.csv": t.to_csv().encode() for name, t in tables.items()})
-    write_outputs(written, force)
+    write_outputs(written, force=True)  # checked by check_tables; atomic, a link replaced, never written through
     for name, t in tables.items():
         with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 160):
             print(f"\n{name} ({root.name if name.startswith('table3') else test_root.name}, preset {preset.name}):"
