@@ -5,15 +5,24 @@ only when its command runs, so `csrip --help` is instant. User errors (`CSRIPErr
 (a bad option or number, see `argtypes`) and file-system errors (`OSError`: unreadable, unwritable,
 full disk, symlink loop) print one line, "csrip <command>: error: ...", and exit with status 2.
 Warnings print one line each, "csrip <command>: warning: ...", not Python's two-line form with the
-source line. File names that are not valid UTF-8 (decoded by Python with surrogate escapes) print with
-a backslash escape for each such byte, as on stderr, instead of failing the print.
+source line. Every argument that starts with `~` (a path the shell left unexpanded, as in `--out=~/x`)
+is expanded here, once (`expand_user`), so that checks and writes see the same path. SIGTERM and SIGHUP
+end a command as Ctrl-C does (`Terminated`): every open `with` block closes (judge workers and notebook
+kernels are stopped), one line says so, and the exit status is 128 + the signal's number; helper processes
+also die with csrip if it is killed outright (`runtime.die_with_parent`). File names that are not valid
+UTF-8 (decoded by Python with surrogate escapes) print with a backslash escape for each such byte, as on
+stderr, instead of failing the print.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
+import threading
 import warnings
+from pathlib import Path
 
 from .core.console import CSRIPError, describe_os_error, tqdm
 
@@ -30,9 +39,21 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "hallucinate": ("csrip_lib.evaluation.hallucinate", "8x face hallucination of any photo(s)"),
     "figures": ("csrip_lib.tutorial.figures", "regenerate the paper's figures into figures/"),
     "reproduce": ("csrip_lib.reproduce", "measure a published result into results/ (table1, table2, default-model) "
-                  "and render README.md / MODEL_CARD.md from them"),
+                  "and render README.md / docs/ / MODEL_CARD.md from them"),
     "export": ("csrip_lib.models.zoo", "export a trained run as a shipped model into checkpoints/"),
 }
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: raised in the main thread, so that cleanup runs as for Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame) -> None:
+    raise Terminated(signum)
 
 
 class Parser(argparse.ArgumentParser):
@@ -47,6 +68,18 @@ def one_line_warnings(command: str) -> None:
     def show(message, category, filename, lineno, file=None, line=None) -> None:
         tqdm.write(f"csrip {command}: warning: {' '.join(str(message).split())}", file=sys.stderr)
     warnings.showwarning = show
+
+
+def expand_user(args: argparse.Namespace) -> None:
+    """Expand a leading `~` or `~user` in every string or path argument, as the shell does for a word
+    that starts with it (bash leaves `--out=~/x` alone, and a check of `~/x` would not be a check of
+    the folder the write then makes, literally named "~")."""
+    def expand(v):
+        if isinstance(v, str | Path) and str(v).startswith("~"):
+            return type(v)(os.path.expanduser(str(v)))
+        return [expand(x) for x in v] if isinstance(v, list) else v
+    for key, value in vars(args).items():
+        setattr(args, key, expand(value))
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -68,11 +101,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    expand_user(args)
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="backslashreplace")  # as stderr: a non-UTF-8 name prints as \udcXX
-    with warnings.catch_warnings():  # restores Python's warning display when the command returns
-        one_line_warnings(args.command)
-        return _run(args)
+    handlers = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)} \
+        if threading.current_thread() is threading.main_thread() else {}
+    try:
+        with warnings.catch_warnings():  # restores Python's warning display when the command returns
+            one_line_warnings(args.command)
+            return _run(args)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -87,3 +127,6 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"csrip {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated as e:
+        print(f"csrip {args.command}: terminated by {signal.Signals(e.signum).name}", file=sys.stderr)
+        return 128 + e.signum

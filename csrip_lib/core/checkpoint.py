@@ -31,6 +31,7 @@ import math
 import os
 import pickle
 import tempfile
+import zipfile
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
@@ -46,6 +47,9 @@ from .console import CSRIPError, describe_os_error
 FORMAT, VERSION = "csrip", 2
 MIN_VERSION = 1  # the oldest format whose model weights this code reads
 MAX_PLAIN_ITEMS = 1_000_000  # values in a checkpoint's plain data, counted as often as they are reached
+MAX_STRING = 4096  # characters of any string in a checkpoint (names, paths, descriptions)
+MAX_TENSOR_BYTES = 2 << 30  # tensor data a checkpoint declares (the paper-size models need < 100 MB)
+MAX_MODEL_VALUES = MAX_TENSOR_BYTES // 4  # values of a model's weights, counted by shape (a view can be huge)
 TRAINING_STATE = ("state", "optimizer", "scheduler")  # what train.py's last.pt adds to a model checkpoint
 
 
@@ -64,6 +68,18 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     at `path` is replaced, never written through. Errors are one-line CSRIPErrors: torch.save reports a
     full disk as a RuntimeError ("unexpected pos"), so any exception of `write` is a failed write.
     """
+    tmp = staged(path, write)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return Path(path)
+
+
+def staged(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """The temporary file (in `path`'s folder, flushed to disk) that `write(f)` filled, for the caller to
+    rename onto `path`; on any failure nothing is left and the error is a one-line CSRIPError."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -73,7 +89,6 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
         if not isinstance(e, Exception):  # KeyboardInterrupt, SystemExit
@@ -83,7 +98,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
         kept = f"the earlier {path.name} is unchanged" if os.path.lexists(path) else "no file was left behind"
         raise CSRIPError(f"could not write {path}: {'the disk is full (' + why + ')' if full else why}; "
                          f"{kept}") from None
-    return path
+    return Path(tmp)
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path, kind: str) -> Path:
@@ -110,11 +125,14 @@ def _unpickling_error(path: Path, e: pickle.UnpicklingError) -> CSRIPError:
 
 
 def _plain_items(value: Any, limit: int = MAX_PLAIN_ITEMS) -> int:
-    """How many values a repr of `value` would visit (tensors count as one); stops past `limit`."""
+    """How many values a repr of `value` would visit (tensors count as one); stops past `limit`, and
+    returns more than `limit` for a string longer than MAX_STRING."""
     count, todo = 0, [value]
     while todo and count <= limit:
         v = todo.pop()
         count += 1
+        if isinstance(v, str) and len(v) > MAX_STRING:
+            return limit + 1
         if isinstance(v, dict):
             todo.extend(v.keys())
             todo.extend(v.values())
@@ -132,13 +150,18 @@ def _check_structure(path: Path, ckpt: dict[str, Any]) -> None:
     if not isinstance(model, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                               for k, v in model.items()):
         raise CSRIPError(f"{path}: its 'model' is not a dict of named tensors (edited or damaged file?)")
+    values = sum(t.numel() for t in model.values())
+    if values > MAX_MODEL_VALUES:
+        raise CSRIPError(f"{path}: its weights declare {values:,} values, more than any csrip model "
+                         f"({MAX_MODEL_VALUES:,}); an edited file? refused before reading them")
     for key, t in model.items():
         if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
             raise CSRIPError(f"{path}: weight {key} holds NaN or infinite values, so the model cannot produce "
                              "images (a diverged or damaged run?); use another checkpoint")
     if _plain_items(ckpt) > MAX_PLAIN_ITEMS:
         raise CSRIPError(f"{path}: its data holds more than {MAX_PLAIN_ITEMS:,} values once shared parts are "
-                         "counted (an edited file built to exhaust memory?); refused")
+                         f"counted, or a string longer than {MAX_STRING:,} characters (an edited file built to "
+                         "exhaust memory?); refused")
 
 
 def load_checkpoint(path: str | Path, kind: str | None = None,
@@ -146,8 +169,14 @@ def load_checkpoint(path: str | Path, kind: str | None = None,
     """Load (safely: tensors and plain data only) and validate a csrip checkpoint; `kind` (if given)
     must match what was saved. Every problem is a one-line CSRIPError."""
     path = Path(path)
+    if path.is_dir():
+        raise CSRIPError(f"{path} is a folder; expected a checkpoint file (.pt) such as {path / 'best.pt'}")
     if not path.is_file():
         raise CSRIPError(f"checkpoint not found: {path} (expected a .pt file written by csrip)")
+    declared = _declared_bytes(path)
+    if declared > MAX_TENSOR_BYTES:
+        raise CSRIPError(f"{path} declares {declared / 1e9:.1f} GB of tensor data, more than any csrip checkpoint "
+                         f"({MAX_TENSOR_BYTES / 1e9:.1f} GB); refused before loading (an edited file?)")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:  # weights_only refused a global, or the pickle is damaged
@@ -171,15 +200,68 @@ def load_checkpoint(path: str | Path, kind: str | None = None,
     return ckpt
 
 
+def _declared_bytes(path: Path) -> int:
+    """The tensor data a torch zip file declares (the sizes of its data/ records, read from the zip's
+    directory, nothing decompressed); 0 for anything else (torch.load then says what it is)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return sum(i.file_size for i in z.infolist() if "/data/" in i.filename)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return 0
+
+
 def read_manifest(path: str | Path) -> dict[str, dict[str, Any]]:
-    """The models a checkpoints/manifest.json lists ({name: entry}; {} when there is no manifest)."""
+    """The models a checkpoints/manifest.json lists ({name: entry}; {} when there is no manifest).
+
+    Every entry is checked (`_check_entry`): a manifest that is not of this form, or whose paths leave
+    its folder, is a one-line CSRIPError, so nothing outside checkpoints/ is ever loaded by name and no
+    model is loaded without the SHA-256 of each of its files."""
     path = Path(path)
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text())["models"]
-    except (ValueError, KeyError) as e:
-        raise CSRIPError(f"{path} is not a csrip model manifest ({type(e).__name__}: {e})") from e
+        data = json.loads(path.read_text())
+    except (ValueError, RecursionError) as e:
+        raise CSRIPError(f"{path} is not a csrip model manifest ({type(e).__name__}: "
+                         f"{' '.join(str(e).split())[:120]})") from None
+    models = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(models, dict):
+        raise CSRIPError(f"{path} is not a csrip model manifest: expected a JSON object whose \"models\" maps "
+                         "names to entries (restore it with `git checkout checkpoints/manifest.json`)")
+    for name, entry in models.items():
+        _check_entry(path, name, entry)
+    return models
+
+
+def _check_entry(path: Path, name: str, entry: Any) -> None:
+    """A manifest entry: a plain name; "kind" a string; "path" and every key of "files" relative paths inside
+    the manifest's folder; each file's SHA-256 (64 hex digits); the model's path among its files (an SR
+    file) or above them (a recognizers folder)."""
+    def bad(why: str) -> CSRIPError:
+        return CSRIPError(f"{path}: entry {str(name)[:60]!r} {why} (edited file? restore it with "
+                          "`git checkout checkpoints/manifest.json`)")
+    if not _inside(name) or "/" in name:
+        raise bad("is not a plain model name")
+    if not isinstance(entry, dict) or not isinstance(entry.get("kind"), str):
+        raise bad("is not an object with a \"kind\"")
+    rel, files = entry.get("path"), entry.get("files")
+    if not _inside(rel):
+        raise bad(f"has path {str(rel)[:80]!r}; expected a relative path inside {path.parent}")
+    if not isinstance(files, dict) or not files:
+        raise bad("lists no \"files\" with their SHA-256; a model is never loaded unchecked")
+    for f, digest in files.items():
+        if not _inside(f) or not (isinstance(digest, str) and len(digest) == 64
+                                  and all(c in "0123456789abcdef" for c in digest)):
+            raise bad(f"lists file {str(f)[:80]!r} with SHA-256 {str(digest)[:70]!r}; expected a relative path "
+                      f"inside {path.parent} and 64 hex digits")
+    if rel not in files and not all(f.startswith(rel + "/") for f in files):
+        raise bad(f"has path {rel!r}, but its \"files\" do not cover it")
+
+
+def _inside(rel: Any) -> bool:
+    """`rel` is a relative POSIX path whose every part is a plain, visible name (no "..", no absolute)."""
+    return (isinstance(rel, str) and 0 < len(rel) <= 255 and "\0" not in rel and "\\" not in rel
+            and all(part and not part.startswith(".") for part in rel.split("/")))
 
 
 def check_resumable(path: str | Path) -> dict[str, Any]:

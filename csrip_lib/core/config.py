@@ -333,13 +333,14 @@ def project_root() -> Path:
 
 
 def figures_dir(create: bool = True) -> Path:
-    """Where figures go: $CSRIP_FIGURES or <repo>/figures (created on demand unless `create` is False)."""
-    d = Path(os.environ.get("CSRIP_FIGURES", project_root() / "figures"))
+    """Where figures go: $CSRIP_FIGURES (a leading `~` expanded, as for every user path) or <repo>/figures
+    (created on demand unless `create` is False)."""
+    d = Path(os.path.expanduser(os.environ.get("CSRIP_FIGURES", project_root() / "figures")))
     if create:
         d.mkdir(parents=True, exist_ok=True)
     return d
 
 
 def runs_dir() -> Path:
-    """Where training runs go: $CSRIP_RUNS or <repo>/runs."""
-    return Path(os.environ.get("CSRIP_RUNS", project_root() / "runs"))
+    """Where training runs go: $CSRIP_RUNS (a leading `~` expanded) or <repo>/runs."""
+    return Path(os.path.expanduser(os.environ.get("CSRIP_RUNS", project_root() / "runs")))

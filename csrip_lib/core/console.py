@@ -32,6 +32,16 @@ def describe_os_error(e: OSError) -> str:
     return f"{what}: {' -> '.join(paths)}" if paths else f"{what} ({e})" if str(e) != what else what
 
 
+def printable(text: object, limit: int = 120) -> str:
+    """`text` safe to print on one terminal line: control characters (newlines, ANSI escapes) and bytes
+    that are not UTF-8 as backslash escapes, at most `limit` characters (a longer name ends in "...")."""
+    text = str(text)
+    short = text[:limit]
+    safe = "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   for c in short)
+    return safe + ("..." if len(text) > limit else "")
+
+
 def _number(text: str, kind: type, minimum: float, strict: bool) -> int | float:
     try:
         value = kind(text)

@@ -12,8 +12,16 @@ The rules every write follows, each in one place here:
 - `checkpoint.atomic_write`: a file is written to a temporary file in its folder and renamed into place, so a
   killed or failed write (full disk) leaves the old file, and a symbolic link at the name is replaced,
   never written through; the new file gets the permissions the umask gives (0644 under umask 022).
-- `write_output`: an existing entry at an output name (a dangling symbolic link included) is kept
-  unless `force`.
+- `write_output` / `write_outputs`: an existing entry at an output name (a dangling symbolic link
+  included) is kept unless `force`; `check_outputs` is that check made before the work. `write_outputs`
+  writes several files as one: every name is checked, then all are written to temporary files, then
+  renamed in order (the last, e.g. a result's JSON sidecar, last), so a failed write changes none of them.
+  Every file a command writes (results, evaluate's CSVs, ablation tables, executed notebooks, exports,
+  rendered documents) goes through these.
+- `locked`: a shared file that several processes update (checkpoints/manifest.json) is read, changed
+  and written under an exclusive `fcntl.flock` on its folder, so concurrent updates queue, none is lost.
+- Paths: `cli` expands a `~` the shell left (`--out=~/x`) once, for every argument; `check_dir` refuses
+  a path that still starts with `~` (a folder literally named "~" is never what was meant).
 - `lock_runs`: a run folder is locked (`fcntl.flock` on the folder) by the process that trains in it,
   for the whole of `train.fit`; `check_runs` refuses a folder locked by another process before any data
   is read, and `fit` checks again under its lock, so of two processes started on one folder exactly one
@@ -28,7 +36,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from .checkpoint import atomic_write, check_resumable
+from .checkpoint import check_resumable, staged
 from .console import CSRIPError, describe_os_error
 
 RUN_FILES = ("last.pt", "best.pt", "log.csv")  # what csrip_lib.training.harness.fit writes into a run folder
@@ -37,7 +45,10 @@ _LOCKS: dict[Path, int] = {}  # run folder -> open descriptor holding its lock, 
 
 def check_dir(path: str | Path, what: str = "output folder") -> Path:
     """`path` if it is, or can be created as, a folder this process can write to; else CSRIPError."""
-    path = Path(path).expanduser()
+    path = Path(path)
+    if path.parts and path.parts[0].startswith("~"):
+        raise CSRIPError(f"{what} {path} starts with a literal '~' (not expanded by the shell); "
+                         f"write it as {os.path.expanduser(str(path))} or $HOME/...")
     if path.exists() and not path.is_dir():
         raise CSRIPError(f"{what} {path} is a file; expected a folder (it is created if missing)")
     probe = path
@@ -65,13 +76,35 @@ def plain_name(name: str, what: str = "name") -> str:
     return name
 
 
+def check_outputs(paths: Sequence[str | Path], force: bool = False) -> None:
+    """CSRIPError if any of `paths` exists (a dangling symbolic link included) and not `force`; also
+    made before a long computation, so that it never ends in a refusal."""
+    held = [str(p) for p in paths if os.path.lexists(p)]
+    if held and not force:
+        raise CSRIPError(f"{', '.join(held)} {'exists' if len(held) == 1 else 'exist'}; pass --force to replace "
+                         f"{'it' if len(held) == 1 else 'them'}")
+
+
 def write_output(path: str | Path, data: bytes, force: bool = False) -> Path:
     """Write `data` to output file `path` (atomically); an existing entry there, even a dangling symbolic
     link, is an error unless `force`, which replaces it (the link itself, never its target)."""
-    path = Path(path)
-    if os.path.lexists(path) and not force:
-        raise CSRIPError(f"{path} exists; pass --force to replace it")
-    return atomic_write(path, lambda f: f.write(data))
+    return write_outputs({Path(path): data}, force)[0]
+
+
+def write_outputs(files: dict[Path, bytes], force: bool = False) -> list[Path]:
+    """Write several output files as one (see the module docstring): checked, staged, then renamed in
+    order; a failure before the renames leaves every old file as it was."""
+    check_outputs(list(files), force)
+    staging: list[tuple[Path, Path]] = []
+    try:
+        for path, data in files.items():
+            staging.append((staged(path, lambda f, d=data: f.write(d)), Path(path)))
+        for tmp, path in staging:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in staging:
+            tmp.unlink(missing_ok=True)
+    return [Path(p) for p in files]
 
 
 def check_runs(runs: Sequence[str | Path], *, resume: bool, force: bool, strict_resume: bool = True) -> None:
@@ -110,6 +143,18 @@ def _check_held(runs: list[Path], resume: bool, force: bool, strict_resume: bool
         if strict_resume and not any((r / "last.pt").exists() for r in runs):
             raise CSRIPError(f"nothing to resume in {', '.join(map(str, runs))}: no last.pt there (wrong "
                              "folder?); drop --resume to start a new run")
+
+
+@contextlib.contextmanager
+def locked(folder: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on `folder` (waiting for another process that holds it) while the block runs:
+    for a read-modify-write of a file in it that other processes update too."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""Published results as files, and the Markdown that README.md and checkpoints/MODEL_CARD.md show of them.
+"""Published results as files, and the Markdown that README.md, docs/ and checkpoints/MODEL_CARD.md show of them.
 
 A result NAME is `results/NAME.csv` (summary rows; more tables as `NAME_<part>.csv`) and its provenance
 `results/NAME.json`: the exact command that made it (`csrip reproduce NAME ...`, csrip_lib.reproduce),
@@ -18,6 +18,7 @@ accuracy tables come from the shipped checkpoints/recognizers-<preset>/accuracy.
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import math
@@ -36,9 +37,9 @@ import torch
 from .checkpoint import read_manifest
 from .config import project_root
 from .console import CSRIPError
-from .outputs import check_dir
+from .outputs import check_dir, write_output, write_outputs
 
-DOCS = ("README.md", "checkpoints/MODEL_CARD.md")
+DOCS = ("README.md", "docs/*.md", "checkpoints/MODEL_CARD.md")  # glob patterns under the project root
 RECOGNIZERS = ("recognizers-quick", "recognizers-base")  # shipped priors: checkpoints/<name>/accuracy.csv
 MANIFEST = "checkpoints/manifest.json"
 MARKER = re.compile(r"<!-- results:(?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /results:(?P=name) -->", re.S)
@@ -102,47 +103,115 @@ def paths(folder: Path, name: str, parts: Sequence[str]) -> list[Path]:
 
 
 def check_writable(folder: str | Path, name: str, force: bool = False) -> Path:
-    """`folder` if result `name` may be written there (before any training); else CSRIPError."""
+    """`folder` if result `name` may be written there (before any training); else CSRIPError. Without
+    `force`, any file of the result's names (NAME.json, NAME.csv, NAME_*.csv, even a dangling link) is
+    kept; with it, an existing NAME.json must be readable (`read`), since `write` deletes the tables it
+    lists, so a damaged one is refused now, not after the measuring."""
     folder = check_dir(folder, "results folder")
     old = folder / f"{name}.json"
-    if old.exists() and not force:
-        raise CSRIPError(f"{old} exists; pass --force to measure {name} again and overwrite it")
+    if not force:
+        taken = [old, folder / f"{name}.csv", *sorted(folder.glob(f"{glob.escape(name)}_*.csv"))]
+        held = [p for p in taken if os.path.lexists(p)]
+        if held:
+            raise CSRIPError(f"{held[0]} exists; pass --force to measure {name} again and overwrite it")
+    elif os.path.lexists(old):
+        files(folder, name, sidecar(folder, name))
     return folder
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 def write(folder: str | Path, name: str, tables: dict[str, pd.DataFrame], prov: dict[str, Any],
           force: bool = False) -> list[Path]:
-    """Write result `name`: one CSV per table (key "" is NAME.csv) and NAME.json (prov + the file list)."""
+    """Write result `name`: one CSV per table (key "" is NAME.csv) and NAME.json (prov + the file list),
+    as one `outputs.write_outputs` (the sidecar last: a result with a JSON is complete, and a failure
+    leaves the old result whole). With `force`, tables the old result listed and the new one lacks go;
+    only names of this result's form inside `folder` are ever deleted (`files`)."""
     folder = check_writable(folder, name, force)
-    folder.mkdir(parents=True, exist_ok=True)
     json_path, *csvs = paths(folder, name, list(tables))
-    if json_path.is_file():  # --force: tables the old result had and the new one lacks go with it
-        for stale in set(json.loads(json_path.read_text()).get("files", ())) - {p.name for p in csvs}:
-            (folder / stale).unlink(missing_ok=True)
-    for path, table in zip(csvs, tables.values()):
-        table.to_csv(path, index=False, float_format="%.6g")
-    tmp = json_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"name": name, **prov, "files": [p.name for p in csvs]}, indent=1) + "\n")
-    tmp.replace(json_path)  # the sidecar last: a result with a JSON is complete
-    return [json_path, *csvs]
+    stale = set(files(folder, name, sidecar(folder, name))) if os.path.lexists(json_path) else set()
+    data = {path: table.to_csv(index=False, float_format="%.6g").encode()
+            for path, table in zip(csvs, tables.values())}
+    data[json_path] = (json.dumps({"name": name, **prov, "files": [p.name for p in csvs]}, indent=1)
+                       + "\n").encode()
+    written = write_outputs(data, force)
+    for old in stale - set(csvs):
+        old.unlink(missing_ok=True)
+    return [written[-1], *written[:-1]]
+
+
+RESULT_FILE = r"(?:_[\w-]+)?\.csv"  # NAME.csv or NAME_<part>.csv
+
+
+def files(folder: Path, name: str, prov: Any) -> list[Path]:
+    """The tables result JSON `prov` lists, each a plain name of the form NAME.csv or NAME_<part>.csv
+    inside `folder` and, if present, a regular file (not a device or FIFO); else CSRIPError."""
+    where = folder / f"{name}.json"
+    if not isinstance(prov, dict) or not isinstance(prov.get("files"), list) or not prov["files"]:
+        raise CSRIPError(f"{where} is not a csrip result: expected a JSON object whose \"files\" lists its "
+                         "tables (edited or damaged? measure it again with --force)")
+    found = []
+    for f in prov["files"]:
+        if not isinstance(f, str) or not re.fullmatch(re.escape(name) + RESULT_FILE, f):
+            raise CSRIPError(f"{where} lists {str(f)[:80]!r} among its files; expected names like {name}.csv or "
+                             f"{name}_<part>.csv inside {folder} (edited file?); nothing was read or deleted")
+        path = folder / f
+        if os.path.lexists(path) and not path.is_symlink() and not path.is_file():
+            raise CSRIPError(f"{path} is not a regular file (a device, FIFO or folder?); refused")
+        found.append(path)
+    return found
+
+
+def sidecar(folder: Path, name: str) -> Any:
+    """The parsed NAME.json of a result (a regular file, valid JSON; `files` checks its form)."""
+    path = folder / f"{name}.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (ValueError, RecursionError) as e:
+        raise CSRIPError(f"{path} is not valid JSON ({type(e).__name__}); measure it again with --force") from None
 
 
 def read(folder: str | Path, name: str) -> tuple[dict[str, pd.DataFrame], dict[str, Any]] | None:
-    """(tables keyed like `write`'s, provenance) of result `name`, or None if it was not measured."""
-    json_path = Path(folder) / f"{name}.json"
-    if not json_path.is_file():
+    """(tables keyed like `write`'s, provenance) of result `name`, or None if it was not measured.
+    A damaged or edited result (`files`, JSON that is not an object, a table missing, empty or not a
+    regular file) is a one-line CSRIPError."""
+    folder = Path(folder)
+    json_path = folder / f"{name}.json"
+    if not os.path.lexists(json_path):
         return None
-    prov = json.loads(json_path.read_text())
-    tables = {f[len(name) + 1:-4] if f != f"{name}.csv" else "": pd.read_csv(Path(folder) / f)
-              for f in prov["files"]}
+    prov = sidecar(folder, name)
+    tables = {}
+    for path in files(folder, name, prov):
+        if not path.is_file():
+            raise CSRIPError(f"{path} is missing or not a regular file, but {json_path} lists it; "
+                             "measure the result again with --force")
+        try:
+            tables[path.name[len(name) + 1:-4]] = pd.read_csv(path)
+        except (ValueError, pd.errors.ParserError) as e:  # EmptyDataError is a ValueError
+            raise CSRIPError(f"{path} is not a readable table ({' '.join(str(e).split())[:120]})") from None
     return tables, prov
 
 
 # ------------------------------------------------------------------------------------- rendering
+ABSURD = 1e6  # no score, difference or interval of these tables comes near it
+
+
 def _num(x: Any, digits: int, sign: bool = False) -> str:
+    """A number as the tables show it; None or NaN (not measured) is an empty cell. A value that is not
+    a number, infinite or absurdly large (an edited CSV) is a CSRIPError, never a 309-digit cell."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return ""
+    if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x) or abs(x) > ABSURD:
+        raise CSRIPError(f"a result holds the value {str(x)[:40]!r} where a finite number below {ABSURD:g} "
+                         "belongs (edited or damaged CSV?); measure it again")
     return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
+
+
+def _cell(text: str) -> str:
+    """A table cell: one line, its `|` escaped so that it never adds a column."""
+    return " ".join(str(text).split()).replace("|", "\\|")
 
 
 def _ci(row: pd.Series, col: str, digits: int) -> str:
@@ -155,6 +224,7 @@ def _ci(row: pd.Series, col: str, digits: int) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]], align: str) -> str:
+    header, rows = [_cell(h) for h in header], [[_cell(c) for c in r] for r in rows]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("--:" if a == "r" else "---" for a in align) + "|"]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
@@ -178,6 +248,8 @@ def scores_table(t: pd.DataFrame, label: Callable[[pd.Series], str] = lambda r: 
     for _, r in t.iterrows():
         paper = f"{_num(r.get('paper_dpsnr'), 2, True)} / {_num(r.get('paper_dssim'), 3, True)}" \
             if pd.notna(r.get("paper_dpsnr", float("nan"))) else ""
+        if r.get("model") != "hr" and any(pd.isna(r.get(c)) for c in ("psnr", "ssim")):  # HR: no scores
+            raise CSRIPError(f"result row {str(r.get('model'))[:40]!r} has no PSNR or SSIM (edited or damaged CSV?)")
         rows.append([label(r), _num(r.get("psnr"), 2), _num(r.get("ssim"), 3), _ci(r, "dpsnr", 2),
                      _ci(r, "dssim", 3), *[_num(r.get(c), 3) for c in ident], paper])
     return _table(header, rows, "lrrrr" + "r" * len(ident) + "r")
@@ -311,19 +383,26 @@ RENDERERS: dict[str, Callable[[dict[str, pd.DataFrame], dict[str, Any]], str]] =
 
 
 def render_block(name: str, folder: Path | None = None, root: Path | None = None) -> str:
-    """The Markdown of block `name` (a result of `folder`, or shipped priors of `RECOGNIZERS`)."""
+    """The Markdown of block `name` (a result of `folder`, or shipped priors of `RECOGNIZERS`). A result,
+    manifest or table whose content lacks what the block shows (an edited file) is a one-line CSRIPError."""
     root = root or project_root()
-    if name in RECOGNIZERS:
-        return render_recognizers(root, name)
-    if name == "table1-models":
-        return render_shipped(root, folder or root / "results")
-    if name not in RENDERERS:
+    folder = folder or root / "results"
+    if name not in (*RENDERERS, *RECOGNIZERS, "table1-models"):
         raise CSRIPError(f"unknown results block {name!r}; known: "
                          f"{', '.join([*RENDERERS, *RECOGNIZERS, 'table1-models'])}")
-    result = read(folder or root / "results", name)
-    if result is None:
-        return f"not measured yet: run `csrip reproduce {name}`"
-    return RENDERERS[name](*result)
+    try:
+        if name in RECOGNIZERS:
+            return render_recognizers(root, name)
+        if name == "table1-models":
+            return render_shipped(root, folder)
+        result = read(folder, name)
+        return f"not measured yet: run `csrip reproduce {name}`" if result is None else RENDERERS[name](*result)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        source = {**{r: f"checkpoints/{r}/accuracy.csv" for r in RECOGNIZERS},
+                  "table1-models": f"{MANIFEST} or {folder}/table1.json"}
+        raise CSRIPError(f"{source.get(name, f'{folder}/{name}.json or its tables')} lack(s) what the {name} "
+                         f"block shows ({type(e).__name__}: {' '.join(str(e).split())[:80]}); edited or damaged? "
+                         "measure it again with --force") from None
 
 
 def render_text(text: str, folder: Path | None = None, root: Path | None = None, where: str = "") -> str:
@@ -340,16 +419,17 @@ def render_docs(folder: Path | None = None, root: Path | None = None, write: boo
     """Render the blocks of every document of `DOCS` under `root`; returns those that changed (or, with
     write=False, would change)."""
     root = root or project_root()
+    if folder is not None and not Path(folder).is_dir():
+        raise CSRIPError(f"results folder {folder} does not exist; nothing rendered (a typo? the results are "
+                         "in results/)")
     changed = []
-    for doc in (root / d for d in DOCS):
-        if not doc.is_file():
-            continue
+    for doc in (path for pattern in DOCS for path in sorted(root.glob(pattern))):
         text = doc.read_text()
         new = render_text(text, folder, root, where=str(doc))
         if new != text:
             changed.append(doc)
             if write:
-                doc.write_text(new)
+                write_output(doc, new.encode(), force=True)  # atomically, never through a link
     return changed
 
 

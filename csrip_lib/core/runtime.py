@@ -1,5 +1,6 @@
 """Where a network runs, how fast, and what it accepts: the one device choice, the training step's
-speed settings (`step_speed`) and the one LR input check.
+speed settings (`step_speed`), the one LR input check; and the one rule for helper processes
+(`die_with_parent`, `usable_cores`).
 
 Training (`train.fit`), evaluation, inference and the notebooks all pick their device with
 `pick_device`, and every SR network (paper Sec. 3.1, 24 px inputs) and `inference.Upscaler` check their
@@ -7,6 +8,9 @@ input with `check_lr`, so a wrong device or a wrong image gets the same one-line
 """
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
 from functools import cache
 
 import torch
@@ -99,3 +103,23 @@ def step_speed(device: torch.device, precision: str = "auto", channels_last: boo
               "than --precision fp32")
     bf16 = native_bf16(device) if precision == "auto" else precision == "bf16"
     return SpeedConfig(bf16=bf16, channels_last=channels_last)
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity), at least 1: the cap of every worker count."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def die_with_parent() -> None:
+    """Make this (helper) process end when the process that started it ends, however it ends (SIGTERM,
+    SIGHUP, SIGKILL): Linux's PR_SET_PDEATHSIG, so a killed `csrip evaluate` never leaves its judge
+    workers (hundreds of MB each) running under PID 1. Ctrl-C is ignored: it belongs to the parent,
+    which stops its workers itself. A no-op where the call is missing (not Linux)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent ended before the call: nothing would signal us
+        os._exit(1)

@@ -8,7 +8,9 @@ Steps, each safe to interrupt:
 1. download `<dest>/lfw-deepfunneled.zip.part` with a progress bar; a rerun resumes it with an
    HTTP Range request (a server that ignores Range sends everything again: we start over);
 2. rename to `<dest>/lfw-deepfunneled.zip` once all announced bytes arrived;
-3. extract into a temporary folder in `<dest>`, find the `<identity>/<image>` root inside,
+3. extract into a temporary folder in `<dest>` (after checking, from the archive's directory, that it
+   unpacks to at most MAX_UNPACKED bytes and MAX_MEMBERS entries: a zip bomb is refused before any
+   byte is written), find the `<identity>/<image>` root inside,
    check the counts (13,233 images of 5,749 identities for the official archive);
 4. rename the checked folder to `<dest>/lfw-deepfunneled` (atomic), delete the archive if this run
    downloaded it; an archive placed in `<dest>` by hand (offline machines) is kept, and the run says so.
@@ -46,6 +48,8 @@ LFW_IMAGES, LFW_IDENTITIES = 13_233, 5_749
 CHUNK = 1 << 20
 WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
 TIMEOUT_S = 60
+MAX_UNPACKED = 1 << 30  # bytes an archive may unpack to (LFW deep-funneled: about 250 MB)
+MAX_MEMBERS = 100_000  # entries an archive may hold (LFW: 13,233 images and their folders)
 
 
 def _total_from(resp, offset: int) -> int | None:
@@ -102,16 +106,28 @@ def download(url: str, dest: Path, progress: bool = True) -> Path:
     return dest
 
 
+def _check_size(archive: Path, sizes: list[int]) -> None:
+    """CSRIPError unless the archive's declared entries fit MAX_MEMBERS and MAX_UNPACKED."""
+    if len(sizes) > MAX_MEMBERS or sum(sizes) > MAX_UNPACKED:
+        raise CSRIPError(f"{archive} would unpack to {sum(sizes) / 1e6:,.0f} MB in {len(sizes):,} entries, more "
+                         f"than LFW ever needs ({MAX_UNPACKED / 1e6:,.0f} MB, {MAX_MEMBERS:,} entries): not "
+                         "the LFW archive (a zip bomb?); nothing was extracted")
+
+
 def extract(archive: Path, into: Path) -> None:
-    """Unpack a zip or tar archive into `into` (no paths outside it). CSRIPError if unreadable."""
+    """Unpack a zip or tar archive into `into` (no paths outside it), after `_check_size` of what it
+    declares (zipfile never unpacks an entry past its declared size; a tar entry's size is exact).
+    CSRIPError if unreadable or too large."""
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as z:
+                _check_size(archive, [i.file_size for i in z.infolist()])
                 if (bad := z.testzip()) is not None:
                     raise CSRIPError(f"{archive} is corrupt (bad CRC in {bad})")
                 z.extractall(into)  # zipfile drops absolute paths and '..' components
         elif tarfile.is_tarfile(archive):
             with tarfile.open(archive) as t:
+                _check_size(archive, [m.size for m in t.getmembers()])
                 kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
                 t.extractall(into, **kwargs)
         else:

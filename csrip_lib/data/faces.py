@@ -156,6 +156,11 @@ def _first_line(e: Exception) -> str:
     return f"{type(e).__name__}: {msg[:160]}"
 
 
+def _out_of_memory(e: BaseException) -> bool:
+    """A decoder that ran out of memory (a valid but large image under a memory limit), not a bad file."""
+    return isinstance(e, MemoryError) or any(w in str(e).lower() for w in ("alloc", "out of memory"))
+
+
 def decode_rgb(path: str | Path) -> torch.Tensor:
     """Decode an image file to a uint8 3 x H x W RGB tensor (EXIF orientation applied).
 
@@ -164,6 +169,7 @@ def decode_rgb(path: str | Path) -> torch.Tensor:
     or truncated: it is not handed to the more lenient PIL. Raises CSRIPError if undecodable, and
     ImageTooLarge, before decoding, if the header announces more than MAX_PIXELS pixels (`check_pixels`).
     Gray 16-bit, 32-bit integer and 32-bit float images (TIFF) are rescaled to 8 bit, never clipped.
+    An animated image gives its first frame; a decoder out of memory is said to be, not called corrupt.
     """
     path = Path(path)
     check_pixels(path)
@@ -172,6 +178,9 @@ def decode_rgb(path: str | Path) -> torch.Tensor:
     except (ImportError, AttributeError):  # a torchvision without image decoding
         x = None
     except Exception as e:  # noqa: BLE001 - decoder errors have no common type
+        if _out_of_memory(e):
+            raise CSRIPError(f"{path}: not enough memory to decode this image ({_first_line(e)}); free memory, "
+                             "raise the limit, or downscale it first") from None
         with open(path, "rb") as f:
             if f.read(3) == _MAGIC[0]:
                 raise CSRIPError(f"{path}: corrupt or truncated JPEG ({_first_line(e)})") from None
@@ -181,6 +190,8 @@ def decode_rgb(path: str | Path) -> torch.Tensor:
             x = _decode_pil(path)
         except Exception as e:  # noqa: BLE001
             raise CSRIPError(f"{path}: not a readable image ({_first_line(e)})") from None
+    if x.ndim == 4:  # an animated GIF or WebP through torchvision: frames x 3 x H x W
+        x = x[0]  # its first frame, the one PIL, thumbnails and the face folders use
     if x.dtype in (torch.uint16, torch.int32):  # 16-bit PNG through torchvision
         x = ((x.to(torch.int64) * 255 + 32767) // 65535).to(torch.uint8)
     if x.dtype != torch.uint8 or x.ndim != 3 or x.shape[0] != 3:

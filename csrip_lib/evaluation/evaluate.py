@@ -40,9 +40,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..core.checkpoint import load_checkpoint
 from ..core.config import RESIDUAL_SIGMAS, DegradationConfig, to_dict
-from ..core.console import CSRIPError, nonnegative_float, nonnegative_int, positive_int, tqdm
+from ..core.console import CSRIPError, nonnegative_float, nonnegative_int, positive_int, printable, tqdm
 from ..core.degradation import for_models, make_pyramid, residual, upsample_bicubic
-from ..core.outputs import check_dir
+from ..core.outputs import check_dir, check_outputs, write_outputs
 from ..core.runtime import pick_device
 from ..data.faces import FaceDataWarning, FaceFolder, IndexedFaces, resolve_data
 from ..models.registry import load_sr
@@ -94,24 +94,35 @@ def sharpened(model: SRFn) -> SRFn:
 # ------------------------------------------------------------------------------------------ models
 def model_name(path: str | Path, ckpt: Mapping[str, Any] | None = None) -> str:
     """A model's display name: the checkpoint config's "name"/"variant" if any, else its run folder
-    (runs/quick/csrip/best.pt -> "csrip"), else the file stem."""
+    (runs/quick/csrip/best.pt -> "csrip"), else the file stem; printable on one line (`printable`)."""
     conf = (ckpt or {}).get("config", {}) or {}
     for field in ("name", "variant"):
-        if isinstance(conf.get(field), str) and conf[field]:
-            return conf[field]
+        if isinstance(conf.get(field), str) and conf[field].strip():
+            return printable(conf[field], 80)
     path = Path(path)
-    return path.parent.name if path.stem in ("best", "last") and path.parent.name else path.stem
+    return printable(path.parent.name if path.stem in ("best", "last") and path.parent.name else path.stem, 80)
 
 
 def load_models(checkpoints: list[str | Path], map_location: str | torch.device = "cpu") -> dict[str, torch.nn.Module]:
-    """SR models from checkpoints (paths or shipped names), keyed by `model_name` (made unique with
-    the parent folder); each carries the degradation it was trained under (`.degradation`)."""
+    """SR models from checkpoints (paths or shipped names), keyed by `model_name`, made unique: a name
+    taken (by another model, or "bicubic"/"hr") gets its run's parent folder, then a number ("name #2").
+    One file given twice is an error, not two rows. Each model carries the degradation it was trained
+    under (`.degradation`)."""
     models: dict[str, torch.nn.Module] = {}
-    for path in map(resolve, checkpoints):  # shipped names -> checkpoints/<name>.pt
+    seen: dict[Path, str] = {}
+    for given, path in zip(checkpoints, map(resolve, checkpoints)):  # shipped names -> checkpoints/<name>.pt
+        if Path(path).resolve() in seen:
+            raise CSRIPError(f"{given} is given twice (the same file as {seen[Path(path).resolve()]}); "
+                             "name each checkpoint once")
+        seen[Path(path).resolve()] = str(given)
         ckpt = load_checkpoint(path, kind="sr", map_location="cpu")  # validates: CSRIPError if not ours
-        name = model_name(path, ckpt)
+        name = base = model_name(path, ckpt)
         if name in models or name in ("bicubic", "hr"):
-            name = f"{Path(path).parent.parent.name}/{name}"
+            name = base = f"{printable(Path(path).parent.parent.name, 40)}/{base}"
+        k = 1
+        while name in models or name in ("bicubic", "hr"):
+            k += 1
+            name = f"{base} #{k}"
         models[name] = load_sr(path, map_location=map_location)
     return models
 
@@ -520,15 +531,14 @@ def paired_bootstrap(results: pd.DataFrame, baseline: str, models: list[str] | N
 
 
 # ------------------------------------------------------------------------------------ command line
-def check_output(path: str | Path, force: bool = False) -> Path:
-    """Fail early (CSRIPError) if results cannot be written to `path` or would overwrite a file."""
+def check_output(path: str | Path, force: bool = False, paired: bool = False) -> Path:
+    """Fail early (CSRIPError) if results cannot be written to `path` or would overwrite a file (or a
+    link) there or at its *_summary.csv (and *_paired.csv, with `paired`) sibling."""
     path = Path(path)
     if path.is_dir():
         raise CSRIPError(f"{path} is a directory; expected a .csv file path")
     check_dir(path.parent)  # a missing folder is created when the results are written
-    for p in (path, summary_path(path)):
-        if p.exists() and not force:
-            raise CSRIPError(f"{p} exists; pass --force to overwrite it")
+    check_outputs([path, summary_path(path), *([paired_path(path)] if paired else [])], force)
     return path
 
 
@@ -567,7 +577,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=nonnegative_int, default=2, help="data-loading processes")
     p.add_argument("--judge-workers", type=nonnegative_int, default=None, metavar="N",
                    help="processes running the identity judge next to the scoring (dlib uses one core "
-                        "each; 0: in this process; default: the usable CPU cores, at most 8)")
+                        "each; 0: in this process; default: the usable CPU cores, at most 8; never more than those cores)")
 
 
 @contextlib.contextmanager
@@ -589,14 +599,12 @@ def one_line_warnings(command: str) -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> int:
 
-    out = check_output(args.out, args.force)
+    out = check_output(args.out, args.force, paired=args.compare_to is not None)
     device = pick_device(args.device)
     models = load_models(args.checkpoint, map_location=device)
     if args.compare_to is not None and args.compare_to not in ("bicubic", *models):
         raise CSRIPError(f"--compare-to {args.compare_to!r} is not among the evaluated models "
                          f"{['bicubic', *models]}")
-    if args.compare_to is not None and paired_path(out).exists() and not args.force:
-        raise CSRIPError(f"{paired_path(out)} exists; pass --force to overwrite it")
     judge = None
     if not args.no_identity:
         if judge_mod.available():
@@ -609,10 +617,14 @@ def run(args: argparse.Namespace) -> int:
         df = evaluate_models(models, args.data, split, batch_size=args.batch_size, device=device, judge=judge,
                              degradation=None if args.sigma is None else DegradationConfig(sigma=args.sigma),
                              max_images=args.max_images, num_workers=args.workers)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out, index=False, errors="backslashreplace")  # a non-UTF-8 file name: \udcXX, not a crash
     summary = summarize_results(df)
-    summary.to_csv(summary_path(out))
+    tables = {out: df.to_csv(index=False).encode(errors="backslashreplace"),  # a non-UTF-8 name: \udcXX
+              summary_path(out): summary.to_csv().encode(errors="backslashreplace")}
+    if args.compare_to is not None:
+        others = [m for m in df["model"].unique() if m not in (args.compare_to, "hr")]
+        paired = paired_bootstrap(df, args.compare_to, others)
+        tables[paired_path(out)] = paired.to_csv(index=False).encode()
+    write_outputs(tables, args.force)
     with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 200):
         print(summary.to_string())
     for name, info in df.attrs.get("identity", {}).items():
@@ -622,9 +634,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"degradation: {DegradationConfig(**df.attrs['degradation'])}")
     print(f"wrote {len(df)} rows to {out} and the summary to {summary_path(out)}")
     if args.compare_to is not None:
-        others = [m for m in df["model"].unique() if m not in (args.compare_to, "hr")]
-        paired = paired_bootstrap(df, args.compare_to, others)
-        paired.to_csv(paired_path(out), index=False)
         with pd.option_context("display.float_format", "{:+.4f}".format, "display.width", 200):
             print(f"paired differences, model - {args.compare_to} (95% intervals, identities resampled):")
             print(paired.drop(columns="images").to_string(index=False))

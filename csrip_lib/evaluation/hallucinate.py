@@ -412,11 +412,22 @@ def list_images(inp: Path, exclude: Path | None = None) -> list[Path]:
 
 
 def _output_names(files: list[Path], inp: Path) -> list[str]:
-    """File stems, or relative paths joined by '_' where two images share a stem."""
+    """One distinct name per image: file stems; where two images share a stem, their paths relative to
+    `inp` with the extension ("a__b_c.jpg", "x.png"; folders joined by "__"), and where even those
+    meet, a number ("-2"). Names are compared case-insensitively (as some file systems do)."""
     stems = [p.stem for p in files]
-    if len(set(stems)) == len(stems):
+    if len({s.casefold() for s in stems}) == len(stems):
         return stems
-    return ["_".join(p.relative_to(inp).with_suffix("").parts) if inp.is_dir() else p.stem for p in files]
+    names, taken = [], set()
+    for p in files:
+        base = "__".join(p.relative_to(inp).parts) if inp.is_dir() else p.name
+        name, k = base, 1
+        while name.casefold() in taken:
+            k += 1
+            name = f"{base}-{k}"
+        taken.add(name.casefold())
+        names.append(name)
+    return names
 
 
 def _load_upscaler(checkpoint: str | Path | None, device: str) -> Upscaler:
@@ -430,6 +441,9 @@ def run(args: argparse.Namespace) -> int:
     inp, out = Path(args.input), check_dir(args.out)
     if not inp.exists():
         raise CSRIPError(f"input not found: {inp} (expected a photo or a folder of photos)")
+    if inp.is_dir() and (out.resolve() == inp.resolve() or out.resolve() in inp.resolve().parents):
+        raise CSRIPError(f"-o {out} is the input folder {inp} or holds it: the outputs would mix with the photos "
+                         "(and be read as photos next time); choose another output folder")
     with warnings.catch_warnings():
         warnings.simplefilter("default", UserWarning)  # each distinct warning once (--sigma: not per image)
         files = list_images(inp, exclude=out)

@@ -21,7 +21,6 @@ import hashlib
 import importlib.util
 import multiprocessing as mp
 import os
-import signal
 import warnings
 import zipfile
 from collections.abc import Callable, Sequence
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 
 from ..core.console import CSRIPError
+from ..core.runtime import die_with_parent, usable_cores
 
 BOX_FRACTION = 0.6  # the face box: the central 60% of the crop
 MATCH_THRESHOLD = 0.6  # dlib's same-person distance
@@ -67,8 +67,7 @@ def to_uint8_hwc(images: torch.Tensor) -> np.ndarray:
 
 def default_workers() -> int:
     """The judge's default number of processes: the CPU cores this process may use (at most 8)."""
-    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
-    return max(1, min(8, len(cores)))
+    return min(8, usable_cores())
 
 
 class FaceJudge:
@@ -90,6 +89,7 @@ class FaceJudge:
         self.workers = default_workers() if workers is None else workers
         if not (isinstance(self.workers, int) and self.workers >= 0):
             raise ValueError(f"workers must be an integer >= 0 (0: in this process), got {workers!r}")
+        self.workers = min(self.workers, usable_cores())  # more processes than cores: only memory
         self._pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> FaceJudge:
@@ -164,11 +164,11 @@ _WORKER: FaceJudge | None = None  # a worker process's own judge
 
 
 def _start_worker() -> None:
-    """A judge worker ignores Ctrl-C: the interrupt belongs to the process that owns the pool (a notebook
-    kernel that is shut down interrupts its whole process group), which then stops the workers itself,
-    instead of every worker printing a KeyboardInterrupt traceback."""
+    """A judge worker ignores Ctrl-C (the interrupt belongs to the process that owns the pool, which then
+    stops the workers itself, instead of every worker printing a KeyboardInterrupt traceback) and dies
+    with that process, however it ends (`runtime.die_with_parent`)."""
     global _WORKER
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent()
     _WORKER = FaceJudge(workers=0)
 
 

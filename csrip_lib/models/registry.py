@@ -16,7 +16,7 @@ from torch import nn
 
 from ..core.checkpoint import checked_config, load_checkpoint, restore
 from ..core.config import Preset, SRConfig, degradation_of, from_dict
-from ..core.console import CSRIPError
+from ..core.console import CSRIPError, printable
 from .lp import LP, LPConfig
 from .nbsrf import NBSRF, NBSRFConfig
 from .sr import build_model
@@ -93,6 +93,7 @@ def describe_model(config: dict[str, Any], name: str | None = None, short: bool 
     (short) or "csrip-quick: quick cascade, C+SSIM+M (alpha 0)". `name` defaults to the config's shipped or
     run name; without one, only what the config says."""
     name = name or config.get("name") or config.get("variant")
+    name = printable(name, 80) if name else name  # a name from a file: never a newline or an escape code
     what, alpha = variant(config)
     if short:
         what += "" if alpha is None else f", alpha {alpha:g}"

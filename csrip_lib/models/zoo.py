@@ -32,7 +32,7 @@ from typing import Any
 from ..core.checkpoint import atomic_write, clean_state_dict, load_checkpoint, read_manifest, save_checkpoint
 from ..core.config import SCALES
 from ..core.console import CSRIPError
-from ..core.outputs import check_dir, plain_name
+from ..core.outputs import check_dir, locked, plain_name
 
 CHECKPOINTS_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
 MANIFEST = "manifest.json"
@@ -78,7 +78,7 @@ def _verify(name: str, entry: dict[str, Any], root: Path) -> None:
             raise CSRIPError(f"checksum mismatch for shipped model {name!r}: {path} has SHA-256 {got[:16]}..., "
                              f"the manifest records {expected[:16]}...; the file is corrupted or was "
                              "changed (restore it with `git checkout checkpoints/`, or regenerate it as "
-                             "the README says)")
+                             "docs/pretrained.md says)")
 
 
 def resolve(name_or_path: str | Path | None, kind: str = "sr", root: str | Path | None = None) -> Path:
@@ -151,8 +151,9 @@ def export(src: str | Path, name: str, kind: str = "sr", description: str = "",
         raise CSRIPError(f"{src} not found (expected {KINDS[kind]})")
     rel = f"{name}.pt" if kind == "sr" else name
     target = root / rel
-    if not force and (name in available(root=root) or os.path.lexists(target)):
-        what = f"ships {name!r}" if name in available(root=root) else f"already has {target}"
+    shipped = manifest(root)  # a damaged manifest is refused before any work, --force or not
+    if not force and (name in shipped or os.path.lexists(target)):
+        what = f"ships {name!r}" if name in shipped else f"already has {target}"
         raise CSRIPError(f"{root} {what}; pass --force to replace it")
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.export.", dir=root))
@@ -166,7 +167,8 @@ def export(src: str | Path, name: str, kind: str = "sr", description: str = "",
                 files.append(Path(shutil.copyfile(src / "accuracy.csv", staging / rel / "accuracy.csv")))
         entry = {"kind": kind, "path": rel, "description": description, **provenance,
                  "files": {f.relative_to(staging).as_posix(): sha256(f) for f in files}}
-        _swap_in(staging / rel, target, staging / ".replaced", root / MANIFEST, name, entry)
+        with locked(root):  # of concurrent exports into one root, each entry is recorded (none lost)
+            _swap_in(staging / rel, target, staging / ".replaced", root / MANIFEST, name, entry)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return entry
@@ -175,8 +177,7 @@ def export(src: str | Path, name: str, kind: str = "sr", description: str = "",
 def _swap_in(new: Path, target: Path, aside: Path, manifest_path: Path, name: str, entry: dict[str, Any]) -> None:
     """Move `new` to `target` (what was there goes `aside`) and record `entry` in the manifest; if the
     manifest cannot be written, the old `target` is put back."""
-    data = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"format": 1, "models": {}}
-    data["models"] = dict(sorted({**data["models"], name: entry}.items()))
+    data = {"format": 1, "models": dict(sorted({**read_manifest(manifest_path), name: entry}.items()))}
     if os.path.lexists(target):
         os.replace(target, aside)
     os.replace(new, target)

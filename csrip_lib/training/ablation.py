@@ -21,7 +21,9 @@ Test images come from the test split of --data, or with --test-data from every i
 folder: the paper trains on CASIA-WebFace and tests on LFW (Sec. 4.1), two datasets with no identity
 in common, so `--data CASIA --test-data LFW` runs Tables 1-2 as the paper ran them.
 Runs go to <out>/<model>/ (a finished run is reused, an unfinished one resumed; --force retrains);
-tables to <out>/table1.csv (paper numbers and gains over bicubic beside ours), <out>/table2.csv, or table3_train.csv and table4_test.csv, with per-image scores next to them.
+tables to <out>/table1.csv (paper numbers and gains over bicubic beside ours), <out>/table2.csv, or table3_train.csv and table4_test.csv, with per-image scores next to them; tables already there are
+replaced by a rerun that rescores the finished runs of the same experiment there, else only with --force
+(checked before any training; a link at a table's name is replaced, never written through).
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ from torch.utils.data import Subset
 from ..core.checkpoint import load_checkpoint
 from ..core.config import DEFAULT_PRESET, PRESETS, LossConfig, Preset, RunSpec, TrainConfig, get_preset, runs_dir
 from ..core.console import CSRIPError, nonnegative_float, positive_int
-from ..core.outputs import check_dir
+from ..core.outputs import check_dir, check_outputs, write_outputs
 from ..data.faces import resolve_data
 from ..evaluation.evaluate import compare_to_paper, evaluate_models, gain_over_bicubic, summarize_results
 from ..losses import check_identity_prior
@@ -57,6 +59,18 @@ COMPETITOR_NAMES = {"NBSRF-like": "nbsrf", "SRCNN": "srcnn", "VDSR": "vdsr", "lp
                     "URDGN": "urdgn"}  # Table 1 column -> csrip_lib.models.registry name
 EXPERIMENTS = {"table1": [*COMPETITOR_NAMES, "C-SRIP"], "table2": list(VARIANTS),
                "table34": ["Baseline", "B+SSIM"]}
+TABLE_FILES = {"table1": ("table1_per_image.csv", "table1.csv"), "table2": ("table2_per_image.csv", "table2.csv"),
+               "table34": ("table3_train_per_image.csv", "table4_test_per_image.csv", "table3_train.csv",
+                           "table4_test.csv")}  # what each experiment writes into --out
+
+
+def check_tables(out: Path, experiment: str, force: bool) -> None:
+    """Tables already in `out` are replaced only by a rerun that rescores this experiment's finished runs
+    there (every run's best.pt present: the folder is this experiment's), or with `force`; anything else
+    at a table's name (a user's file, a link) is kept: CSRIPError before any training."""
+    if force or all((run_dir(out, name) / "best.pt").is_file() for name in EXPERIMENTS[experiment]):
+        return
+    check_outputs([out / f for f in TABLE_FILES[experiment]], force)
 
 
 def run_dir(out: Path, name: str) -> Path:
@@ -151,6 +165,7 @@ def run_ablation(data=None, preset: str | Preset = DEFAULT_PRESET, out: str | Pa
     preset = get_preset(preset) if isinstance(preset, str) else preset
     alpha = preset.loss.alpha if alpha is None else alpha
     out = check_dir(Path(out) if out is not None else runs_dir() / preset.name / "ablation")
+    check_tables(out, experiment, force)  # before any training
     root = resolve_data(data)
     test_root, test_split = (root, "test") if test_data is None else (resolve_data(test_data), "all")
     if test_data is not None and test_root.resolve() == root.resolve():
@@ -166,19 +181,21 @@ def run_ablation(data=None, preset: str | Preset = DEFAULT_PRESET, out: str | Pa
                            progress)
     tables: dict[str, pd.DataFrame] = {}
     test = score(ckpts, test_root, test_split, device, max_images, progress)
+    written: dict[Path, bytes] = {}
     if experiment in ("table1", "table2"):
-        test.to_csv(out / f"{experiment}_per_image.csv", index=False)
+        written[out / f"{experiment}_per_image.csv"] = test.to_csv(index=False).encode()
         tables[experiment] = table(test, paper=experiment)
     else:
         train_ds = training_folder(root, preset.selection)
         if max_images is not None and len(train_ds) > max_images:
             train_ds = Subset(train_ds, range(max_images))
         train_scores = score(ckpts, root, train_ds, device, progress=progress)
-        train_scores.to_csv(out / "table3_train_per_image.csv", index=False)
-        test.to_csv(out / "table4_test_per_image.csv", index=False)
+        written[out / "table3_train_per_image.csv"] = train_scores.to_csv(index=False).encode()
+        written[out / "table4_test_per_image.csv"] = test.to_csv(index=False).encode()
         tables["table3_train"], tables["table4_test"] = table(train_scores), table(test)
+    written.update({out / f"{name}.csv": t.to_csv().encode() for name, t in tables.items()})
+    write_outputs(written, force=True)  # checked by check_tables; atomic, a link replaced, never written through
     for name, t in tables.items():
-        t.to_csv(out / f"{name}.csv")
         with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 160):
             print(f"\n{name} ({root.name if name.startswith('table3') else test_root.name}, preset {preset.name}):"
                   f"\n{t.to_string()}")

@@ -472,7 +472,27 @@ def run(args) -> int:
         return _run(args)
 
 
+FIGURES = ("fig02", "fig03", "fig04", "fig05", "fig06", "fig07", "fig08", "fig09", "fig10", "fig12", "fig13")
+RESULT_COLUMNS = ("model", "image", "psnr", "ssim")  # what Figs. 8 and 10 read of `csrip evaluate`'s CSV
+
+
+def read_results(path: str | Path) -> pd.DataFrame:
+    """The per-image results CSV of `csrip evaluate` (`--results`); CSRIPError if it is not one."""
+    try:
+        df = pd.read_csv(path)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:  # empty, not a CSV
+        raise CSRIPError(f"--results {path} is not a readable CSV ({' '.join(str(e).split())[:100]})") from None
+    missing = [c for c in RESULT_COLUMNS if c not in df]
+    if missing:
+        raise CSRIPError(f"--results {path} lacks the column(s) {', '.join(missing)}; expected the per-image CSV "
+                         "that `csrip evaluate --out` writes")
+    return df
+
+
 def _run(args) -> int:
+    unknown = [f for f in args.only or [] if f.split("_")[0] not in FIGURES]
+    if unknown:
+        raise CSRIPError(f"--only {' '.join(unknown)}: no such figure; known: {' '.join(FIGURES)}")
     check_dir(figures_dir(create=False), "figures folder")
     root = resolve_data(args.data)
     hr, _ = sample_images(root, "test", n=args.examples, seed=args.seed)
@@ -512,7 +532,7 @@ def _run(args) -> int:
     if not (want("fig08") or want("fig10")):
         results = None
     elif args.results:
-        results = pd.read_csv(args.results)
+        results = read_results(args.results)
         missing = set(models) - set(results["model"])
         if missing:
             raise CSRIPError(f"{args.results} has no rows for {sorted(missing)}; evaluate those checkpoints first")

@@ -9,14 +9,19 @@ Notebooks execute with nbclient in a fresh `python3` kernel, with cwd = the note
 is local; over TCP ipykernel >= 7 logs "Kernel is running over TCP without encryption" for every
 notebook), TCP elsewhere. Parameters are injected papermill-style: a cell tagged "injected-parameters" is
 inserted after the cell tagged "parameters", so the notebook's own defaults stay visible and the
-override is explicit. Executed copies (outputs and tracebacks included) go to build/.
+override is explicit. Executed copies (outputs and tracebacks included) go to build/, csrip's own folder,
+replacing earlier copies; a folder chosen with `--out` keeps its notebooks unless `--force`, and can never
+be the folder of the source notebooks (executing into it would replace them).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
+import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +30,7 @@ import nbformat
 
 from ..core.config import figures_dir, project_root
 from ..core.console import CSRIPError, positive_int, tqdm
-from ..core.outputs import check_dir
+from ..core.outputs import check_dir, check_outputs, write_output
 from ..data.faces import resolve_data
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
@@ -82,14 +87,97 @@ def run_notebook(path: str | Path, out_dir: str | Path | None = None,
             client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, coalesce_streams=True,
                                     resources={"metadata": {"path": str(Path(cwd) if cwd else path.parent)}},
                                     config=_kernel_transport(Path(sockets)))
-            client.execute()
+            try:
+                _execute(client)
+            except BaseException as e:
+                if not isinstance(e, Exception):  # interrupted or terminated: keep what ran
+                    _save(nb, out)
+                raise
     except (CellExecutionError, CellTimeoutError, DeadKernelError) as e:
-        nbformat.write(nb, out)
+        _save(nb, out)
         where = _error_of(nb) or f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         raise CSRIPError(f"notebook {path.name} failed in {where}\n  executed copy with the "
                          f"traceback: {out}") from e
-    nbformat.write(nb, out)
+    _save(nb, out)
     return out
+
+
+def _execute(client) -> None:
+    """`client.execute()`, in a helper thread, so that Ctrl-C, SIGTERM and SIGHUP reach this (main) thread:
+    the running cell is interrupted (SIGINT to the kernel's process group), nbclient ends the run and shuts
+    the kernel down the normal way, and then the signal goes to this process's own handler (`csrip`
+    prints one line: interrupted, or terminated). In the main thread nbclient would take those signals
+    itself and shut the kernel down under the running cell: dozens of lines of ZMQ tracebacks. A second
+    signal goes to the handler at once (the kernel then ends with this process: it polls its parent)."""
+    if threading.current_thread() is not threading.main_thread():
+        client.execute()
+        return
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    caught: list[int] = []
+    sent: list[int] = []
+    failed: list[BaseException] = []
+    previous = {sig: signal.getsignal(sig) for sig in sigs}
+
+    def interrupt_kernel() -> None:
+        pgid = getattr(getattr(getattr(client, "km", None), "provisioner", None), "pgid", None)
+        if caught and not sent and pgid:
+            sent.append(pgid)
+            with contextlib.suppress(OSError):
+                os.killpg(pgid, signal.SIGINT)
+
+    def on_signal(signum: int, frame) -> None:
+        if caught:
+            _deliver(signum, previous[signum])
+        caught.append(signum)
+        interrupt_kernel()
+
+    def work() -> None:
+        try:
+            client.execute()
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            failed.append(e)
+
+    worker = threading.Thread(target=work, name="notebook", daemon=True)
+    for sig in sigs:
+        signal.signal(sig, on_signal)
+    try:
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.2)
+            interrupt_kernel()  # a signal that came while the kernel was starting
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if caught:
+        _deliver(caught[0], previous[caught[0]])
+    if failed:
+        raise failed[0]
+
+
+def _deliver(signum: int, handler) -> None:
+    """Run this process's handler of `signum` now (Python's raises KeyboardInterrupt; `csrip`'s, Terminated)."""
+    if callable(handler):
+        handler(signum, None)
+    elif handler != signal.SIG_IGN:
+        raise KeyboardInterrupt
+
+
+def _save(nb: nbformat.NotebookNode, out: Path) -> None:
+    """The executed copy, atomically (`outputs.write_output`; `run` checked the names before any kernel)."""
+    write_output(out, nbformat.writes(nb).encode(), force=True)
+
+
+def check_out(out: str | Path | None, notebooks: list[Path], force: bool) -> Path:
+    """The folder for the executed copies: build/ (csrip's, copies replaced), or `out`, which must not be
+    the source notebooks' folder and whose same-named notebooks are replaced only with `force`."""
+    folder = check_dir(out or project_root() / "build")
+    sources = {p.parent.resolve() for p in notebooks}
+    if folder.resolve() in sources:
+        raise CSRIPError(f"--out {folder} is the folder of the source notebooks: their executed copies would "
+                         "replace them; choose another folder (default: build/)")
+    if out is not None:
+        check_outputs([folder / p.name for p in notebooks], force)
+    return folder
 
 
 def _kernel_transport(folder: Path):
@@ -119,18 +207,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "checkpoints/; quick: train tiny models, a few minutes on a CPU)")
     parser.add_argument("--only", metavar="TEXT", help="run only notebooks whose name contains TEXT")
     parser.add_argument("--out", default=None, help="folder for the executed copies (default: build/)")
+    parser.add_argument("--force", action="store_true", help="replace executed copies already in --out")
     parser.add_argument("--timeout", type=positive_int, default=CELL_TIMEOUT_S, help="seconds per cell")
 
 
 def run(args: argparse.Namespace) -> int:
-    check_dir(args.out or project_root() / "build")
-    check_dir(figures_dir(create=False), "figures folder")
-    data = resolve_data(args.data)  # announced once here; a synthetic set is made once, here
-    parameters = {"PRESET": args.preset, **({"DATA": str(data)} if args.data else {})}
     nbs = find_notebooks(only=args.only)
     if not nbs:
         raise CSRIPError(f"no notebooks matching {NOTEBOOK_GLOB!r}"
                          f"{f' and {args.only!r}' if args.only else ''} in {project_root() / 'notebooks'}")
+    out_dir = check_out(args.out, nbs, args.force)
+    check_dir(figures_dir(create=False), "figures folder")
+    data = resolve_data(args.data)  # announced once here; a synthetic set is made once, here
+    parameters = {"PRESET": args.preset, **({"DATA": str(data)} if args.data else {})}
     figs = figures_dir()
     before = _pngs(figs)
     done = []
@@ -138,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
         for nb in bar:
             bar.set_postfix_str(nb.name)
             start, cpu = time.perf_counter(), _kernel_cpu_s()
-            out = run_notebook(nb, args.out, parameters, timeout=args.timeout)
+            out = run_notebook(nb, out_dir, parameters, timeout=args.timeout)
             done.append((nb.name, time.perf_counter() - start, _kernel_cpu_s() - cpu, out))
     written = sorted(p for p, t in _pngs(figs).items() if before.get(p) != t)
     print(f"\nexecuted notebooks (copies with outputs; PRESET {args.preset!r}; wall time and the kernel's CPU "
