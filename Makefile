@@ -44,8 +44,8 @@ lab: venv  ## JupyterLab on the notebooks (saving widget state, so figures survi
 	@$(PY) -c "from csrip_lib.tutorial.widgets import install_lab_settings as i; i()"
 	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
-data: venv  ## download and verify LFW deep-funneled into data/
-	$(PY) -m csrip_lib data --dest data/
+data: venv  ## download and verify LFW deep-funneled into data/, then derive data/lfw-dev (--data lfw-dev)
+	$(PY) -m csrip_lib data --dest data/ --subset dev
 
 figures: venv  ## regenerate the paper's figures into figures/ from checkpoints
 	$(PY) -m csrip_lib figures
