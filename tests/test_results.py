@@ -286,3 +286,18 @@ def test_the_rendered_paragraph_lists_the_faces_by_name_and_says_which_runs_anot
     assert f"csrip-quick were trained at {scoring[:7]}, the scoring commit" in block
     assert f"csrip-base were trained at 1234567, not the scoring commit {scoring[:7]}" in block
     assert "old recorded no provenance" in block
+
+
+def test_csrip_demo_records_its_notebook_times_as_a_result_the_readme_renders(tmp_path):
+    """Issue 33: tour times come from a file `csrip demo --record` writes (date, commit, machine, load), never typed."""
+    from csrip_lib.tutorial.notebook_runner import record_times
+
+    assert results.render_block("tour-quick", tmp_path) == \
+        "not measured yet: run `csrip demo --preset quick --record results`"
+    git = {"commit": "c" * 40, "dirty": False}
+    record_times(tmp_path, "quick", [("01_degradation_model.ipynb", 31.4, 20.2), ("02_residual_images.ipynb", 9.6, 7.1)],
+                 time.time() - 45, git, (1.5, 0.75, 0.25))
+    block = results.render_block("tour-quick", tmp_path)
+    assert "| 01_degradation_model.ipynb | 31 | 20 |" in block and "| all | 41 | 27 |" in block
+    assert "commit ccccccc" in block and "load average 1.5 / 0.75 / 0.25" in block
+    assert results.read(tmp_path, "tour-quick")[1]["hardware"]["cores"] >= 1

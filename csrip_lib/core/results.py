@@ -382,8 +382,23 @@ def render_shipped(root: Path, folder: Path) -> str:
             "the rest of the provenance), shipped by `csrip reproduce table1 --ship`.\n\n" + "\n\n".join(sections))
 
 
+def render_tour(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
+    """The per-notebook times `csrip demo --record` measured, with when, where, at which commit and load."""
+    t, hw = tables[""], prov["hardware"]
+    rows = [[r["notebook"], f"{r['wall_s']:.0f}", f"{r['cpu_s']:.0f}"] for _, r in t.iterrows()]
+    rows.append(["all", f"{t['wall_s'].sum():.0f}", f"{t['cpu_s'].sum():.0f}"])
+    commit = (prov.get("commit") or "unknown")[:7] + (" with uncommitted changes" if prov.get("dirty") else "")
+    return (f"`{prov['command']}`, {prov['date']}, commit {commit}, on {hw['cpu']} ({hw['cores']} cores, torch "
+            f"{prov['torch']}), load average {' / '.join(f'{x:g}' for x in prov['load_average'])} (1 / 5 / 15 min) "
+            f"before it started; the kernel's CPU time is what a busy machine does not inflate:\n\n"
+            + _table(["notebook", "wall [s]", "kernel CPU [s]"], rows, "lrr"))
+
+
 RENDERERS: dict[str, Callable[[dict[str, pd.DataFrame], dict[str, Any]], str]] = {
-    "table1": render_table1, "table2": render_table2, "default-model": render_default_model}
+    "table1": render_table1, "table2": render_table2, "default-model": render_default_model,
+    "tour-quick": render_tour, "tour-pretrained": render_tour}
+MEASURED_BY = {"tour-quick": "csrip demo --preset quick --record results",
+               "tour-pretrained": "csrip demo --record results"}  # results that `csrip reproduce` does not make
 
 
 def render_block(name: str, folder: Path | None = None, root: Path | None = None) -> str:
@@ -398,7 +413,7 @@ def render_block(name: str, folder: Path | None = None, root: Path | None = None
                          f"{', '.join([*RENDERERS, 'recognizers-quick', 'table1-models'])}")
     result = read(folder or root / "results", name)
     if result is None:
-        return f"not measured yet: run `csrip reproduce {name}`"
+        return f"not measured yet: run `{MEASURED_BY.get(name, f'csrip reproduce {name}')}`"
     return RENDERERS[name](*result)
 
 

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import shlex
-import sys
 import time
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -40,7 +38,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from ..core.checkpoint import TRAINING_STATE, atomic_write, load_checkpoint, save_checkpoint
 from ..core.config import TrainConfig, to_dict, with_legacy_degradation
-from ..core.console import CSRIPError, positive_float, positive_int, tqdm
+from ..core.console import CSRIPError, command_line, positive_float, positive_int, tqdm
 from ..core.outputs import check_runs, lock_runs
 from ..core.results import git_state, hardware
 from ..core.runtime import pick_device
@@ -62,15 +60,6 @@ class OwnStep:
     def __call__(self, model: torch.nn.Module, batch: Any, device: torch.device) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 EvalFn = Callable[[torch.nn.Module, DataLoader, torch.device], dict[str, float]]
-
-
-def command_line() -> str:
-    """This process's command line as a user would type it: `csrip ...` for the command line, else the
-    interpreter's arguments (a script, a notebook kernel, pytest)."""
-    argv = sys.argv or [""]
-    if Path(argv[0]).name in ("csrip", "__main__.py"):
-        return shlex.join(["csrip", *argv[1:]])
-    return shlex.join(["python", *argv])
 
 
 def sitting() -> dict[str, Any]:
