@@ -300,8 +300,10 @@ def ship(args: argparse.Namespace) -> list[str]:
         raise CSRIPError(f"already shipped: {', '.join(taken)}; pass --force to replace them")
     for model, name in names.items():
         what = "Table 1 competitor" if model in COMPETITOR_NAMES else "Tables 1-2 cascade"
-        zoo.export(best[model], name, "sr", f"{model} ({what}), trained from scratch at {args.max_steps} steps of "
-                   f"batch {args.batch_size}, seed 0, `{args.preset}` sizes: results/table1", force=args.force,
+        trained = "one forest fit on the same faces (no steps)" if pd.isna(kept[model]) else \
+            f"trained from scratch at {args.max_steps} steps of batch {args.batch_size}"
+        zoo.export(best[model], name, "sr", f"{model} ({what}), {trained}, seed 0, `{args.preset}` sizes: "
+                   "results/table1", force=args.force,
                    command=prov["command"], result="table1", configuration=model)
     return list(names.values())
 

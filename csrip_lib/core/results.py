@@ -39,7 +39,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from .checkpoint import read_manifest
+from .checkpoint import load_checkpoint, read_manifest
 from .config import project_root
 from .console import CSRIPError
 from .outputs import check_dir
@@ -350,15 +350,20 @@ def render_recognizers(root: Path) -> str:
     if not path.is_file():
         return f"not shipped: {RECOGNIZERS_CSV} is missing"
     t = pd.read_csv(path)
-    rows = [[f"{int(r['scale'])} px", f"{int(r['best_epoch'])} of {int(r['epochs'])}", _num(r["train_acc"], 3),
-             _num(r["val_acc"], 3), f"{r['val_acc'] / r['chance']:.0f}x", f"{r['chance']:.4f} / {r['majority']:.4f}",
-             f"{r['paper_train']:.4f} / {r['paper_val']:.4f}"] for _, r in t.iterrows()]
+    # the logged training time up to the kept epoch, every sitting of a resumed run included (the CSV's own
+    # `minutes` column counts only the sitting that wrote it)
+    logged = {s: load_checkpoint(path.parent / f"rec{s}" / "best.pt")["metrics"]["seconds"] / 60 for s in t["scale"]}
+    rows = [[f"{int(r['scale'])} px", f"{int(r['best_epoch'])} of {int(r['epochs'])}", f"{logged[r['scale']]:.1f}",
+             _num(r["train_acc"], 3), _num(r["val_acc"], 3), f"{r['val_acc'] / r['chance']:.0f}x",
+             f"{r['chance']:.4f} / {r['majority']:.4f}", f"{r['paper_train']:.4f} / {r['paper_val']:.4f}"]
+            for _, r in t.iterrows()]
     r0 = t.iloc[0]
     return (f"Rank-1 of the shipped `recognizers-quick` ({int(r0['identities'])} identities, "
             f"{int(r0['train_images']):,} training / {int(r0['val_images'])} validation images; from "
-            f"`{RECOGNIZERS_CSV}`, which their training wrote):\n\n"
-            + _table(["scale", "kept epoch", "train", "val", "val / chance", "chance / majority (val)",
-                      "paper train / val (CASIA-WebFace)"], rows, "lrrrrrr"))
+            f"`{RECOGNIZERS_CSV}`, which their training wrote; minutes: the training and validation time each "
+            f"run logged up to its kept epoch, `seconds` of its best.pt):\n\n"
+            + _table(["scale", "kept epoch", "logged min", "train", "val", "val / chance", "chance / majority (val)",
+                      "paper train / val (CASIA-WebFace)"], rows, "lrrrrrrr"))
 
 
 def render_shipped(root: Path, folder: Path) -> str:
@@ -378,8 +383,10 @@ def render_shipped(root: Path, folder: Path) -> str:
         sections.append(f"### {name}\n\n{e['description']}; {kept}. {files}.\nTest split (results/table1): PSNR "
                         f"{_num(r['psnr'], 2)} dB ({_ci(r, 'dpsnr', 2)} over bicubic), SSIM {_num(r['ssim'], 3)} "
                         f"({_ci(r, 'dssim', 3)}).")
-    return (f"Trained and scored by\n`{prov['command']}`\n(measured {prov['date']}; results/table1.json has "
-            "the rest of the provenance), shipped by `csrip reproduce table1 --ship`.\n\n" + "\n\n".join(sections))
+    hw = prov["hardware"]
+    return (f"Trained and scored by\n`{prov['command']}`\n(measured {prov['date']} on {hw['cpu']}, {hw['cores']} cores, "
+            f"torch {prov['torch']}; results/table1.json has the rest of the provenance), shipped by `csrip reproduce "
+            "table1 --ship`.\n\n" + "\n\n".join(sections))
 
 
 def render_tour(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
