@@ -269,7 +269,8 @@ def default_model(root: Path, args: argparse.Namespace) -> tuple[dict[str, pd.Da
     return tables, {"models": names, "compare_to": args.compare_to, "judge": judge, "test_data": scored_faces(df),
                     "trained_on": {m: c["config"].get("identities", {}).get("identities_sha256")
                                    for m, c in configs.items()}, "bootstrap": BOOTSTRAP,
-                    "runs": {m: {"checkpoint": n, **(c.get("provenance") or {})} for (m, c), n in zip(configs.items(), names)}}
+                    "runs": {m: {"checkpoint": n, **(c.get("provenance") or {})}
+                             for (m, c), n in zip(configs.items(), names)}}
 
 
 MEASURE = {"table1": table1, "table2": table2, "default-model": default_model}

@@ -42,6 +42,23 @@ def test_the_rule_counts_and_digest_the_repository_stores_are_those_of_the_share
     assert identify(root, items) == {"name": "lfw-dev", "images": 10_845, "identities": 4_741, "sha256": LFW_DEV.sha256}
 
 
+@pytest.mark.skipif(shared_lfw_dev() is None, reason="needs ../shared/data/lfw_dev")
+def test_lfw_dev_gives_the_identities_and_test_faces_the_published_results_used():
+    """The identity universe the results trained on and the test faces they scored, by the digests results/ record."""
+    import json
+
+    from csrip_lib.core import results
+    from csrip_lib.core.config import get_preset
+    from csrip_lib.data.faces import FaceFolder, identities_digest
+
+    root = shared_lfw_dev()
+    prov = json.loads((project_root() / "results" / "table1.json").read_text())
+    universe = FaceFolder.select(root, get_preset(prov["preset"]).selection).identities
+    assert identities_digest(universe) == prov["train_data"]["identities_sha256"]
+    test = FaceFolder(root, "test")
+    assert results.digest([p.relative_to(root).as_posix() for p, _ in test.items]) == prov["test_data"]["sha256"]
+
+
 NAMES = [f"Person_{k:02d}" for k in range(40)]
 
 

@@ -26,13 +26,15 @@ def test_lower_ordering_and_falls_decide_on_the_shown_values():
 
 
 def test_check_passes_every_sentence_the_library_makes_and_catches_a_wrong_word():
-    made = [verdicts.change("a", 0.3), verdicts.change("b", 0.0002, unit=" dB"), verdicts.change("c", -1, lower_is_better=True),
+    made = [verdicts.change("a", 0.3), verdicts.change("b", 0.0002, unit=" dB"),
+            verdicts.change("c", -1, lower_is_better=True),
             verdicts.lower("d", 2, "x", 1, "y"), verdicts.lower("e", 1, "x", 1, "y", tail=" with the larger alpha"),
             verdicts.ordering("f", {"live run (30 steps)": 0.41, "bicubic": 0.5, "hr": 0.5}),
             verdicts.falls("g", [3, 2, 1], [0.5, 1, 2]), verdicts.falls("h", [3, 3, 1], [0.5, 1, 2])]
     text = "\n".join(map(str, made)) + "\nunrelated line: 0.5 dB\n"
     assert verdicts.check(text) == []
-    wrong = ["b: +0.000 dB (better)", "c: -1.000 (not better; lower is better)", "d: 2.000 with x -> 1.000 with y: not lower",
+    wrong = ["b: +0.000 dB (better)", "c: -1.000 (not better; lower is better)",
+             "d: 2.000 with x -> 1.000 with y: not lower",
              "f: live run (30 steps) 0.410 > bicubic 0.500 = hr 0.500",
              "g falls at every step as σ grows: 3.000 (σ 0.5), 3.000 (σ 1)"]
     assert verdicts.check("\n".join(wrong)) == wrong

@@ -384,7 +384,8 @@ def render_shipped(root: Path, folder: Path) -> str:
                         f"{_num(r['psnr'], 2)} dB ({_ci(r, 'dpsnr', 2)} over bicubic), SSIM {_num(r['ssim'], 3)} "
                         f"({_ci(r, 'dssim', 3)}).")
     hw = prov["hardware"]
-    return (f"Trained and scored by\n`{prov['command']}`\n(measured {prov['date']} on {hw['cpu']}, {hw['cores']} cores, "
+    return (f"Trained and scored by\n`{prov['command']}`\n(measured {prov['date']} on {hw['cpu']}, {hw['cores']} "
+            f"cores, "
             f"torch {prov['torch']}; results/table1.json has the rest of the provenance), shipped by `csrip reproduce "
             "table1 --ship`.\n\n" + "\n\n".join(sections))
 

@@ -228,7 +228,8 @@ def make_subset(source: Path, dest: Path, subset: NamedSubset, force: bool = Fal
     where the file system refuses links), checked by count and content digest before it is renamed into
     place. An existing `dest` is re-checked, and replaced only with `force`."""
     if dest.exists() and not force:
-        check_subset(dest, subset, f"{dest} exists but is not {subset.name} ({{}}); rerun with --force to make it again")
+        check_subset(dest, subset, f"{dest} exists but is not {subset.name} ({{}}); rerun with --force to make it "
+                     "again")
         print(f"{dest} is already there and checked ({subset.identities:,} identities, {subset.images:,} images, "
               f"sha256 {subset.sha256[:16]}); nothing to do")
         return dest

@@ -55,7 +55,7 @@ def ordering(label: str, values: Mapping[str, float], lower_is_better: bool = Fa
 
 
 def falls(label: str, values: Sequence[float], at: Sequence[object], digits: int = 3) -> Verdict:
-    """"label falls at every step as σ grows: 27.123 (σ 0.5) > ...": only if every shown value is below the one before."""
+    """"label falls at every step as σ grows: 27.123 (σ 0.5), ...": only if each shown value is below the one before."""
     shown = [_shown(v, digits) for v in values]
     holds = all(b < a for a, b in zip(shown, shown[1:]))
     steps = ", ".join(f"{v:.{digits}f} (σ {s})" for v, s in zip(shown, at))
