@@ -44,14 +44,14 @@ lab: venv  ## JupyterLab on the notebooks (saving widget state, so figures survi
 	@$(PY) -c "from csrip_lib.tutorial.widgets import install_lab_settings as i; i()"
 	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
-data: venv  ## download and verify LFW deep-funneled into data/
-	$(PY) -m csrip_lib data --dest data/
+data: venv  ## download and verify LFW deep-funneled into data/, then derive data/lfw-dev (--data lfw-dev)
+	$(PY) -m csrip_lib data --dest data/ --subset dev
 
 figures: venv  ## regenerate the paper's figures into figures/ from checkpoints
 	$(PY) -m csrip_lib figures
 
-results: venv  ## measure every published table into results/, ship Table 1's models, render README.md / MODEL_CARD.md (hours on a CPU; training runs resume)
-	$(PY) -m csrip_lib reproduce all --all-variants --force
+results: venv  ## measure every published table into results/ on lfw-dev (make data), ship Table 1's models, render the docs (hours on a CPU; training runs resume)
+	$(PY) -m csrip_lib reproduce all --data lfw-dev --all-variants --force
 	$(PY) -m csrip_lib reproduce table1 --ship --force
 
 bench: venv

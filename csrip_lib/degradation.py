@@ -1,4 +1,5 @@
-"""`csrip_lib.degradation`: the public path DESIGN.md names for Sec. 3.3's degradation model;
+"""`csrip_lib.degradation`: the stable public path (kept for notebooks and outside code) for
+Sec. 3.3's degradation model;
 the code is in csrip_lib.core.degradation."""
 from .core.degradation import (  # noqa: F401
     CSRIPError,

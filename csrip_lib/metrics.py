@@ -1,4 +1,5 @@
-"""`csrip_lib.metrics`: the public path DESIGN.md names for the evaluation conventions (PSNR / SSIM per image);
+"""`csrip_lib.metrics`: the stable public path (kept for notebooks and outside code) for
+the evaluation conventions (PSNR / SSIM per image);
 the code is in csrip_lib.evaluation.metrics."""
 from .evaluation.metrics import (  # noqa: F401
     BT601_OFFSET,

@@ -2,6 +2,8 @@
 
     csrip reproduce table1|table2|default-model|all [--data DIR] [--out results/] [--force] [options]
     csrip reproduce --render [--check]          # README.md / docs/ / MODEL_CARD.md blocks from results/
+    csrip reproduce --interval NAME --model M [--metric psnr] [--baseline bicubic]
+                                                # a rendered interval, recomputed from NAME_per_image.csv.gz
 
 table1         Table 1 (Sec. 4.2): the six competitors (SRCNN, VDSR, lp, SRGAN, URDGN, the NBSRF-like
                forest) and C+SSIM+M and C-SRIP, each trained from scratch at one budget (`--max-steps`
@@ -31,7 +33,9 @@ Identity priors (C-SRIP, and lp / SRGAN's feature loss): `--recognizers`, else t
 `recognizers-quick` when they were trained on this data's quick identities, else runs/<preset>/recognizers
 (trained there if missing; `tour.recognizers`). The identity judge (`csrip_lib.evaluation.judge`) scores when it is
 installed (`--no-identity` skips it). Each result records the command that reproduces it as written
-(with --force, which overwrites result files, never training runs).
+(with --force, which overwrites result files, never training runs), the faces by name where they are a
+named subset (`--data lfw-dev`, `data.subsets`), the per-image scores (`NAME_per_image.csv.gz`) and each
+scored run's training provenance from its checkpoint (`runs`).
 """
 from __future__ import annotations
 
@@ -50,7 +54,8 @@ from .core.checkpoint import load_checkpoint
 from .core.config import PRESETS, Preset, TrainConfig, get_preset, project_root, runs_dir
 from .core.console import CSRIPError, nonnegative_int, positive_int
 from .core.runtime import pick_device
-from .data.faces import identities_digest, resolve_data
+from .data.faces import identities_digest, list_faces, resolve_data
+from .data.subsets import identify
 from .evaluation import judge as judge_mod
 from .evaluation.evaluate import (PAPER_TABLE1, PAPER_TABLE2, evaluate_models, load_models, one_line_warnings,
                                   paired_bootstrap, summarize_results)
@@ -105,7 +110,8 @@ def score(models: dict[str, Any], root: Path, args: argparse.Namespace) -> tuple
     with one_line_warnings("reproduce"):
         df = evaluate_models(models, root, "test", device=pick_device(args.device), judge=judge,
                              max_images=args.max_images)
-    return df, note
+    kept = results.per_image(df)  # every number is computed from the per-image values the result keeps
+    return df.assign(**{c: kept[c].to_numpy() for c in kept if c in results.PER_IMAGE}), note
 
 
 def summary(df: pd.DataFrame, configurations: dict[str, str] | None = None) -> pd.DataFrame:
@@ -144,6 +150,23 @@ def scored_faces(df: pd.DataFrame) -> dict[str, Any]:
             "sha256": results.digest(scored["image"])}
 
 
+def data_record(root: Path) -> dict[str, Any]:
+    """The faces a result used: a named subset by name and content digest (`subsets.identify`), else the
+    folder with its counts and a digest of its image names."""
+    items = list_faces(root, progress=False)
+    named = identify(root, items)
+    if named is not None:
+        return named
+    return {"name": None, "root": str(root), "images": len(items), "identities": len({i for _, i in items}),
+            "names_sha256": results.digest([Path(p).relative_to(root).as_posix() for p, _ in items])}
+
+
+def run_provenance(path: Path) -> dict[str, Any]:
+    """A scored run's checkpoint and the training provenance it recorded (`harness.sitting`: command, commit,
+    dirty flag, date, hardware per sitting; wall time); none for runs trained before checkpoints recorded it."""
+    return {"checkpoint": _display(path), **(load_checkpoint(path).get("provenance") or {})}
+
+
 def priors(root: Path, args: argparse.Namespace) -> Path:
     """The identity priors: --recognizers, else the shipped or runs/<preset>/ ones (`tour.recognizers`)."""
     if args.recognizers is not None:
@@ -168,7 +191,7 @@ def _training(faces: SRData, args: argparse.Namespace, rec: Path) -> dict[str, A
     ids = faces.identities
     return {"preset": args.preset, "budget": {"steps": args.max_steps, "batch_size": args.batch_size,
                                               "validate_every": min(VALIDATE_EVERY, args.max_steps)},
-            "train_data": {"root": str(faces.root), "identities": len(ids), "identities_sha256": identities_digest(ids)},
+            "train_data": {"identities": len(ids), "identities_sha256": identities_digest(ids)},
             "recognizers": _display(rec), "alpha": ALPHA, "bootstrap": BOOTSTRAP}
 
 
@@ -179,25 +202,28 @@ def table1(root: Path, args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame
     t = summary(df)
     t["kept_step"] = t["model"].map({n: load_checkpoint(p, kind="sr").get("metrics", {}).get("step")
                                      for n, p in ckpts.items()})
-    return {"": t}, {**_training(faces, args, rec), "judge": judge, "test_data": scored_faces(df)}
+    return {"": t, "per_image": results.per_image(df)}, {
+        **_training(faces, args, rec), "judge": judge, "test_data": scored_faces(df),
+        "runs": {name: run_provenance(path) for name, path in ckpts.items()}}
 
 
 def table2(root: Path, args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     rec, faces = priors(root, args), _faces(root, args)
-    models = {}
+    models, runs = {}, {}
     for k, seed in enumerate(args.seeds):
         names = [*PAIR, *([n for n in VARIANTS if n not in PAIR] if args.all_variants and k == 0 else [])]
         ckpts = _train(names, faces, runs_folder(args, seed), rec, args, seed)
         models.update({f"{name} seed{seed}": load_sr(path) for name, path in ckpts.items()})
+        runs.update({f"{name} seed{seed}": run_provenance(path) for name, path in ckpts.items()})
     df, judge = score(models, root, args)
     t = summary(df, configurations={m: m.rsplit(" seed", 1)[0] for m in models})
     split = t["model"].str.extract(r"^(?P<variant>.*?)(?: seed(?P<seed>\d+))?$")
     t.insert(0, "seed", pd.to_numeric(split["seed"]))
     t["model"] = split["variant"]
     t.insert(1, "alpha", [ALPHA if m == "C-SRIP" else 0.0 if m in VARIANTS else None for m in t["model"]])
-    return {"": t, "paired": pooled(df, args.seeds, t)}, {
+    return {"": t, "paired": pooled(df, args.seeds, t), "per_image": results.per_image(df)}, {
         **_training(faces, args, rec), "seeds": list(args.seeds), "compared": list(PAIR), "judge": judge,
-        "test_data": scored_faces(df)}
+        "test_data": scored_faces(df), "runs": runs}
 
 
 def pooled(df: pd.DataFrame, seeds: list[int], per_seed: pd.DataFrame) -> pd.DataFrame:
@@ -236,13 +262,15 @@ def default_model(root: Path, args: argparse.Namespace) -> tuple[dict[str, pd.Da
     t["batch_size"] = t["model"].map({m: c.get("train_config", {}).get("batch_size") for m, c in configs.items()})
     t["init"] = t["model"].map({m: Path(c["config"]["init"]).stem if c["config"].get("init") else None
                                 for m, c in configs.items()})
-    tables = {"": t}
+    tables = {"": t, "per_image": results.per_image(df)}
     others = [m for m in models if m != args.compare_to]
     if others:
         tables["paired"] = paired(df, args.compare_to, others)
     return tables, {"models": names, "compare_to": args.compare_to, "judge": judge, "test_data": scored_faces(df),
                     "trained_on": {m: c["config"].get("identities", {}).get("identities_sha256")
-                                   for m, c in configs.items()}, "bootstrap": BOOTSTRAP}
+                                   for m, c in configs.items()}, "bootstrap": BOOTSTRAP,
+                    "runs": {m: {"checkpoint": n, **(c.get("provenance") or {})}
+                             for (m, c), n in zip(configs.items(), names)}}
 
 
 MEASURE = {"table1": table1, "table2": table2, "default-model": default_model}
@@ -273,10 +301,36 @@ def ship(args: argparse.Namespace) -> list[str]:
         raise CSRIPError(f"already shipped: {', '.join(taken)}; pass --force to replace them")
     for model, name in names.items():
         what = "Table 1 competitor" if model in COMPETITOR_NAMES else "Tables 1-2 cascade"
-        zoo.export(best[model], name, "sr", f"{model} ({what}), trained from scratch at {args.max_steps} steps of "
-                   f"batch {args.batch_size}, seed 0, `{args.preset}` sizes: results/table1", force=args.force,
+        trained = "one forest fit on the same faces (no steps)" if pd.isna(kept[model]) else \
+            f"trained from scratch at {args.max_steps} steps of batch {args.batch_size}"
+        zoo.export(best[model], name, "sr", f"{model} ({what}), {trained}, seed 0, `{args.preset}` sizes: "
+                   "results/table1", force=args.force,
                    command=prov["command"], result="table1", configuration=model)
     return list(names.values())
+
+
+def interval(folder: Path, name: str, model: str, metric: str = "psnr", baseline: str = "bicubic") -> pd.Series:
+    """A rendered interval recomputed from result `name`'s per-image file: `model - baseline` on `metric`
+    (diff, diff_low, diff_high, images), as the summary computed it. Table 2's pair pooled over seeds is
+    model C-SRIP, baseline C+SSIM+M (no seed); one seed's model is e.g. "C-SRIP seed1"."""
+    result = results.read(folder, name)
+    if result is None or "per_image" not in result[0]:
+        raise CSRIPError(f"{Path(folder) / name}_per_image.csv.gz is missing: result {name} was measured before "
+                         f"results kept per-image scores; measure it again (its command is in {name}.json)")
+    tables, prov = result
+    df = tables["per_image"]
+    seeds = prov.get("seeds") or []
+    if (baseline, model) == PAIR and model not in set(df["model"]) and seeds:
+        out = pooled(df, seeds, tables[""].drop(columns="auc", errors="ignore"))  # AUC: no interval, and not per image
+    else:
+        known = sorted(set(df["model"]) - {"hr"})
+        if not {model, baseline} <= set(known):
+            raise CSRIPError(f"{name} scored {', '.join(known)}; --model and --baseline must be two of them")
+        out = paired(df, baseline, [model], (metric,))
+    rows = out[out["metric"] == metric]
+    if rows.empty:
+        raise CSRIPError(f"{name} has no per-image {metric} for {model} (metrics: {', '.join(results.PER_IMAGE)})")
+    return rows.iloc[0][["diff", "diff_low", "diff_high", "images"]]
 
 
 # ------------------------------------------------------------------------------------ command line
@@ -295,9 +349,10 @@ def _display(path: str | Path) -> str:
         return str(path)
 
 
-def command(name: str, root: Path, args: argparse.Namespace) -> str:
-    """The command that measures result `name` again as this call did (run from the repository root)."""
-    parts = ["csrip", "reproduce", name, "--data", str(root), "--out", _display(args.out)]
+def command(name: str, data: dict[str, Any], args: argparse.Namespace) -> str:
+    """The command that measures result `name` again as this call did (run from the repository root), the
+    faces named by their subset name where `data` (`data_record`) is one."""
+    parts = ["csrip", "reproduce", name, "--data", data["name"] or data["root"], "--out", _display(args.out)]
     if name == "default-model":
         parts += ["--models", *(args.models or [zoo.DEFAULT_SR, args.compare_to]), "--compare-to", args.compare_to]
     else:
@@ -320,6 +375,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "from results/ (between <!-- results:NAME --> markers)")
     parser.add_argument("--check", action="store_true", help="with --render: change nothing, exit 1 if a "
                         "document differs from what results/ renders")
+    parser.add_argument("--interval", default=None, metavar="NAME", help="recompute one rendered interval of "
+                        "result NAME from its per-image file (with --model, --metric, --baseline) and print it")
+    parser.add_argument("--model", default=None, help="--interval: the model (Table 2: e.g. 'C-SRIP seed0', or "
+                        "C-SRIP for the pair pooled over seeds, with --baseline C+SSIM+M)")
+    parser.add_argument("--metric", default="psnr", choices=sorted(results.PER_IMAGE), help="--interval: the "
+                        "metric (default psnr)")
+    parser.add_argument("--baseline", default="bicubic", help="--interval: what the model is compared with "
+                        "(default bicubic)")
     parser.add_argument("--ship", action="store_true", help="with table1: export its measured runs into "
                         "checkpoints/ (replacing shipped models of the same name only with --force); measures nothing")
     parser.add_argument("--data", default=None, help="face folder <root>/<identity>/<image> "
@@ -362,17 +425,27 @@ def measure(args: argparse.Namespace) -> None:
     for name in names:
         results.check_writable(out, name, args.force)  # before any training
     root = resolve_data(args.data)
+    data = data_record(root)
     git = results.git_state()  # the code this process runs, before a long run gives time to edit it
     for name in names:
         started = time.time()
         tables, fields = MEASURE[name](root, args)
-        prov = results.provenance(command(name, root, args), started, git, max_images=args.max_images, **fields)
+        prov = results.provenance(command(name, data, args), started, git, max_images=args.max_images, data=data,
+                                  **fields)
         for path in results.write(out, name, tables, prov, force=args.force):
             print(f"wrote {path}")
 
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    if args.interval:
+        if args.model is None:
+            raise CSRIPError("--interval needs --model (and optionally --metric, --baseline)")
+        r = interval(out, args.interval, args.model, args.metric, args.baseline)
+        print(f"{args.interval}: {args.model} - {args.baseline}, {args.metric}: {r['diff']:+.6g} "
+              f"[{r['diff_low']:+.6g}, {r['diff_high']:+.6g}] (95% interval over identities, {int(r['images']):,} "
+              f"images; from {out / args.interval}_per_image.csv.gz)")
+        return 0
     if args.render:
         if args.names:
             raise CSRIPError("--render takes no NAME: it renders every block from --out")

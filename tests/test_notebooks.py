@@ -14,6 +14,7 @@ import nbformat
 import pytest
 
 from csrip_lib.core.console import CSRIPError
+from csrip_lib.tutorial import verdicts
 from csrip_lib.tutorial.notebook_runner import find_notebooks, inject_parameters, run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +49,8 @@ def runs_dir(tmp_path_factory) -> Path:
 @pytest.mark.xdist_group("notebooks")  # one process, in order: later notebooks reuse earlier runs
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_notebook_runs_in_quick_mode(path, tmp_path, monkeypatch, face_root, runs_dir):
+    """Every code cell ran, figures were written under the paper's numbering, and every verdict sentence it
+    printed agrees with the numbers printed beside it (`tutorial.verdicts.check`)."""
     figures = tmp_path / "figures"
     monkeypatch.setenv("CSRIP_DATA", str(face_root))
     monkeypatch.setenv("CSRIP_FIGURES", str(figures))
@@ -55,6 +58,9 @@ def test_notebook_runs_in_quick_mode(path, tmp_path, monkeypatch, face_root, run
     out = run_notebook(path, tmp_path / "build", {"PRESET": "quick"})
     executed = nbformat.read(out, as_version=4)
     assert all(c.get("execution_count") for c in executed.cells if c.cell_type == "code" and c.source.strip())
+    printed = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", [])
+                      if o.get("output_type") == "stream")
+    assert verdicts.check(printed) == [], "a printed verdict disagrees with the numbers printed beside it"
     written = sorted(p.name for p in figures.glob("*.png"))
     assert written, "a notebook should save its figures via csrip_lib.core.config.figures_dir()"
     assert all(re.fullmatch(r"fig\d\d[a-z]?_\w+\.png", name) for name in written), written

@@ -143,8 +143,16 @@ def test_reproduce_table2_writes_results_with_provenance_and_its_recorded_comman
     assert prov["budget"] == {"steps": 1, "batch_size": 4, "validate_every": 1} and prov["seeds"] == [0, 1]
     assert prov["max_images"] == 8 and prov["test_data"]["images"] == 8 and prov["wall_s"] > 0
     assert prov["train_data"]["identities_sha256"] and prov["hardware"]["cores"] >= 1 and prov["torch"]
-    assert prov["files"] == ["table2.csv", "table2_paired.csv"]
-    assert "not measured" not in results.render_block("table2", out)
+    assert prov["files"] == ["table2.csv", "table2_paired.csv", "table2_per_image.csv.gz"]
+    assert prov["data"]["name"] is None and prov["data"]["root"] == str(synthetic_root)  # not a named subset
+    assert sorted(prov["runs"]) == ["C+SSIM+M seed0", "C+SSIM+M seed1", "C-SRIP seed0", "C-SRIP seed1"]
+    assert {r["sittings"][-1]["commit"] for r in prov["runs"].values()} == {prov["commit"]}
+    block = results.render_block("table2", out)
+    assert "not measured" not in block and "the scoring commit" in block
+    from csrip_lib.reproduce import interval
+    r = interval(out, "table2", "C-SRIP", "psnr", baseline="C+SSIM+M")
+    assert r[["diff", "diff_low", "diff_high"]].tolist() == pytest.approx(paired.set_index("metric").loc[
+        "psnr", ["diff", "diff_low", "diff_high"]].tolist(), rel=1e-5)  # the CSV keeps 6 digits
 
     command = shlex.split(prov["command"])  # as written, from the repository root
     assert command[:3] == ["csrip", "reproduce", "table2"] and "--force" in command
@@ -204,3 +212,98 @@ def test_reproduce_table1_trains_every_competitor_and_both_cascades_at_one_budge
     (home / "checkpoints" / "srcnn-tiny.pt").unlink()  # a name not shipped any more is not exported beside the others
     assert cli_main(ship) == 2 and not (home / "checkpoints" / "srcnn-tiny.pt").exists()  # already shipped: --force
     assert cli_main([*ship, "--force"]) == 0
+
+
+def per_image_rows(models: list[str], seed: int = 0) -> pd.DataFrame:
+    """Generated per-image scores: bicubic and `models` on 30 identities of 1-4 images, full precision."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    images = [(f"id{k:02d}/id{k:02d}_{j:04d}.jpg", f"id{k:02d}") for k in range(30) for j in range(1 + k % 4)]
+    rows = []
+    for g, m in enumerate(["bicubic", *models]):
+        for image, ident in images:
+            rows.append({"model": m, "image": image, "identity": ident, "psnr": 22.4 + 0.7 * g + rng.normal(0, 1),
+                         "ssim": 0.66 + 0.03 * g + rng.normal(0, 0.02), "id_dist": 0.6 - 0.02 * g + rng.normal(0, .05),
+                         "id_rank1": float(rng.random() < 0.3 + 0.1 * g), "id_match": 1.0, "id_failed": 0.0,
+                         "id_auc": 0.9, "id_tar": 0.5})
+    return pd.DataFrame(rows)
+
+
+def test_one_command_recomputes_a_rendered_interval_from_the_per_image_file(tmp_path, capsys):
+    """Issue 33: per-image rows are kept beside each summary, and `csrip reproduce --interval` remakes a rendered
+    interval from them exactly (the summary is computed from the same rounded values the file holds)."""
+    from csrip_lib import reproduce
+
+    df = per_image_rows(["SRCNN", "C-SRIP"])
+    kept = results.per_image(df)
+    assert kept["psnr"].equals(kept["psnr"].round(4)) and "id_match" not in kept
+    t = reproduce.summary(df.assign(**{c: kept[c] for c in results.PER_IMAGE}))  # as reproduce.score hands it on
+    prov = results.provenance("csrip reproduce table1 --force", time.time() - 60, results.git_state(), preset="tiny",
+                              budget={"steps": 1, "batch_size": 4, "validate_every": 1}, recognizers="rec", alpha=0.001,
+                              bootstrap=reproduce.BOOTSTRAP, judge="none", runs={},
+                              test_data={"images": 81, "identities": 30, "sha256": "0123"})
+    written = results.write(tmp_path, "table1", {"": t, "per_image": kept}, prov)
+    gz = tmp_path / "table1_per_image.csv.gz"
+    assert gz in written and gz.stat().st_size < 20_000 and list(pd.read_csv(gz).columns) == list(kept.columns)
+    block = results.render_block("table1", tmp_path)
+    for model in ("SRCNN", "C-SRIP"):
+        for metric, col, digits in (("psnr", "dpsnr", 2), ("ssim", "dssim", 3)):
+            r = reproduce.interval(tmp_path, "table1", model, metric)
+            row = t.set_index("model").loc[model]
+            assert (r["diff"], r["diff_low"], r["diff_high"]) == (row[col], row[f"{col}_low"], row[f"{col}_high"])
+            assert f"{r['diff']:+.{digits}f} [{r['diff_low']:+.{digits}f}, {r['diff_high']:+.{digits}f}]" in block
+    assert cli_main(["reproduce", "--interval", "table1", "--out", str(tmp_path), "--model", "C-SRIP"]) == 0
+    r = reproduce.interval(tmp_path, "table1", "C-SRIP", "psnr")
+    assert f"[{r['diff_low']:+.6g}, {r['diff_high']:+.6g}]" in capsys.readouterr().out
+    assert cli_main(["reproduce", "--interval", "table1", "--out", str(tmp_path), "--model", "VDSR"]) == 2
+    assert cli_main(["reproduce", "--interval", "default-model", "--out", str(tmp_path), "--model", "x"]) == 2
+
+
+def test_table2s_pooled_interval_is_recomputed_from_its_per_image_file(tmp_path):
+    from csrip_lib import reproduce
+
+    full = per_image_rows([f"{m} seed{s}" for s in (0, 1) for m in reproduce.PAIR])
+    df = results.per_image(full)
+    per_seed = reproduce.summary(full.assign(**{c: df[c] for c in results.PER_IMAGE})).drop(columns="auc")
+    pooled = reproduce.pooled(df, [0, 1], per_seed)
+    prov = {"command": "csrip reproduce table2", "seeds": [0, 1]}
+    results.write(tmp_path, "table2", {"": per_seed, "paired": pooled, "per_image": df}, prov)
+    r = reproduce.interval(tmp_path, "table2", "C-SRIP", "ssim", baseline="C+SSIM+M")
+    row = pooled.set_index("metric").loc["ssim"]
+    assert (r["diff"], r["diff_low"], r["diff_high"]) == (row["diff"], row["diff_low"], row["diff_high"])
+    one = reproduce.interval(tmp_path, "table2", "C-SRIP seed1", "psnr", baseline="C+SSIM+M seed1")
+    assert one["diff"] == pytest.approx(float(pooled.set_index("metric").loc["psnr", "per_seed"].split(";")[1]),
+                                        rel=1e-5)
+
+
+def test_the_rendered_paragraph_lists_the_faces_by_name_and_says_which_runs_another_commit_trained(tmp_path):
+    a_result(tmp_path)
+    prov = json.loads((tmp_path / "default-model.json").read_text())
+    scoring = prov["commit"] or "f" * 40
+    sitting = {"command": "csrip train-sr --preset quick", "dirty": False, "date": "2026-12-01 10:00 UTC",
+               "hardware": {"cpu": "x", "cores": 2}, "torch": "2"}
+    prov.update(commit=scoring, data={"name": "lfw-dev", "sha256": "f094c1c0d06c2183" + "0" * 48},
+                runs={"csrip-quick": {"sittings": [{**sitting, "commit": scoring}], "wall_s": 60.0},
+                      "csrip-base": {"sittings": [{**sitting, "commit": "1234567" + "0" * 33}], "wall_s": 60.0},
+                      "old": {"checkpoint": "old.pt"}})
+    (tmp_path / "default-model.json").write_text(json.dumps(prov))
+    block = results.render_block("default-model", tmp_path)
+    assert "of `lfw-dev` (content sha256 f094c1c0d06c2183" in block
+    assert f"csrip-quick were trained at {scoring[:7]}, the scoring commit" in block
+    assert f"csrip-base were trained at 1234567, not the scoring commit {scoring[:7]}" in block
+    assert "old recorded no provenance" in block
+
+
+def test_csrip_demo_records_its_notebook_times_as_a_result_the_readme_renders(tmp_path):
+    """Issue 33: tour times come from a file `csrip demo --record` writes (date, commit, machine, load), never typed."""
+    from csrip_lib.tutorial.notebook_runner import record_times
+
+    assert results.render_block("tour-quick", tmp_path) == \
+        "not measured yet: run `csrip demo --preset quick --record results`"
+    git = {"commit": "c" * 40, "dirty": False}
+    record_times(tmp_path, "quick", [("01_degradation_model.ipynb", 31.4, 20.2), ("02_residual_images.ipynb", 9.6, 7.1)],
+                 time.time() - 45, git, (1.5, 0.75, 0.25))
+    block = results.render_block("tour-quick", tmp_path)
+    assert "| 01_degradation_model.ipynb | 31 | 20 |" in block and "| all | 41 | 27 |" in block
+    assert "commit ccccccc" in block and "load average 1.5 / 0.75 / 0.25" in block
+    assert results.read(tmp_path, "tour-quick")[1]["hardware"]["cores"] >= 1

@@ -78,7 +78,7 @@ def test_learns_and_writes_log_and_checkpoints(tmp_path):
     assert {"optimizer", "scheduler", "state", "train_config"} <= last.keys()
     # the state's keys are the format of last.pt: runs written by earlier versions resume with them
     assert set(last["state"]) == {"epoch", "batch", "step", "best", "bad_epochs", "history", "sums", "seconds",
-                                  "finished", "epoch_rng", "rng"}
+                                  "finished", "epoch_rng", "rng", "sittings"}
     assert torch.equal(last["model"]["0.weight"], model[0].weight.detach())
 
 
@@ -96,6 +96,25 @@ def test_killed_and_resumed_run_matches_uninterrupted_run_bit_exactly(tmp_path, 
         assert torch.equal(a, b)
     cols = ["epoch", "step", "lr", "train_loss", "acc"]
     pd.testing.assert_frame_equal(full_log[cols], resumed_log[cols])
+
+
+def test_checkpoints_record_the_training_that_made_them_and_each_resume_adds_a_sitting(tmp_path):
+    """Issue 33: a result that scores a run lists which command and code trained it, when, on what, for how long."""
+    for folder in ("a", "b"):
+        with pytest.raises(Killed):
+            run(tmp_path / folder, kill_at=[9])
+    run(tmp_path / "a", resume=True)
+    best, last = (load_checkpoint(tmp_path / "a" / f)["provenance"] for f in ("best.pt", "last.pt"))
+    assert len(last["sittings"]) == 2 and last["steps"] == 24 and 0 < best["wall_s"] <= last["wall_s"]
+    for s in last["sittings"]:
+        assert s["command"] and s["date"].endswith("UTC") and s["hardware"]["cores"] >= 1 and s["torch"]
+        assert s["commit"] is None or len(s["commit"]) == 40 and isinstance(s["dirty"], bool)
+    ckpt = torch.load(tmp_path / "b" / "last.pt", weights_only=True)  # as a run begun before sittings were recorded
+    del ckpt["state"]["sittings"], ckpt["provenance"]
+    torch.save(ckpt, tmp_path / "b" / "last.pt")
+    run(tmp_path / "b", resume=True)
+    sittings = load_checkpoint(tmp_path / "b" / "last.pt")["provenance"]["sittings"]
+    assert sittings[0] == {"commit": None, "note": "earlier sittings not recorded"} and len(sittings) == 2
 
 
 def test_resuming_a_finished_run_trains_nothing(tmp_path):

@@ -76,6 +76,38 @@ def test_model_card_records_the_manifest_checksums():
         assert f"## {name}" in card, f"MODEL_CARD.md has no section for {name}"
 
 
+def test_model_card_recipes_run_on_todays_code_and_export_the_recorded_descriptions():
+    """Issue 33: a recipe that names a commit must run there, else it is today's recipe. Every recipe in the card
+    is checked against today's code: each `from csrip_lib... import ...` resolves, each `csrip` command line parses,
+    and each `csrip export --description` is the description the manifest records."""
+    import ast
+    import importlib
+    import shlex
+    import textwrap
+
+    from csrip_lib.cli import build_parser
+
+    card = (zoo.CHECKPOINTS_DIR / "MODEL_CARD.md").read_text()
+    blocks = re.findall(r"```(python|bash)\n(.*?)```", card, re.S)
+    assert {kind for kind, _ in blocks} == {"python", "bash"}
+    for kind, code in blocks:
+        code = textwrap.dedent(code)  # indented under a list item
+        if kind == "python":
+            for node in ast.walk(ast.parse(code)):
+                if isinstance(node, ast.ImportFrom) and node.module.startswith("csrip_lib"):
+                    module = importlib.import_module(node.module)
+                    assert all(hasattr(module, a.name) for a in node.names), node.module
+            continue
+        for line in code.replace("\\\n", " ").splitlines():
+            words = shlex.split(line)
+            words = words[next(i for i, w in enumerate(words) if w == "csrip"):] if "csrip" in words else []
+            if not words:
+                continue
+            args = build_parser(words[1]).parse_args(words[1:])  # exits (SystemExit) on a flag today's csrip lacks
+            if words[1] == "export" and args.description:
+                assert args.description == zoo.manifest()[args.name]["description"], args.name
+
+
 @pytest.mark.parametrize("name", CASCADES)
 def test_shipped_sr_model_beats_bicubic_on_held_out_faces(name, face_root):
     model = load_sr(zoo.resolve(name))

@@ -239,8 +239,8 @@ def _quick() -> Preset:
 
 
 def _base() -> Preset:
-    """The shipped default model (`csrip-base`): the best cascade a 2-core CPU trains in about 90 minutes
-    on every identity of the training split (checkpoints/MODEL_CARD.md has the run and its recipe log).
+    """The shipped default model (`csrip-base`): the cascade size chosen, by step time, for about 90 minutes of a
+    2-core CPU on every identity of the training split (checkpoints/MODEL_CARD.md has the run and its recipe log).
 
     Sizes are `tiny`'s x2 in width and x3 in depth (404,153 parameters, ~1.6 s per step of 16 faces on one
     CPU thread): 64/32/16 channels at 48/96/192 px, 3 residual blocks per SR module, the global bicubic

@@ -13,13 +13,24 @@ import argparse
 import errno
 import math
 import os
+import shlex
 import sys
+from pathlib import Path
 
 from tqdm.std import tqdm as _text_tqdm
 
 
 class CSRIPError(Exception):
     """A problem the user can fix; the message says what was expected and what to do."""
+
+
+def command_line() -> str:
+    """This process's command line as a user would type it (what provenance records): `csrip ...` for the
+    command line, else the interpreter's arguments (a script, a notebook kernel, pytest)."""
+    argv = sys.argv or [""]
+    if Path(argv[0]).name in ("csrip", "__main__.py"):
+        return shlex.join(["csrip", *argv[1:]])
+    return shlex.join(["python", *argv])
 
 
 def describe_os_error(e: OSError) -> str:

@@ -3,7 +3,13 @@
 A result NAME is `results/NAME.csv` (summary rows; more tables as `NAME_<part>.csv`) and its provenance
 `results/NAME.json`: the exact command that made it (`csrip reproduce NAME ...`, csrip_lib.reproduce),
 git commit and dirty flag, preset, budget, data digests, hardware, torch version, date and wall time.
-`write` stores one (never over an existing one without `force`), `read` loads it.
+`write` stores one (never over an existing one without `force`), `read` loads it. Beside the summary,
+`NAME_per_image.csv.gz` holds the per-image scores every summary number and interval was computed from
+(`PER_IMAGE` columns, rounded by `per_image`, so that the file recomputes them exactly: `csrip reproduce
+--interval NAME --model M --metric psnr`). The provenance also names the faces (`data`: a named subset such
+as `lfw-dev` by name and content digest, see data.subsets) and lists every training run a result scored,
+each with the provenance its checkpoint recorded (`runs`: command, commit, dirty flag, date, wall time,
+hardware; `training.harness`), and the rendered paragraph says which runs another commit trained.
 
 The documents show results between markers, and only there:
 
@@ -19,6 +25,7 @@ accuracy tables come from the shipped checkpoints/recognizers-<preset>/accuracy.
 from __future__ import annotations
 
 import glob
+import gzip
 import hashlib
 import json
 import math
@@ -34,7 +41,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from .checkpoint import read_manifest
+from .checkpoint import load_checkpoint, read_manifest
 from .config import project_root
 from .console import CSRIPError
 from .outputs import check_dir, write_output, write_outputs
@@ -44,6 +51,8 @@ RECOGNIZERS = ("recognizers-quick", "recognizers-base")  # shipped priors: check
 MANIFEST = "checkpoints/manifest.json"
 MARKER = re.compile(r"<!-- results:(?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /results:(?P=name) -->", re.S)
 OPEN = re.compile(r"<!-- results:([\w-]+) -->")
+PER_IMAGE = {"psnr": 4, "ssim": 5, "id_dist": 4, "id_rank1": 0}  # the per-image scores kept, and their decimals
+COMPRESSED = ("per_image",)  # parts written as NAME_<part>.csv.gz
 
 
 def results_dir() -> Path:
@@ -98,8 +107,16 @@ def provenance(command: str, started: float, git: dict[str, Any], **fields: Any)
 
 # ------------------------------------------------------------------------------------ the files
 def paths(folder: Path, name: str, parts: Sequence[str]) -> list[Path]:
-    """results/NAME.json and its CSVs (part "" -> NAME.csv, else NAME_<part>.csv)."""
-    return [folder / f"{name}.json", *(folder / (f"{name}_{p}.csv" if p else f"{name}.csv") for p in parts)]
+    """results/NAME.json and its CSVs (part "" -> NAME.csv, else NAME_<part>.csv, .csv.gz if COMPRESSED)."""
+    return [folder / f"{name}.json", *(folder / (f"{name}_{p}.csv" if p else f"{name}.csv")
+                                       if p not in COMPRESSED else folder / f"{name}_{p}.csv.gz" for p in parts)]
+
+
+def per_image(df: pd.DataFrame) -> pd.DataFrame:
+    """The per-image rows a result keeps (model, image, identity and the `PER_IMAGE` scores it has),
+    rounded. The caller computes its summary from these rounded values, so the file remakes it exactly."""
+    cols = ["model", "image", "identity", *(c for c in PER_IMAGE if c in df and df[c].notna().any())]
+    return df[cols].round({c: d for c, d in PER_IMAGE.items() if c in cols}).reset_index(drop=True)
 
 
 def check_writable(folder: str | Path, name: str, force: bool = False) -> Path:
@@ -132,8 +149,9 @@ def write(folder: str | Path, name: str, tables: dict[str, pd.DataFrame], prov: 
     folder = check_writable(folder, name, force)
     json_path, *csvs = paths(folder, name, list(tables))
     stale = set(files(folder, name, sidecar(folder, name))) if os.path.lexists(json_path) else set()
-    data = {path: table.to_csv(index=False, float_format="%.6g").encode()
-            for path, table in zip(csvs, tables.values())}
+    data = {path: gzip.compress(table.to_csv(index=False).encode(), mtime=0) if part in COMPRESSED  # rounded
+            else table.to_csv(index=False, float_format="%.6g").encode()  # already: read back as written
+            for path, (part, table) in zip(csvs, tables.items())}
     data[json_path] = (json.dumps({"name": name, **prov, "files": [p.name for p in csvs]}, indent=1)
                        + "\n").encode()
     written = write_outputs(data, force)
@@ -142,11 +160,11 @@ def write(folder: str | Path, name: str, tables: dict[str, pd.DataFrame], prov: 
     return [written[-1], *written[:-1]]
 
 
-RESULT_FILE = r"(?:_[\w-]+)?\.csv"  # NAME.csv or NAME_<part>.csv
+RESULT_FILE = r"(?:_[\w-]+)?\.csv(?:\.gz)?"  # NAME.csv, NAME_<part>.csv or NAME_<part>.csv.gz
 
 
 def files(folder: Path, name: str, prov: Any) -> list[Path]:
-    """The tables result JSON `prov` lists, each a plain name of the form NAME.csv or NAME_<part>.csv
+    """The tables result JSON `prov` lists, each a plain name of the form NAME.csv or NAME_<part>.csv[.gz]
     inside `folder` and, if present, a regular file (not a device or FIFO); else CSRIPError."""
     where = folder / f"{name}.json"
     if not isinstance(prov, dict) or not isinstance(prov.get("files"), list) or not prov["files"]:
@@ -188,7 +206,7 @@ def read(folder: str | Path, name: str) -> tuple[dict[str, pd.DataFrame], dict[s
             raise CSRIPError(f"{path} is missing or not a regular file, but {json_path} lists it; "
                              "measure the result again with --force")
         try:
-            tables[path.name[len(name) + 1:-4]] = pd.read_csv(path)
+            tables[path.name.removesuffix(".gz")[len(name) + 1:-4]] = pd.read_csv(path)
         except (ValueError, pd.errors.ParserError) as e:  # EmptyDataError is a ValueError
             raise CSRIPError(f"{path} is not a readable table ({' '.join(str(e).split())[:120]})") from None
     return tables, prov
@@ -239,20 +257,62 @@ METRICS = {"psnr": "PSNR [dB]", "ssim": "SSIM", "id_rank1": "rank-1", "id_dist":
 
 
 def scores_table(t: pd.DataFrame, label: Callable[[pd.Series], str] = lambda r: str(r["model"])) -> str:
-    """The common table: PSNR, SSIM, paired gains over bicubic with 95% intervals, the judge's identity
-    metrics where measured, and the paper's gain for the same configuration (Tables 1-2)."""
+    """The common table: PSNR, SSIM, paired gains over bicubic with 95% intervals and the judge's identity
+    metrics where measured. The paper's gains are not set beside ours: its bicubic starts higher than ours
+    (its Table 1 against our bicubic rows), so gains over two different bicubics are not comparable in size."""
     ident = [c for c in IDENTITY if _has(t, c)]
     header = ["model", "PSNR [dB]", "SSIM", "dPSNR vs bicubic [95% CI]", "dSSIM [95% CI]",
-              *(IDENTITY[c] for c in ident), "paper dPSNR / dSSIM"]
+              *(IDENTITY[c] for c in ident)]
     rows = []
     for _, r in t.iterrows():
-        paper = f"{_num(r.get('paper_dpsnr'), 2, True)} / {_num(r.get('paper_dssim'), 3, True)}" \
-            if pd.notna(r.get("paper_dpsnr", float("nan"))) else ""
         if r.get("model") != "hr" and any(pd.isna(r.get(c)) for c in ("psnr", "ssim")):  # HR: no scores
             raise CSRIPError(f"result row {str(r.get('model'))[:40]!r} has no PSNR or SSIM (edited or damaged CSV?)")
         rows.append([label(r), _num(r.get("psnr"), 2), _num(r.get("ssim"), 3), _ci(r, "dpsnr", 2),
-                     _ci(r, "dssim", 3), *[_num(r.get(c), 3) for c in ident], paper])
-    return _table(header, rows, "lrrrr" + "r" * len(ident) + "r")
+                     _ci(r, "dssim", 3), *[_num(r.get(c), 3) for c in ident]])
+    return _table(header, rows, "lrrrr" + "r" * len(ident))
+
+
+def _faces(prov: dict[str, Any]) -> str:
+    """The face folder a result used: a named subset by name and content digest, else the folder."""
+    data = prov.get("data") or {}
+    if data.get("name"):
+        return f" of `{data['name']}` (content sha256 {data['sha256'][:16]}, made by `make data`) "
+    return f" of {data['root']} " if data.get("root") else " "
+
+
+def _runs(prov: dict[str, Any]) -> str:
+    """Which commit trained each scored run (from its checkpoint), and which were trained at another
+    commit than the scoring one."""
+    runs = prov.get("runs")
+    if runs is None:
+        return ("The training runs' provenance is not listed: this result was measured before results/ recorded "
+                "it; measuring it again lists it.")
+    scoring = (prov.get("commit") or "")[:7]
+    groups: dict[str, list[str]] = {}
+    for label, r in runs.items():
+        sittings = r.get("sittings") or []
+        commits = sorted({(s.get("commit") or "unknown")[:7] + (" with uncommitted changes" if s.get("dirty") else "")
+                          for s in sittings})
+        if not commits:
+            key = "recorded no provenance (trained before checkpoints recorded it)"
+        elif commits == [scoring]:
+            key = f"were trained at {scoring}, the scoring commit"
+        else:
+            key = f"were trained at {' and '.join(commits)}, not the scoring commit {scoring or 'unknown'}"
+        groups.setdefault(key, []).append(label)
+    parts = [f"{', '.join(labels)} {key}" for key, labels in groups.items()]
+    return (f"Training runs (each checkpoint's command, commit, date, wall time and hardware are in "
+            f"results/{prov.get('name', 'NAME')}.json): {'; '.join(parts)}.")
+
+
+MOVED = {"csrip_lib.judge": "csrip_lib.evaluation.judge"}  # modules a recorded result names that have moved since
+
+
+def _judge(note: str) -> str:
+    """The judge a result recorded, with a module that has moved since named where it is now."""
+    for old, new in MOVED.items():
+        note = note.replace(f"({old})", f"({old}, now {new})")
+    return note
 
 
 def _setup(prov: dict[str, Any]) -> str:
@@ -262,11 +322,11 @@ def _setup(prov: dict[str, Any]) -> str:
     commit = (prov.get("commit") or "unknown")[:7] + (" with uncommitted changes" if prov.get("dirty") else "")
     test = prov.get("test_data", {})
     subset = " (a fixed subset: --max-images)" if prov.get("max_images") else ""
-    return (f"Scored on {test.get('images', '?'):,} test faces of {test.get('identities', '?'):,} identities "
-            f"that no model trained on{subset}, sha256 {test.get('sha256', '?')}; "
-            f"judge: {prov.get('judge', 'none')}. Measured {prov['date']} at commit {commit} in "
+    return (f"Scored on {test.get('images', '?'):,} test faces of {test.get('identities', '?'):,} identities"
+            f"{_faces(prov)}that no model trained on{subset}, sha256 {test.get('sha256', '?')}; "
+            f"judge: {_judge(prov.get('judge', 'none'))}. Measured {prov['date']} at commit {commit} in "
             f"{prov['wall_s'] / 60:.1f} min wall on {hw['cpu']} ({hw['cores']} cores, {gpu}), torch "
-            f"{prov['torch']}, by\n`{prov['command']}`")
+            f"{prov['torch']}, by\n`{prov['command']}`\n{_runs(prov)}")
 
 
 def _budget(prov: dict[str, Any]) -> str:
@@ -296,6 +356,24 @@ def render_table1(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
             f"\n\n{scores_table(t)}\n\n{verdict}")
 
 
+def _order(t: pd.DataFrame) -> str:
+    """The configurations of the first seed ordered by measured PSNR and SSIM, beside the paper's order (Table 2,
+    from its gains, which share one bicubic); empty when that seed has fewer than three."""
+    first = t[t["seed"] == t["seed"].min()]
+    if len(first) < 3:
+        return ""
+
+    def order(col: str) -> list[str]:
+        return first.sort_values(col, ascending=False, kind="stable")["model"].tolist()
+
+    parts = []
+    for metric, paper in (("psnr", "paper_dpsnr"), ("ssim", "paper_dssim")):
+        ours, theirs = order(metric), order(paper)
+        same = "the paper's order" if ours == theirs else f"the paper's: {' > '.join(theirs)}"
+        parts.append(f"by {METRICS[metric].split(' ')[0]}, {' > '.join(ours)} ({same})")
+    return f"\n\nOrder at seed {int(first['seed'].iloc[0])}, as measured: {'; '.join(parts)}."
+
+
 def render_table2(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
     t, paired = tables[""], tables["paired"]
     label = (lambda r: f"{r['model']} (alpha {r['alpha']:g}), seed {int(r['seed'])}" if pd.notna(r.get("seed"))
@@ -310,7 +388,7 @@ def render_table2(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
                      "per seed", "seed-to-seed sd", "reading"], rows, "lrrrl")
     return (f"C+SSIM+M (alpha 0) and C-SRIP (alpha {prov['alpha']:g}) trained from scratch, seeds "
             f"{', '.join(map(str, prov['seeds']))}, each at {_budget(prov)}, with the identity priors "
-            f"`{prov['recognizers']}`. {_setup(prov)}\n\n{scores_table(t, label)}\n\n"
+            f"`{prov['recognizers']}`. {_setup(prov)}\n\n{scores_table(t, label)}{_order(t)}\n\n"
             f"Paired differences on the same test faces, pooled over seeds; 95% intervals from "
             f"{prov['bootstrap']:,} bootstrap resamples of identities (AUC: one value per model and seed, so no "
             f"interval; rank-1: over the probes both models rank). The intervals resample test identities, not "
@@ -328,8 +406,8 @@ def render_default_model(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) 
         steps = f"{int(r['steps']):,} steps of batch {int(r['batch_size'])}{after}"
         return f"`{r['model']}` ({r['configuration']}, {steps})"
 
-    text = (f"`csrip evaluate` of the shipped SR models ({', '.join(prov['models'])}) with bicubic and HR; the "
-            f"paper's gain is that of the same configuration (Table 2). {_setup(prov)}\n\n{scores_table(t, label)}")
+    text = (f"`csrip evaluate` of the shipped SR models ({', '.join(prov['models'])}) with bicubic and HR. "
+            f"{_setup(prov)}\n\n{scores_table(t, label)}")
     if "paired" in tables:
         p = tables["paired"]
         rows = [[r["model"], METRICS[r["metric"]], _ci(r, "diff", 2 if r["metric"] == "psnr" else 3),
@@ -341,20 +419,26 @@ def render_default_model(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) 
 
 
 def render_recognizers(root: Path, name: str) -> str:
-    """Rank-1 per scale of the shipped priors `name`, from the accuracy.csv their training wrote."""
+    """Rank-1 per scale of the shipped priors `name`, from the accuracy.csv their training wrote, and the
+    training time each run logged up to its kept epoch (every sitting of a resumed run included: the
+    CSV's own `minutes` column counts only the sitting that wrote it)."""
     csv = f"checkpoints/{name}/accuracy.csv"
     if not (root / csv).is_file():
         return f"not shipped: {csv} is missing"
     t = pd.read_csv(root / csv)
-    rows = [[f"{int(r['scale'])} px", f"{int(r['best_epoch'])} of {int(r['epochs'])}", _num(r["train_acc"], 3),
-             _num(r["val_acc"], 3), f"{r['val_acc'] / r['chance']:.0f}x", f"{r['chance']:.4f} / {r['majority']:.4f}",
-             f"{r['paper_train']:.4f} / {r['paper_val']:.4f}"] for _, r in t.iterrows()]
+    logged = {s: load_checkpoint((root / csv).parent / f"rec{s}" / "best.pt")["metrics"]["seconds"] / 60
+              for s in t["scale"]}
+    rows = [[f"{int(r['scale'])} px", f"{int(r['best_epoch'])} of {int(r['epochs'])}", f"{logged[r['scale']]:.1f}",
+             _num(r["train_acc"], 3), _num(r["val_acc"], 3), f"{r['val_acc'] / r['chance']:.0f}x",
+             f"{r['chance']:.4f} / {r['majority']:.4f}", f"{r['paper_train']:.4f} / {r['paper_val']:.4f}"]
+            for _, r in t.iterrows()]
     r0 = t.iloc[0]
     return (f"Rank-1 of the shipped `{name}` ({int(r0['identities']):,} identities, "
             f"{int(r0['train_images']):,} training / {int(r0['val_images']):,} validation images; from "
-            f"`{csv}`, which their training wrote):\n\n"
-            + _table(["scale", "kept epoch", "train", "val", "val / chance", "chance / majority (val)",
-                      "paper train / val (CASIA-WebFace)"], rows, "lrrrrrr"))
+            f"`{csv}`, which their training wrote; minutes: the training and validation time each "
+            f"run logged up to its kept epoch, `seconds` of its best.pt):\n\n"
+            + _table(["scale", "kept epoch", "logged min", "train", "val", "val / chance", "chance / majority (val)",
+                      "paper train / val (CASIA-WebFace)"], rows, "lrrrrrrr"))
 
 
 def render_shipped(root: Path, folder: Path) -> str:
@@ -374,12 +458,30 @@ def render_shipped(root: Path, folder: Path) -> str:
         sections.append(f"### {name}\n\n{e['description']}; {kept}. {files}.\nTest split (results/table1): PSNR "
                         f"{_num(r['psnr'], 2)} dB ({_ci(r, 'dpsnr', 2)} over bicubic), SSIM {_num(r['ssim'], 3)} "
                         f"({_ci(r, 'dssim', 3)}).")
-    return (f"Trained and scored by\n`{prov['command']}`\n(measured {prov['date']}; results/table1.json has "
-            "the rest of the provenance), shipped by `csrip reproduce table1 --ship`.\n\n" + "\n\n".join(sections))
+    hw = prov["hardware"]
+    return (f"Trained and scored by\n`{prov['command']}`\n(measured {prov['date']} on {hw['cpu']}, {hw['cores']} "
+            f"cores, "
+            f"torch {prov['torch']}; results/table1.json has the rest of the provenance), shipped by `csrip reproduce "
+            "table1 --ship`.\n\n" + "\n\n".join(sections))
+
+
+def render_tour(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
+    """The per-notebook times `csrip demo --record` measured, with when, where, at which commit and load."""
+    t, hw = tables[""], prov["hardware"]
+    rows = [[r["notebook"], f"{r['wall_s']:.0f}", f"{r['cpu_s']:.0f}"] for _, r in t.iterrows()]
+    rows.append(["all", f"{t['wall_s'].sum():.0f}", f"{t['cpu_s'].sum():.0f}"])
+    commit = (prov.get("commit") or "unknown")[:7] + (" with uncommitted changes" if prov.get("dirty") else "")
+    return (f"`{prov['command']}`, {prov['date']}, commit {commit}, on {hw['cpu']} ({hw['cores']} cores, torch "
+            f"{prov['torch']}), load average {' / '.join(f'{x:g}' for x in prov['load_average'])} (1 / 5 / 15 min) "
+            f"before it started; the kernel's CPU time is what a busy machine does not inflate:\n\n"
+            + _table(["notebook", "wall [s]", "kernel CPU [s]"], rows, "lrr"))
 
 
 RENDERERS: dict[str, Callable[[dict[str, pd.DataFrame], dict[str, Any]], str]] = {
-    "table1": render_table1, "table2": render_table2, "default-model": render_default_model}
+    "table1": render_table1, "table2": render_table2, "default-model": render_default_model,
+    "tour-quick": render_tour, "tour-pretrained": render_tour}
+MEASURED_BY = {"tour-quick": "csrip demo --preset quick --record results",
+               "tour-pretrained": "csrip demo --record results"}  # results that `csrip reproduce` does not make
 
 
 def render_block(name: str, folder: Path | None = None, root: Path | None = None) -> str:
@@ -396,7 +498,9 @@ def render_block(name: str, folder: Path | None = None, root: Path | None = None
         if name == "table1-models":
             return render_shipped(root, folder)
         result = read(folder, name)
-        return f"not measured yet: run `csrip reproduce {name}`" if result is None else RENDERERS[name](*result)
+        if result is None:
+            return f"not measured yet: run `{MEASURED_BY.get(name, f'csrip reproduce {name}')}`"
+        return RENDERERS[name](*result)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
         source = {**{r: f"checkpoints/{r}/accuracy.csv" for r in RECOGNIZERS},
                   "table1-models": f"{MANIFEST} or {folder}/table1.json"}

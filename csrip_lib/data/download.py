@@ -18,6 +18,11 @@ An existing `<dest>/lfw-deepfunneled` is never replaced without `force=True`. An
 step 3 is deleted if this run downloaded it (a rerun downloads it again), but a hand-placed archive is
 never deleted: it is renamed `<name>.bad-<timestamp>` (`-2`, `-3`, ... if that name is taken).
 A failure to write (full disk) during extraction is reported as such, and keeps the archive.
+
+`--subset dev` then derives the named development subset `lfw-dev` (`subsets.LFW_DEV`: the identities its
+rule keeps, 4,741 identities and 10,845 images) as `<dest>/lfw-dev`, hard links to the LFW files (copies
+where links fail), checked by its counts and content digest before it is renamed into place
+(`make_subset`); `--data lfw-dev` then names it in every command.
 """
 from __future__ import annotations
 
@@ -41,7 +46,8 @@ from pathlib import Path
 from ..core.checkpoint import umask
 from ..core.console import CSRIPError, describe_os_error, nonnegative_int, tqdm
 from ..core.outputs import check_dir
-from .faces import LFW_DIR, check_headers, list_faces
+from .faces import LFW_DIR, check_headers, identity_folders, list_faces
+from .subsets import SUBSETS, NamedSubset, checksum_lines, digest
 
 LFW_URL = "https://umass-vis-lfw.github.io/lfw-deepfunneled.zip"
 LFW_IMAGES, LFW_IDENTITIES = 13_233, 5_749
@@ -233,6 +239,53 @@ def download_lfw(dest: str | Path = "data", url: str = LFW_URL, force: bool = Fa
     return target
 
 
+def make_subset(source: Path, dest: Path, subset: NamedSubset, force: bool = False) -> Path:
+    """`dest`: the images of face folder `source` whose identity `subset` keeps, as hard links (copies
+    where the file system refuses links), checked by count and content digest before it is renamed into
+    place. An existing `dest` is re-checked, and replaced only with `force`."""
+    if dest.exists() and not force:
+        check_subset(dest, subset, f"{dest} exists but is not {subset.name} ({{}}); rerun with --force to make it "
+                     "again")
+        print(f"{dest} is already there and checked ({subset.identities:,} identities, {subset.images:,} images, "
+              f"sha256 {subset.sha256[:16]}); nothing to do")
+        return dest
+    ids = [i for i in identity_folders(source) if subset.keeps(i)]
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    tmp.chmod(0o777 & ~umask())
+    try:
+        for path, ident in tqdm(list_faces(source, ids), desc=f"making {subset.name}", unit="img"):
+            (tmp / ident).mkdir(exist_ok=True)
+            try:
+                os.link(path, tmp / ident / path.name)
+            except OSError:
+                shutil.copy2(path, tmp / ident / path.name)
+        check_subset(tmp, subset, f"{source} does not give {subset.name} ({{}}): is it the official LFW "
+                     "deep-funneled archive, unchanged?")
+        if dest.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old.", dir=dest.parent))
+            os.replace(dest, old / dest.name)
+            os.replace(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{subset.name} ready: {dest} ({subset.identities:,} identities, {subset.images:,} images, "
+          f"sha256 {subset.sha256[:16]}); use it with --data {subset.name}")
+    return dest
+
+
+def check_subset(root: Path, subset: NamedSubset, message: str) -> None:
+    """CSRIPError(message with the mismatch) unless face folder `root` is `subset` by counts and digest."""
+    items = list_faces(root)
+    found = (len(items), len({i for _, i in items}))
+    if found != (subset.images, subset.identities):
+        raise CSRIPError(message.format(f"{found[0]:,} images of {found[1]:,} identities, expected "
+                                        f"{subset.images:,} of {subset.identities:,}"))
+    if (d := digest(checksum_lines(root, items))) != subset.sha256:
+        raise CSRIPError(message.format(f"content sha256 {d[:16]}, expected {subset.sha256[:16]}"))
+
+
 # ----------------------------------------------------------------------------- `csrip data`
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -245,10 +298,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"images the archive must contain (default {LFW_IMAGES:,}; 0: no check)")
     parser.add_argument("--expect-identities", type=nonnegative_int, default=LFW_IDENTITIES, metavar="N",
                         help=f"identities the archive must contain (default {LFW_IDENTITIES:,}; 0: no check)")
+    parser.add_argument("--subset", choices=sorted(SUBSETS), default=None,
+                        help="then derive a named subset into dest/NAME: dev = lfw-dev, the LFW development subset "
+                        "every published result used (4,741 identities, 10,845 images; `--data lfw-dev`)")
 
 
 def run(args: argparse.Namespace) -> int:
-    download_lfw(args.dest, url=args.url, force=args.force,
-                 expected_images=args.expect_images or None,
-                 expected_identities=args.expect_identities or None)
+    lfw = download_lfw(args.dest, url=args.url, force=args.force,
+                       expected_images=args.expect_images or None,
+                       expected_identities=args.expect_identities or None)
+    if args.subset:
+        subset = SUBSETS[args.subset]
+        make_subset(lfw, lfw.parent / subset.name, subset, force=args.force)
     return 0

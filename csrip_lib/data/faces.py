@@ -49,6 +49,7 @@ from torch.utils.data import Dataset, Subset
 
 from ..core.config import HR_SIZE, FaceSelection, project_root
 from ..core.console import CSRIPError, describe_os_error, tqdm
+from .subsets import BY_NAME as NAMED_SUBSETS, SUBSETS
 from .synthetic import make_synthetic_faces
 
 __all__ = ["FaceFolder", "IndexedFaces", "FaceDataWarning", "ImageTooSmall", "ImageTooLarge", "load_hr", "decode_rgb",
@@ -554,8 +555,18 @@ def _announce(msg: str, path: Path, verbose: bool) -> None:
 
 def resolve_data(data: str | Path | None = None, verbose: bool = True) -> Path:
     """The face folder to use: `data`, else $CSRIP_DATA, else <repo>/data/lfw-deepfunneled
-    (`make data`), else a synthetic face set generated once into <repo>/data/synthetic."""
+    (`make data`), else a synthetic face set generated once into <repo>/data/synthetic. A named subset
+    (`subsets.BY_NAME`, e.g. "lfw-dev") that is not a folder here is <repo>/data/<name>, which
+    `csrip data --subset` makes."""
     for value, source in ((data, "argument"), (os.environ.get("CSRIP_DATA") or None, "$CSRIP_DATA")):
+        if value is not None and str(value) in NAMED_SUBSETS and not Path(value).exists():
+            path = project_root() / "data" / str(value)
+            if not path.is_dir():
+                key = next(k for k, s in SUBSETS.items() if s.name == str(value))
+                raise CSRIPError(f"the named subset {value} (from {source}) is not made yet: run `csrip data "
+                                 f"--subset {key}` (`make data` does), which derives {path} from LFW")
+            _announce(f"data: {value} = {path} (from {source})", path, verbose)
+            return path
         if value is not None:
             try:
                 path = Path(value).expanduser().resolve()

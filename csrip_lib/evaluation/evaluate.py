@@ -502,19 +502,21 @@ def paired_bootstrap(results: pd.DataFrame, baseline: str, models: list[str] | N
     For each model and metric: the mean over images where both have a value (id_rank1: the probes
     both rank; so its mean difference is the rank-1 difference), and a percentile interval at `level`
     from `n_boot` resamples of *identities* with replacement (a cluster bootstrap: images of one person
-    are not independent). Rows: model, metric, baseline, model_mean, diff, ci_low, ci_high, images.
+    are not independent). Every (model, metric) draws its resamples from `seed` afresh, so an interval does
+    not depend on which other models or metrics were computed with it (`csrip reproduce --interval`).
+    Rows: model, metric, baseline, model_mean, diff, ci_low, ci_high, images.
     """
     base = results[results["model"] == baseline].set_index("image")
     if base.empty:
         raise CSRIPError(f"no results for baseline {baseline!r}; have {sorted(results['model'].unique())}")
     models = models or [m for m in results["model"].unique() if m not in (baseline, "hr", "bicubic")]
-    rng = np.random.default_rng(seed)
     rows = []
     for m in models:
         other = results[results["model"] == m].set_index("image").reindex(base.index)
         for metric in metrics:
             if metric not in base or base[metric].isna().all():
                 continue
+            rng = np.random.default_rng(seed)  # each interval from its own draws: recomputable alone
             d = (other[metric].astype(float) - base[metric].astype(float))
             keep = d.notna().to_numpy()
             ids, inverse = np.unique(base["identity"].to_numpy()[keep], return_inverse=True)

@@ -53,8 +53,7 @@ from ..models.lp import PerceptualLoss
 from ..models.nbsrf import NBSRF, block_features, block_targets
 from ..models.recognizer import load_recognizers
 from ..models.registry import COMPETITORS, build_sr, check_name, checkpoint_config, model_config, stored_model
-from .harness import OwnStep, fit, seed_everything
-from .harness import add_speed_arguments, speed_from_args
+from .harness import OwnStep, add_speed_arguments, fit, seed_everything, sitting, speed_from_args
 from .sr import (MONITOR, Convergence, SRData, add_schedule_arguments, as_recorded, priors_record, pyramid,
                  schedule_from_args, training_data)
 
@@ -203,7 +202,7 @@ def fit_forest(cfg, hr: torch.Tensor, val_loader: DataLoader, out: Path, config:
             raise CSRIPError(f"{last} was fitted with a different configuration; use --force or another --out")
         print(f"{out}: finished (fitted)")
         return pd.DataFrame(ckpt["state"]["history"])
-    t0 = time.time()
+    t0, started = time.time(), sitting()
     seed_everything(seed)
     g = torch.Generator().manual_seed(seed)
     per_image = max(1, -(-cfg.patches // len(hr)))  # blocks sampled per training face
@@ -224,7 +223,8 @@ def fit_forest(cfg, hr: torch.Tensor, val_loader: DataLoader, out: Path, config:
     config = {**config, "nbsrf": to_dict(model.cfg)}
     row = {"epoch": 1, "step": 0, **Convergence(degradation)(model, val_loader, device)}
     row["seconds"] = round(time.time() - t0, 2)
-    state = {"model": model.state_dict(), "config": config, **(extra or {}), "metrics": row, "epoch": 1}
+    state = {"model": model.state_dict(), "config": config, **(extra or {}), "metrics": row, "epoch": 1,
+             "provenance": {"sittings": [started], "wall_s": row["seconds"], "steps": 0}}
     save_checkpoint(state, out / "best.pt", KIND)
     save_checkpoint({**state, "state": {"finished": "fitted", "history": [row]}}, last, KIND)
     log = pd.DataFrame([row])

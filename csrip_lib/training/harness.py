@@ -11,6 +11,9 @@ hardware has them: `core.runtime.step_speed`; recorded as "speed" in every check
                      torch/numpy/python/cuda and the loader's generator at the start of the epoch and
                      now). Written every epoch, every `save_every_s` seconds and when training stops.
     out_dir/best.pt  model weights of the best epoch (+ config, metrics, `extra`).
+Both carry the run's "provenance" (`provenance`): one `sitting` per start or resume (command line, git
+commit and dirty flag of the code, UTC date, hardware, torch) and the logged wall time and steps so far, so
+a result that scores the run can say which code trained it, and when (core.results lists it).
 `resume=True` continues a killed run exactly: the epoch's batch order is replayed from the saved
 epoch-start RNG state, the batches already trained are skipped, then the current RNG state is
 restored, so a single-process CPU run ends with bit-identical weights to an uninterrupted one.
@@ -36,8 +39,9 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from ..core.checkpoint import TRAINING_STATE, atomic_write, load_checkpoint, save_checkpoint
 from ..core.config import SpeedConfig, TrainConfig, to_dict, with_legacy_degradation
-from ..core.console import CSRIPError, positive_float, positive_int, tqdm
+from ..core.console import CSRIPError, command_line, positive_float, positive_int, tqdm
 from ..core.outputs import check_runs, lock_runs
+from ..core.results import git_state, hardware
 from ..core.runtime import PRECISIONS, pick_device, step_speed
 
 StepFn = Callable[[torch.nn.Module, Any, torch.device], dict[str, torch.Tensor]]
@@ -57,6 +61,18 @@ class OwnStep:
     def __call__(self, model: torch.nn.Module, batch: Any, device: torch.device) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 EvalFn = Callable[[torch.nn.Module, DataLoader, torch.device], dict[str, float]]
+
+
+def sitting() -> dict[str, Any]:
+    """Who trains now: the command line, the code's git commit and dirty flag, the date (UTC), hardware and
+    torch version. A run records one per start or resume (`FitState.sittings`)."""
+    return {"command": command_line(), **git_state(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "hardware": hardware(), "torch": str(torch.__version__)}
+
+
+def provenance(state: FitState) -> dict[str, Any]:
+    """What a checkpoint records of the training that made it: every sitting, the logged wall time and steps."""
+    return {"sittings": state.sittings, "wall_s": round(state.seconds, 1), "steps": state.step}
 
 
 def seed_everything(seed: int) -> None:
@@ -129,6 +145,7 @@ class FitState:
     finished: str | None = None          # why training stopped; None while it runs
     epoch_rng: dict[str, Any] | None = None  # RNG states at the start of this epoch (replays its batches)
     rng: dict[str, Any] | None = None        # RNG states when last.pt was written
+    sittings: list[dict[str, Any]] = field(default_factory=list)  # `sitting()` of each start and resume
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -176,7 +193,7 @@ class _Run:
     def start(self) -> FitState:
         """A new run: seeded, with this epoch's RNG state recorded."""
         seed_everything(self.cfg.seed + self.rank)
-        state = FitState()
+        state = FitState(sittings=[sitting()])
         state.epoch_rng = state.rng = _rng_state(self.train_loader)
         return state
 
@@ -200,7 +217,11 @@ class _Run:
         for k in self.optimizers:  # one optimizer is saved flat (the layout of runs before OwnStep)
             self.optimizers[k].load_state_dict(ckpt["optimizer"][k] if self.own else ckpt["optimizer"])
             self.schedulers[k].load_state_dict(ckpt["scheduler"][k] if self.own else ckpt["scheduler"])
-        return FitState.from_dict(ckpt["state"])
+        state = FitState.from_dict(ckpt["state"])
+        if "sittings" not in ckpt["state"]:  # a run begun before checkpoints recorded their sittings
+            state.sittings = [{"commit": None, "note": "earlier sittings not recorded"}]
+        state.sittings.append(sitting())
+        return state
 
     def save(self, path: Path, **more: Any) -> None:
         if self.rank == 0:
@@ -212,7 +233,7 @@ class _Run:
         opt = {k: o.state_dict() for k, o in self.optimizers.items()}
         sch = {k: o.state_dict() for k, o in self.schedulers.items()}
         self.save(self.last_path, optimizer=opt if self.own else opt["model"],
-                  scheduler=sch if self.own else sch["model"], state=state.to_dict())
+                  scheduler=sch if self.own else sch["model"], state=state.to_dict(), provenance=provenance(state))
 
     def batches(self, state: FitState) -> Iterator[Any]:
         """This epoch's batches, in the order an uninterrupted run sees them, from `state.batch` on."""
@@ -360,7 +381,7 @@ def _train(run: _Run, state: FitState, eval_fn: EvalFn | None, val_loader: DataL
             state.history.append(row)
             if state.best is None or better(row[monitor], state.best):
                 state.best, state.bad_epochs = row[monitor], 0
-                run.save(run.best_path, metrics=row, epoch=row["epoch"])
+                run.save(run.best_path, metrics=row, epoch=row["epoch"], provenance=provenance(state))
             else:
                 state.bad_epochs += 1
             for sch in run.schedulers.values():

@@ -12,6 +12,9 @@ inserted after the cell tagged "parameters", so the notebook's own defaults stay
 override is explicit. Executed copies (outputs and tracebacks included) go to build/, csrip's own folder,
 replacing earlier copies; a folder chosen with `--out` keeps its notebooks unless `--force`, and can never
 be the folder of the source notebooks (executing into it would replace them).
+`csrip demo --record results` also writes the per-notebook times as result `tour-<preset>` (core.results:
+wall and kernel CPU seconds per notebook, with the command, commit, machine, date and the load average
+before the run), which README.md renders, so a tour time is never typed.
 """
 from __future__ import annotations
 
@@ -27,9 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import pandas as pd
 
+from ..core import results
 from ..core.config import figures_dir, project_root
-from ..core.console import CSRIPError, positive_int, tqdm
+from ..core.console import CSRIPError, command_line, positive_int, tqdm
 from ..core.outputs import check_dir, check_outputs, write_output
 from ..data.faces import resolve_data
 
@@ -209,6 +214,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="folder for the executed copies (default: build/)")
     parser.add_argument("--force", action="store_true", help="replace executed copies already in --out")
     parser.add_argument("--timeout", type=positive_int, default=CELL_TIMEOUT_S, help="seconds per cell")
+    parser.add_argument("--record", metavar="DIR", default=None, help="also write the per-notebook times as result "
+                        "tour-PRESET into DIR (results: the README renders them), replacing an earlier one")
+
+
+def record_times(folder: str | Path, preset: str, done: list[tuple[str, float, float]], started: float,
+                 git: dict[str, Any], load: tuple[float, float, float]) -> list[Path]:
+    """Result `tour-<preset>`: each notebook's wall and kernel CPU seconds, with the command, commit, machine,
+    date and the 1/5/15-minute load average before the run (a busy machine inflates wall time, not CPU time)."""
+    table = pd.DataFrame([{"notebook": name, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1)}
+                          for name, wall, cpu in done])
+    prov = results.provenance(command_line(), started, git, preset=preset, load_average=[round(x, 2) for x in load])
+    return results.write(folder, f"tour-{preset}", {"": table}, prov, force=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -223,6 +240,7 @@ def run(args: argparse.Namespace) -> int:
     figs = figures_dir()
     before = _pngs(figs)
     done = []
+    started, git, load = time.time(), results.git_state(), os.getloadavg()
     with tqdm(nbs, desc="notebooks", unit="nb") as bar:
         for nb in bar:
             bar.set_postfix_str(nb.name)
@@ -238,4 +256,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"figures written to {figs}: {len(written)}")
     for p in written:
         print(f"  {p.name}")
+    if args.record:
+        for path in record_times(args.record, args.preset, [d[:3] for d in done], started, git, load):
+            print(f"wrote {path}")
     return 0
