@@ -7,7 +7,7 @@ The notebooks import from here, as d2l's notebooks import from `d2l`:
 
 `API` says which module owns each name. Names are looked up on first use (PEP 562 `__getattr__`), so
 `import csrip_lib` (and `csrip --help`) imports no torch. Modules themselves (`figures`, `tour`, ...)
-import the usual way. The modules and their floors: README "The library", tests/test_layering.py.
+import the usual way. The modules and their floors: docs/library.md, tests/test_layering.py.
 """
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "hallucinate": ("csrip_lib.evaluation.hallucinate", "8x face hallucination of any photo(s)"),
     "figures": ("csrip_lib.tutorial.figures", "regenerate the paper's figures into figures/"),
     "reproduce": ("csrip_lib.reproduce", "measure a published result into results/ (table1, table2, default-model) "
-                  "and render README.md / MODEL_CARD.md from them"),
+                  "and render README.md / docs/ / MODEL_CARD.md from them"),
     "export": ("csrip_lib.models.zoo", "export a trained run as a shipped model into checkpoints/"),
 }
 

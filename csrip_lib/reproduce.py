@@ -1,7 +1,7 @@
 """`csrip reproduce NAME`: measure a published result into results/ with one command, then render it.
 
     csrip reproduce table1|table2|default-model|all [--data DIR] [--out results/] [--force] [options]
-    csrip reproduce --render [--check]          # README.md / MODEL_CARD.md blocks from results/
+    csrip reproduce --render [--check]          # README.md / docs/ / MODEL_CARD.md blocks from results/
 
 table1         Table 1 (Sec. 4.2): the six competitors (SRCNN, VDSR, lp-like, SRGAN-like, URDGN, the
                NBSRF-like forest; models.registry.COMPETITOR_LABELS) and C+SSIM+M and C-SRIP, each trained
@@ -323,7 +323,7 @@ def command(name: str, root: Path, args: argparse.Namespace) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"what to measure: {', '.join(NAMES)} or all")
-    parser.add_argument("--render", action="store_true", help="render README.md and checkpoints/MODEL_CARD.md "
+    parser.add_argument("--render", action="store_true", help="render README.md, docs/*.md and checkpoints/MODEL_CARD.md "
                         "from results/ (between <!-- results:NAME --> markers)")
     parser.add_argument("--check", action="store_true", help="with --render: change nothing, exit 1 if a "
                         "document differs from what results/ renders")

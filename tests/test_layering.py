@@ -1,4 +1,4 @@
-"""The library's floors (README "The library"): imports point down or sideways, never up, never in a
+"""The library's floors (docs/library.md): imports point down or sideways, never up, never in a
 cycle, and evaluation never reaches training. Imports are read with `ast` from every csrip_lib module,
 those inside functions included; nothing is imported or run."""
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """results/ and `csrip reproduce` (issue 20): every published table is a file with provenance, one command
-remakes it, and README.md / checkpoints/MODEL_CARD.md show exactly what results/ renders."""
+remakes it, and README.md, docs/*.md and checkpoints/MODEL_CARD.md show exactly what results/ renders."""
 from __future__ import annotations
 
 import json
@@ -60,6 +60,10 @@ def test_render_fills_each_block_and_a_hand_edit_makes_the_document_stale(tmp_pa
     results.render_docs(folder, tmp_path)
     a_result(folder, psnr=26.0)  # a new measurement
     assert results.stale_docs(folder, tmp_path) == [doc]
+    page = tmp_path / "docs" / "results.md"  # a docs/ page is rendered like the README
+    page.parent.mkdir()
+    page.write_text("<!-- results:default-model -->\n<!-- /results:default-model -->\n")
+    assert results.render_docs(folder, tmp_path) == [doc, page] and "| `csrip-quick` (" in page.read_text()
     doc.write_text("<!-- results:table1 -->\nno closing marker\n")
     with pytest.raises(CSRIPError, match="closing marker"):
         results.stale_docs(folder, tmp_path)
@@ -68,9 +72,11 @@ def test_render_fills_each_block_and_a_hand_edit_makes_the_document_stale(tmp_pa
 def test_the_committed_readme_and_model_card_are_rendered_from_results():
     root = project_root()
     assert results.stale_docs() == [], "a results block differs from results/: run `csrip reproduce --render`"
-    readme, card = (root / d for d in results.DOCS)
+    readme, card = root / "README.md", root / "checkpoints/MODEL_CARD.md"
+    docs = readme.read_text() + "".join(p.read_text() for p in sorted((root / "docs").glob("*.md")))
     for name in ("table1", "table2", "default-model", "recognizers-quick"):
-        assert f"<!-- results:{name} -->" in readme.read_text(), name
+        assert docs.count(f"<!-- results:{name} -->") == 1, name  # each block shown once, README or docs/
+    assert "<!-- results:default-model -->" in readme.read_text()  # the first screen's results
     for name in ("default-model", "recognizers-quick", "table1-models"):
         assert f"<!-- results:{name} -->" in card.read_text(), name
     assert cli_main(["reproduce", "--render", "--check"]) == 0

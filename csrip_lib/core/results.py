@@ -1,4 +1,4 @@
-"""Published results as files, and the Markdown that README.md and checkpoints/MODEL_CARD.md show of them.
+"""Published results as files, and the Markdown that README.md, docs/ and checkpoints/MODEL_CARD.md show of them.
 
 A result NAME is `results/NAME.csv` (summary rows; more tables as `NAME_<part>.csv`) and its provenance
 `results/NAME.json`: the exact command that made it (`csrip reproduce NAME ...`, csrip_lib.reproduce),
@@ -38,7 +38,7 @@ from .config import project_root
 from .console import CSRIPError
 from .outputs import check_dir
 
-DOCS = ("README.md", "checkpoints/MODEL_CARD.md")
+DOCS = ("README.md", "docs/*.md", "checkpoints/MODEL_CARD.md")  # glob patterns under the project root
 RECOGNIZERS_CSV = "checkpoints/recognizers-quick/accuracy.csv"
 MANIFEST = "checkpoints/manifest.json"
 MARKER = re.compile(r"<!-- results:(?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /results:(?P=name) -->", re.S)
@@ -348,9 +348,7 @@ def render_docs(folder: Path | None = None, root: Path | None = None, write: boo
     write=False, would change)."""
     root = root or project_root()
     changed = []
-    for doc in (root / d for d in DOCS):
-        if not doc.is_file():
-            continue
+    for doc in (path for pattern in DOCS for path in sorted(root.glob(pattern))):
         text = doc.read_text()
         new = render_text(text, folder, root, where=str(doc))
         if new != text:

@@ -78,7 +78,7 @@ def _verify(name: str, entry: dict[str, Any], root: Path) -> None:
             raise CSRIPError(f"checksum mismatch for shipped model {name!r}: {path} has SHA-256 {got[:16]}..., "
                              f"the manifest records {expected[:16]}...; the file is corrupted or was "
                              "changed (restore it with `git checkout checkpoints/`, or regenerate it as "
-                             "the README says)")
+                             "docs/pretrained.md says)")
 
 
 def resolve(name_or_path: str | Path | None, kind: str = "sr", root: str | Path | None = None) -> Path:
