@@ -27,6 +27,11 @@ TINY = get_preset("tiny")
 FEW = TrainConfig(epochs=1, steps_per_epoch=2, batch_size=4, lr=1e-3)
 GAN_STEPS = TrainConfig(epochs=4, steps_per_epoch=3, batch_size=4, lr=1e-3)  # SRGAN: 6 steps per stage
 NBSRF_SMALL = {"trees": 2, "max_depth": 4, "patches": 2000}
+FEW_STEP_FAILURES = {  # competitors expected to leave bicubic's neighbourhood in the runs below, and why
+    "lp": "its whole gradient beside the pixel term comes from the features of untrained priors "
+          "(write_recognizers): two Adam steps took it 0.045 SSIM below bicubic (measured); with the trained "
+          "recognizers-quick it also falls below bicubic in SSIM (issue 32's validation run)",
+}
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +75,13 @@ def test_every_competitor_trains_and_round_trips_through_csrip_evaluate(syntheti
                      str(tmp_path / "r.csv"), "--device", "cpu", "--max-images", "6", "--workers", "0", "--no-identity"]) == 0
     df = pd.read_csv(tmp_path / "r.csv")
     assert set(df["model"]) == {"bicubic", *COMPETITORS}
-    s = df.groupby("model")[["psnr", "ssim"]].mean()
-    # every model starts at bicubic (global skip) and a few steps move it little: a collapse (a constant or
-    # blurred image, test_the_near_bicubic_check_fails_a_collapsed_model) is far outside these bounds
-    assert (s["psnr"] > s.loc["bicubic", "psnr"] - 1).all() and (s["ssim"] > s.loc["bicubic", "ssim"] - 0.03).all(), s
+    # every model starts at bicubic (global skip) and a few steps move it little: a collapse (a constant
+    # image, half the resolution: test_the_near_bicubic_check_fails_a_collapsed_model) is outside these bounds
+    for name in COMPETITORS:
+        if name in FEW_STEP_FAILURES:
+            assert not near_bicubic(df, name), f"{name} now stays near bicubic: drop it from FEW_STEP_FAILURES"
+        else:
+            assert near_bicubic(df, name), (name, df.groupby("model")[["psnr", "ssim"]].mean())
 
 
 def test_loaded_model_matches_the_trained_weights(runs):

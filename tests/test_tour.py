@@ -69,7 +69,8 @@ def test_notebook_06_loads_each_table1_model_once_beside_the_pair(tmp_path, caps
     rows, competitors = tour.table1_models(table1, {"C-SRIP": _tiny_cascade(tmp_path / "blurry.pt", sigma=0.5)})
     assert rows == ["bicubic", "C-SRIP"] and competitors == {}
     printed = capsys.readouterr().out.splitlines()
-    left_out = [line.split()[2] for line in printed if "left out: trained under" in line]
+    left_out = [line.removeprefix("Table 1's ").split(" left out: trained under")[0] for line in printed
+                if "left out: trained under" in line]  # row names may hold spaces: "SRGAN-like (...)"
     assert left_out == [name for name in table1 if name != "C-SRIP"]  # the competitors and C+SSIM+M
     assert len(printed) == len(left_out) + 1 and "Table 1's C-SRIP row is the given" in printed[-1]
 
