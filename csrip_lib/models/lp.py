@@ -20,6 +20,11 @@ neither can vanish beside the other whatever the feature scale; the denominators
 detached (they weigh the terms, they are not trained). `balance="none"` is the raw sum, what
 checkpoints written before this field existed trained with.
 
+Balanced, the terms no longer wreck the model, but the features still cost SSIM: in a 150-step run of
+`csrip train-competitor --model lp --preset quick --recognizers checkpoints/recognizers-quick` on the
+LFW development subset, lp-like ended above bicubic in validation PSNR and below it in SSIM, as did
+SRGAN-like's adversarial stage, while its MSE stage matched bicubic's SSIM (issue 32 has the logs).
+
 The SR network trained with it is SRGAN's SRResNet generator (models/srgan.py): Johnson et al.'s SR
 network is also residual blocks followed by learned upsampling, and SRResNet is its closest relative
 among the models here. Where ours differs, so that Table 1 calls it "lp-like": the SRResNet generator
