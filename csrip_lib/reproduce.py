@@ -5,9 +5,12 @@
     csrip reproduce --interval NAME --model M [--metric psnr] [--baseline bicubic]
                                                 # a rendered interval, recomputed from NAME_per_image.csv.gz
 
-table1         Table 1 (Sec. 4.2): the six competitors (SRCNN, VDSR, lp, SRGAN, URDGN, the NBSRF-like
-               forest) and C+SSIM+M and C-SRIP, each trained from scratch at one budget (`--max-steps`
-               Adam steps of `--batch-size`, the same for every network), scored on the test split.
+table1         Table 1 (Sec. 4.2): the six competitors (SRCNN, VDSR, lp-like, SRGAN-like, URDGN, the
+               NBSRF-like forest; models.registry.COMPETITOR_LABELS) and C+SSIM+M and C-SRIP, each trained
+               from scratch at one budget (`--max-steps` Adam steps of `--batch-size`, the same for every
+               network; SRGAN's split between its two stages), scored on the test split; each network
+               within +-25% of the cascade's parameters, with its parameters, GFLOP per face and training
+               s/step beside its scores (`ablation.costs`).
 table2         Table 2's identity question (Sec. 4.3): C+SSIM+M (alpha 0) and C-SRIP (alpha 0.001) from
                scratch at that budget for each of `--seeds`, per seed PSNR, SSIM and the judge's id_dist,
                rank-1, AUC, and the paired difference pooled over seeds with 95% bootstrap intervals over
@@ -61,7 +64,8 @@ from .evaluation.evaluate import (PAPER_TABLE1, PAPER_TABLE2, evaluate_models, l
                                   paired_bootstrap, summarize_results)
 from .models import zoo
 from .models.registry import load_sr
-from .training.ablation import COMPETITOR_NAMES, VARIANTS, run_dir, shipped_name, train_variants, variant_runs
+from .training.ablation import (COMPETITOR_NAMES, VARIANTS, costs, run_dir, shipped_name, train_variants,
+                                variant_runs)
 from .training.sr import SRData, sr_datasets
 from .tutorial.tour import recognizers as default_recognizers
 
@@ -202,6 +206,9 @@ def table1(root: Path, args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame
     t = summary(df)
     t["kept_step"] = t["model"].map({n: load_checkpoint(p, kind="sr").get("metrics", {}).get("step")
                                      for n, p in ckpts.items()})
+    cost = costs(ckpts)  # parameters, GFLOP per face, training s/step
+    for col in cost:
+        t[col] = t["model"].map(cost[col])
     return {"": t, "per_image": results.per_image(df)}, {
         **_training(faces, args, rec), "judge": judge, "test_data": scored_faces(df),
         "runs": {name: run_provenance(path) for name, path in ckpts.items()}}

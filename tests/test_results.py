@@ -24,6 +24,7 @@ from csrip_lib.models.registry import load_sr
 from test_train_sr import write_recognizers
 
 TOY = ["--preset", "tiny", "--max-steps", "1", "--batch-size", "4", "--device", "cpu"]
+TOY2 = [*TOY[:3], "2", *TOY[4:]]  # Table 1: SRGAN's two stages need a step each
 
 
 def a_result(folder: Path, psnr: float = 25.5) -> list[Path]:
@@ -178,25 +179,31 @@ def test_reproduce_table1_trains_every_competitor_and_both_cascades_at_one_budge
     out = tmp_path / "results"
     assert cli_main(["reproduce", "table1", "--data", str(synthetic_root), "--out", str(out), "--runs",
                      str(tmp_path / "runs"), "--recognizers", str(priors), "--max-images", "6", "--no-identity",
-                     *TOY]) == 0
+                     *TOY2]) == 0
     tables, prov = results.read(out, "table1")
     t = tables[""].set_index("model")
-    assert list(t.index) == ["bicubic", "NBSRF-like", "SRCNN", "VDSR", "lp", "SRGAN", "URDGN", "C+SSIM+M", "C-SRIP"]
+    srgan = "SRGAN-like (SqueezeNet content loss)"
+    assert list(t.index) == ["bicubic", "NBSRF-like", "SRCNN", "VDSR", "lp-like (SRResNet, face-prior features)", srgan,
+                             "URDGN", "C+SSIM+M", "C-SRIP"]
     assert t["psnr"].notna().all() and t.loc["C-SRIP", "paper_dpsnr"] == pytest.approx(27.1638 - 24.256)  # Table 2 gives the same C-SRIP to 4 decimals
-    assert t.drop(index=["bicubic", "NBSRF-like"])["kept_step"].eq(1).all()
-    assert prov["budget"]["steps"] == 1 and prov["judge"].startswith("skipped")
-    assert (tmp_path / "runs" / "tiny-1x4" / "seed0" / "c_srip" / "best.pt").is_file()  # table2's seed 0 reuses it
-    assert "Clearly above bicubic" in results.render_block("table1", out)
+    assert t.drop(index=["bicubic", "NBSRF-like", srgan])["kept_step"].eq(2).all()
+    assert t.loc[srgan, "kept_step"] == 1  # the step of its adversarial stage, after one SRResNet step
+    assert t.drop(index=["bicubic", "hr", "NBSRF-like"], errors="ignore")["params"].between(0.75 * 65793, 1.25 * 65793).all()
+    assert (t.drop(index=["bicubic", "NBSRF-like"])[["gflop", "s_per_step"]] > 0).all().all()
+    assert prov["budget"]["steps"] == 2 and prov["judge"].startswith("skipped")
+    assert (tmp_path / "runs" / "tiny-2x4" / "seed0" / "c_srip" / "best.pt").is_file()  # table2's seed 0 reuses it
+    block = results.render_block("table1", out)
+    assert "Clearly above bicubic" in block and "| GFLOP / face | train s / step |" in block
 
     # --ship exports exactly the measured runs, names them by one rule, records the command, replaces only with --force
     from csrip_lib.models import zoo
     home = tmp_path / "repo"
     monkeypatch.setattr(zoo, "CHECKPOINTS_DIR", home / "checkpoints")
-    ship = ["reproduce", "table1", "--ship", "--out", str(out), "--runs", str(tmp_path / "runs"), *TOY]
+    ship = ["reproduce", "table1", "--ship", "--out", str(out), "--runs", str(tmp_path / "runs"), *TOY2]
     assert cli_main([*ship[:-2], "--batch-size", "8"]) == 2  # not the budget results/table1 measured
     edited = shutil.copytree(out, tmp_path / "edited")  # a result that kept another step than the runs hold
     kept = pd.read_csv(edited / "table1.csv")
-    kept.loc[kept["model"] == "SRCNN", "kept_step"] = 2
+    kept.loc[kept["model"] == "SRCNN", "kept_step"] = 3
     kept.to_csv(edited / "table1.csv", index=False)
     assert cli_main([*ship[:3], "--out", str(edited), *ship[5:]]) == 2
     assert "not the measured run" in capsys.readouterr().err and not zoo.manifest()

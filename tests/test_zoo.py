@@ -22,15 +22,32 @@ from csrip_lib.core.console import CSRIPError
 from csrip_lib.evaluation.evaluate import evaluate_models, summarize_results
 from csrip_lib.models import CascadedSR, zoo
 from csrip_lib.models.recognizer import load_recognizers
-from csrip_lib.models.registry import load_sr
-from csrip_lib.training.ablation import COMPETITOR_NAMES
+from csrip_lib.models.registry import competitor_key, load_sr
 
 N_EVAL = 36  # held-out faces per model
 SHIPPED = zoo.available()
 SR_MODELS = zoo.available("sr")
-# Table 1's competitors are shipped as measured at one budget (results/table1 says which beat bicubic);
-# every other SR model is shipped as a model to use, so it must beat bicubic.
-CASCADES = [n for n in SR_MODELS if zoo.manifest()[n].get("configuration") not in COMPETITOR_NAMES]
+# Table 1's competitors (by their row name then or now, `competitor_key`) are shipped as measured at one
+# budget: each must beat bicubic in SSIM on held-out faces, or be named here with the measured reason.
+# Every other SR model is shipped as a model to use, so it must beat bicubic in PSNR and SSIM.
+COMPETITOR_MODELS = [n for n in SR_MODELS if competitor_key(zoo.manifest()[n].get("configuration", ""))]
+CASCADES = [n for n in SR_MODELS if n not in COMPETITOR_MODELS]
+EXPECTED_FAILURES = {  # the shipped weights of results/table1 (2026-12-04), made by the code before issue 32
+    "lp-quick": "its feature term (1.135) buried the pixel term (0.0082) and drove it off the faces: SSIM 0.380 vs "
+                "bicubic 0.658 in results/table1; lp's terms are balanced now, the file awaits retraining",
+    "srgan-quick": "the same unbalanced content loss as lp-quick and no SRResNet stage: SSIM 0.381 vs bicubic 0.658 "
+                   "in results/table1; SRGAN trains in two stages now, the file awaits retraining",
+    "urdgn-quick": "its adversarial term costs SSIM: dSSIM -0.017 [-0.019, -0.014] in results/table1 (PSNR +1.44 dB); "
+                   "the file awaits retraining at the matched size",
+}
+
+
+def shortfalls(df, name: str, metrics: tuple[str, ...] = ("psnr", "ssim")) -> list[str]:
+    """What model `name` of `evaluate_models` scores `df` fails to beat bicubic in (means over the same
+    faces): [] when it beats bicubic in every metric of `metrics`."""
+    s = summarize_results(df)
+    return [f"{m} {s.loc[name, f'{m}_mean']:.4g} <= bicubic {s.loc['bicubic', f'{m}_mean']:.4g}" for m in metrics
+            if not s.loc[name, f"{m}_mean"] > s.loc["bicubic", f"{m}_mean"]]
 
 
 def _pt_files(name: str) -> list[Path]:
@@ -53,8 +70,8 @@ def test_shipped_model_matches_its_checksum_and_loads_with_weights_only(name):
         assert not {"optimizer", "scheduler", "state"} & ckpt.keys(), "shipped files are inference-only"
     if entry["kind"] == "sr":
         model = load_sr(path)
-        if entry.get("configuration") in COMPETITOR_NAMES:  # Table 1's competitors, each its own architecture
-            assert not isinstance(model, CascadedSR) and load_sr(path, model=COMPETITOR_NAMES[entry["configuration"]])
+        if name in COMPETITOR_MODELS:  # Table 1's competitors, each its own architecture
+            assert not isinstance(model, CascadedSR) and load_sr(path, model=competitor_key(entry["configuration"]))
         else:
             assert isinstance(model, CascadedSR)
         # files shipped before checkpoints saved their degradation read as the default they were trained
@@ -112,11 +129,19 @@ def test_model_card_recipes_run_on_todays_code_and_export_the_recorded_descripti
 def test_shipped_sr_model_beats_bicubic_on_held_out_faces(name, face_root):
     model = load_sr(zoo.resolve(name))
     df = evaluate_models({name: model}, face_root, "test", max_images=N_EVAL, progress=False)
-    s = summarize_results(df)
-    assert s.loc[name, "psnr_mean"] > s.loc["bicubic", "psnr_mean"], s
-    assert s.loc[name, "ssim_mean"] > s.loc["bicubic", "ssim_mean"], s
+    assert not shortfalls(df, name), summarize_results(df)
     per_image = df.pivot(index="image", columns="model", values="psnr")
     assert (per_image[name] > per_image["bicubic"]).mean() >= 0.8, "should win on most faces"
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=EXPECTED_FAILURES[n], strict=True))
+                                  if n in EXPECTED_FAILURES else n for n in COMPETITOR_MODELS])
+def test_shipped_competitor_beats_bicubic_in_ssim_or_is_an_expected_failure(name, lfw_root):
+    """On real faces ($CSRIP_DATA: the competitors were measured on LFW, and on the synthetic faces even
+    srcnn-quick's 4.6K parameters trained on LFW fall below bicubic). strict: an expected failure that
+    passes fails the test, so the list above stays true."""
+    df = evaluate_models({name: load_sr(zoo.resolve(name))}, lfw_root, "test", max_images=N_EVAL, progress=False)
+    assert not shortfalls(df, name, ("ssim",)), summarize_results(df)
 
 
 def test_unknown_name_lists_the_available_ones():

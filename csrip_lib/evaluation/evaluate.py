@@ -69,8 +69,9 @@ PAPER_NAMES = {"bicubic": "Bicubic", "nbsrf": "NBSRF", "srcnn": "SRCNN", "vdsr":
 
 def _key(name: str) -> str:
     """Model-name key for matching against the paper's tables: "C+SSIM+M", "c_ssim_m" -> "cssimm"; a
-    stand-in named after the method matches the method's row ("NBSRF-like", "NBSRF-like forest" -> "nbsrf")."""
-    return re.sub(r"[^a-z0-9]", "", name.lower().split("-like")[0])
+    stand-in named after the method matches the method's row, whatever its parenthesis says
+    ("NBSRF-like" -> "nbsrf", "SRGAN-like (SqueezeNet content loss)" -> "srgan")."""
+    return re.sub(r"[^a-z0-9]", "", name.lower().split(" (")[0].split("-like")[0])
 
 
 def bicubic(lr: torch.Tensor) -> torch.Tensor:

@@ -5,9 +5,12 @@ the clipping layer (straight-through in training), so every model's output is in
 
 Quick sizes start at bicubic (`global_skip`, a zero output conv) exactly as C-SRIP's `quick` preset
 does (sr.py "Global skip"): a network trained for two CPU minutes from scratch is far below bicubic,
-and the table would then compare training budgets, not models. Quick sizes also cost about what
-C-SRIP's quick cascade costs per output pixel (4-8k multiply-adds), so 100 steps of batch 16 take a
-few CPU minutes for each. Paper sizes follow the original papers.
+and the table would then compare training budgets, not models. Quick sizes have the quick cascade's
+parameter count within +-25% (66K; each model's `preset`, tested in tests/test_competitors.py), so
+Table 1 compares methods at one size; what a size costs per face differs (a network on the 192 px
+bicubic upscale spends far more multiply-adds per parameter than the cascade), and Table 1 shows
+parameters, GFLOP per face and training seconds per step beside the scores. Paper sizes follow the
+original papers.
 """
 from __future__ import annotations
 

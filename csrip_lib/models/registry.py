@@ -7,6 +7,7 @@ store their SRConfig under "sr") and holds that model's config dataclass under t
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,43 @@ COMPETITORS: dict[str, tuple[type[nn.Module], type]] = {
     "nbsrf": (NBSRF, NBSRFConfig), "srcnn": (SRCNN, SRCNNConfig), "vdsr": (VDSR, VDSRConfig),
     "lp": (LP, LPConfig), "srgan": (SRGAN, SRGANConfig), "urdgn": (URDGN, URDGNConfig)}
 MODEL_NAMES = ("csrip", *COMPETITORS)
-# Table 1's names for the competitors; ours differ from the cited methods where the model files say so.
-COMPETITOR_LABELS = {"nbsrf": "NBSRF-like forest", "srcnn": "SRCNN", "vdsr": "VDSR", "lp": "lp", "srgan": "SRGAN",
-                     "urdgn": "URDGN"}
+# Table 1's row names for the competitors, the one place they are written (results, shipped models'
+# "configuration", notebook 06 and printouts all use these). Where ours differs from the cited method in
+# a way that changes results, the name says so (the model files list every difference): NBSRF-like is a
+# plain forest; lp-like trains SRResNet with our face priors' features and a pixel term; SRGAN-like has
+# our SqueezeNet's features as its content loss instead of VGG19's.
+COMPETITOR_LABELS = {"nbsrf": "NBSRF-like", "srcnn": "SRCNN", "vdsr": "VDSR",
+                     "lp": "lp-like (SRResNet, face-prior features)",
+                     "srgan": "SRGAN-like (SqueezeNet content loss)", "urdgn": "URDGN"}
+# Folder and file names of their runs and shipped checkpoints (<stem>-<preset>, e.g. srgan-quick): fixed
+# identifiers, so that renaming a row does not orphan the files already trained or shipped.
+COMPETITOR_STEMS = {"nbsrf": "nbsrf-like", "srcnn": "srcnn", "vdsr": "vdsr", "lp": "lp", "srgan": "srgan",
+                    "urdgn": "urdgn"}
+
+
+def competitor_key(name: str) -> str | None:
+    """The registry name of a Table 1 competitor row under its name now or before (up to "-like" or " (",
+    case and punctuation aside): "SRGAN", "SRGAN-like (SqueezeNet content loss)" -> "srgan"; else None.
+    Result files and shipped models measured before a rename keep the name they were measured under."""
+    key = re.sub(r"[^a-z0-9]", "", name.lower().split(" (")[0].split("-like")[0])
+    return key if key in COMPETITORS else None
+
+
+def size_and_flops(model: nn.Module) -> tuple[int | None, float | None]:
+    """(parameters, GFLOP per face) of the network that makes the face: a GAN's generator (its discriminator
+    only trains it), counted on one 24 px input by torch's FlopCounterMode (convolutions and matrix
+    products, 2 FLOP per multiply-add; interpolation and pointwise ops are not counted). A model without
+    trainable parameters (the NBSRF-like forest: tree look-ups, not FLOPs) gets (None, None)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = getattr(model, "generator", model)
+    params = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    if not params:
+        return None, None
+    device = next(net.parameters()).device
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.rand(1, 3, 24, 24, device=device))
+    return params, counter.get_total_flops() / 1e9
 
 
 def check_name(name: str) -> str:

@@ -6,16 +6,22 @@ Generator (SRResNet): 9x9 conv + PReLU, B residual blocks (conv-BN-PReLU-conv-BN
 a long skip, three sub-pixel 2x upsamplings (conv to 4C, PixelShuffle, PReLU) for 8x, 9x9 conv to RGB.
 Discriminator: 3x3 conv + LReLU, then conv-BN-LReLU blocks with strides 2, 1, 2, 1, ... and the widths
 of `d_channels`, global average pooling, dense 1024 - LReLU - dense 1 (a logit; BCE-with-logits loss).
-Loss: content + adv_weight x adversarial (1e-3 as in the paper).
+Training (csrip_lib.training.competitors), Ledig et al.'s two stages inside the one stated step budget:
+stage 1 the SRResNet generator alone with pixel MSE for `pretrain_fraction` of the steps (0.5 in both
+presets; Ledig et al. train SRResNet for 10^6 updates, then SRGAN for 2 x 10^5), stage 2 the GAN from
+that generator: content + adv_weight x adversarial (1e-3 as in the paper).
 
-Where ours differs: the discriminator has one more conv-BN-LReLU layer than Ledig et al.'s (a last
-stride-1 layer at the widest width: the `zip` in `Discriminator` pairs the last width with itself); the
-real labels of its loss are 0.9, not 1 (one-sided label smoothing, `competitors.GANStep`); the content
-loss uses the fire2-fire4 features of the project's own SqueezeNet recognizer (residual images at
-192 px, see lp.PerceptualLoss) plus a small pixel MSE, because no ImageNet VGG19 is available offline;
-no SRResNet-MSE pre-training (both nets start together); global average pooling before the dense
-layers (the input is 192 px, not 96 px); the clipping layer instead of tanh; and in the quick size
-fewer, narrower blocks and a bicubic skip (models/common.py).
+Where ours differs, so that Table 1 calls it "SRGAN-like (SqueezeNet content loss)": the content loss
+is lp.PerceptualLoss, the fire2-fire4 features of the project's own SqueezeNet recognizer (residual
+images at 192 px) plus a pixel MSE, each term relative to bicubic's, because no ImageNet VGG19 is
+available offline (Ledig et al.: VGG19 relu5_4 features alone); the stage split is a fraction of our
+small budget, not 10^6 + 2 x 10^5 updates; the discriminator has one more conv-BN-LReLU layer than
+Ledig et al.'s (a last stride-1 layer at the widest width: the `zip` in `Discriminator` pairs the last
+width with itself); the real labels of its loss are 0.9, not 1 (one-sided label smoothing,
+`competitors.GANStep`); global average pooling before the dense layers (the input is 192 px, not
+96 px); the clipping layer instead of tanh; Adam at our schedule's learning rate (at most 1e-4) in
+both stages; and in the quick size 6 blocks of 16 channels (66K generator parameters, the quick
+cascade's size) with a narrower discriminator and a bicubic skip (models/common.py).
 """
 from __future__ import annotations
 
@@ -35,7 +41,7 @@ class SRResNetConfig:
 
     @classmethod
     def preset(cls, name: str) -> "SRResNetConfig":
-        return cls(16, 4, global_skip=True) if name in ("tiny", "quick") else cls()
+        return cls(16, 6, global_skip=True) if name in ("tiny", "quick") else cls()
 
 
 @dataclass
@@ -43,12 +49,22 @@ class SRGANConfig(SRResNetConfig):
     d_channels: tuple[int, ...] = (64, 64, 128, 128, 256, 256, 512, 512)  # discriminator widths
     adv_weight: float = 1e-3  # weight of the adversarial term in the generator loss
     pixel_weight: float = 1.0  # weight of the pixel MSE next to the feature content loss
+    # Defaults of the two fields below are what runs written before they existed trained with (no
+    # pre-training, raw content terms); both presets set Ledig et al.'s two stages and balanced terms.
+    pretrain_fraction: float = 0.0  # share of the step budget for stage 1, SRResNet with pixel MSE
+    balance: str = "none"  # content terms: "none" raw, "bicubic" each divided by bicubic's (lp.PerceptualLoss)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.pretrain_fraction < 1:
+            raise ValueError(f"pretrain_fraction must be in [0, 1) (the adversarial stage needs steps), "
+                             f"got {self.pretrain_fraction!r}")
 
     @classmethod
     def preset(cls, name: str) -> "SRGANConfig":
         if name in ("tiny", "quick"):
-            return cls(16, 4, global_skip=True, d_channels=(8, 8, 16, 16, 32, 32))
-        return cls()
+            return cls(16, 6, global_skip=True, d_channels=(8, 8, 16, 16, 32, 32), pretrain_fraction=0.5,
+                       balance="bicubic")
+        return cls(pretrain_fraction=0.5, balance="bicubic")
 
 
 class ResBlock(nn.Module):
@@ -74,6 +90,13 @@ class SRResNet(nn.Module):
                                         (nn.Conv2d(c, 4 * c, 3, padding=1), nn.PixelShuffle(2), nn.PReLU(c))))
         self.out = ToRGB(c, 9)
         init_weights(self, cfg.global_skip)
+        if cfg.global_skip:  # ours (an initialisation; the network is SRResNet's)
+            # Adam's first steps move every weight of the zero RGB conv by about lr, over a fan-in of 81 x C
+            # features of unit scale: at C = 16 and lr 1e-4 the output left bicubic by ~0.02 rms per step, a
+            # noise that costs SSIM while the MSE barely moves (measured; the first lp-quick and srgan-quick
+            # never recovered from it). The last upsampling conv starts at 1/10 of Kaiming's scale, and so
+            # do the features it hands the RGB conv: the first steps move the output by ~0.002.
+            self.upsample[-3].weight.data.mul_(0.1)
 
     def forward(self, lr: torch.Tensor, all_scales: bool = False) -> torch.Tensor:
         no_scales(all_scales, type(self).__name__)

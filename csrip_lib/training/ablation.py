@@ -11,9 +11,9 @@ Every model is one `train_sr` configuration (one code path, see `CSRIPLoss`):
     C+SSIM+M   CascadedSR                                            SSIM, 48/96/192 px
     C-SRIP     CascadedSR                                            SSIM, 48/96/192 px + alpha x identity
 
-table1 (Sec. 4.2) trains the six competitors (csrip_lib.training.competitors: NBSRF-like, SRCNN, VDSR, lp, SRGAN,
-URDGN; names and docstrings say where ours differs from the cited method) and C-SRIP on the same data
-and scores them with bicubic; without --recognizers it uses the priors of runs/<preset>/recognizers
+table1 (Sec. 4.2) trains the six competitors (csrip_lib.training.competitors: NBSRF-like, SRCNN, VDSR, lp-like,
+SRGAN-like, URDGN; names and docstrings say where ours differs from the cited method) and C-SRIP on the same data
+and scores them with bicubic, with each model's parameters, GFLOP per face and training s/step (`costs`); without --recognizers it uses the priors of runs/<preset>/recognizers
 (lp and SRGAN use their features, C-SRIP their identity loss), trained there first if missing. table2 trains all five and scores them (and bicubic) on the test split (identities never seen in
 training); table34 trains Baseline and B+SSIM and scores them on their training images (Table 3) and
 on the test split (Table 4). Scores follow csrip_lib.evaluation.metrics (8-bit RGB PSNR / SSIM per image, averaged).
@@ -41,8 +41,8 @@ from ..core.outputs import check_dir, check_outputs, write_outputs
 from ..data.faces import resolve_data
 from ..evaluation.evaluate import compare_to_paper, evaluate_models, gain_over_bicubic, summarize_results
 from ..losses import check_identity_prior
-from ..models.registry import load_sr
-from .competitors import competitor_run, train_competitor
+from ..models.registry import COMPETITOR_LABELS, COMPETITOR_STEMS, load_sr, size_and_flops
+from .competitors import competitor_run, train_competitor, training_cost
 from .harness import add_schedule_arguments, schedule_from_args
 from .recognizers import ensure_recognizers, training_folder
 from .sr import SRData, sr_datasets, sr_run, train_sr
@@ -55,8 +55,7 @@ VARIANTS: dict[str, tuple[str, LossConfig]] = {
     "C+SSIM+M": ("cascaded", LossConfig("ssim", multiscale=True, alpha=0.0)),
     "C-SRIP": ("cascaded", LossConfig("ssim", multiscale=True, alpha=0.001)),
 }
-COMPETITOR_NAMES = {"NBSRF-like": "nbsrf", "SRCNN": "srcnn", "VDSR": "vdsr", "lp": "lp", "SRGAN": "srgan",
-                    "URDGN": "urdgn"}  # Table 1 column -> csrip_lib.models.registry name
+COMPETITOR_NAMES = {label: key for key, label in COMPETITOR_LABELS.items()}  # Table 1 row -> registry name
 EXPERIMENTS = {"table1": [*COMPETITOR_NAMES, "C-SRIP"], "table2": list(VARIANTS),
                "table34": ["Baseline", "B+SSIM"]}
 TABLE_FILES = {"table1": ("table1_per_image.csv", "table1.csv"), "table2": ("table2_per_image.csv", "table2.csv"),
@@ -74,8 +73,9 @@ def check_tables(out: Path, experiment: str, force: bool) -> None:
 
 
 def run_dir(out: Path, name: str) -> Path:
-    """<out>/baseline, b_ssim, c_ssim, c_ssim_m, c_srip (competitors: srcnn, nbsrf_like, ...)."""
-    return out / name.lower().replace("+", "_").replace("-", "_")
+    """<out>/baseline, b_ssim, c_ssim, c_ssim_m, c_srip (competitors by `COMPETITOR_STEMS`: srcnn, nbsrf_like, ...)."""
+    stem = COMPETITOR_STEMS[COMPETITOR_NAMES[name]] if name in COMPETITOR_NAMES else name
+    return out / stem.lower().replace("+", "_").replace("-", "_")
 
 
 def shipped_name(name: str, preset: str) -> str:
@@ -134,6 +134,18 @@ def score(checkpoints: dict[str, Path], data, split_or_dataset, device=None, max
     return evaluate_models(models, split_or_dataset, device=device, progress=progress)
 
 
+def costs(checkpoints: dict[str, Path]) -> pd.DataFrame:
+    """Per model (index): `params` and `gflop` per face (`registry.size_and_flops`: a GAN's generator; the
+    NBSRF-like forest none) and `s_per_step`, the wall seconds of its run folder's log.csv (training and
+    validation, SRGAN's two stages together: `competitors.training_cost`) over its optimizer steps."""
+    rows = {}
+    for name, path in checkpoints.items():
+        params, gflop = size_and_flops(load_sr(path))
+        seconds, steps = training_cost(Path(path).parent)
+        rows[name] = {"params": params, "gflop": gflop, "s_per_step": seconds / steps if steps else None}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def table(per_image: pd.DataFrame, paper: str | None = None) -> pd.DataFrame:
     """Mean PSNR/SSIM per model (rows in training order), next to the paper's Table 1/2 when asked.
 
@@ -185,6 +197,8 @@ def run_ablation(data=None, preset: str | Preset = DEFAULT_PRESET, out: str | Pa
     if experiment in ("table1", "table2"):
         written[out / f"{experiment}_per_image.csv"] = test.to_csv(index=False).encode()
         tables[experiment] = table(test, paper=experiment)
+        if experiment == "table1":  # sizes and training cost beside the scores
+            tables[experiment] = tables[experiment].join(costs(ckpts))
     else:
         train_ds = training_folder(root, preset.selection)
         if max_images is not None and len(train_ds) > max_images:
@@ -212,7 +226,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(needed for C-SRIP in table2 unless --alpha 0; table1 uses runs/<preset>/recognizers, trained if missing)")
     parser.add_argument("--out", default=None, help="folder for the runs and tables (default: runs/<preset>/ablation)")
     parser.add_argument("--experiment", choices=sorted(EXPERIMENTS), default="table2",
-                        help="table1: the six competitors (NBSRF-like, SRCNN, VDSR, lp, SRGAN, URDGN) and C-SRIP "
+                        help="table1: the six competitors (NBSRF-like, SRCNN, VDSR, lp-like, SRGAN-like, URDGN) and C-SRIP "
                         "(Sec. 4.2); table2: five-model ablation "
                         "(Sec. 4.3); table34: MSE vs SSIM on Baseline (A.3)")
     parser.add_argument("--alpha", type=nonnegative_float, default=None, help="C-SRIP's identity weight (default 0.001)")

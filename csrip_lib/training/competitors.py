@@ -13,8 +13,13 @@ preset's schedule, exact resume, --force, log.csv, last.pt / best.pt of kind "sr
 loads through models.registry.load_sr). Per model:
 
     srcnn, vdsr  pixel MSE (VDSR with gradient-norm clipping, TrainConfig.grad_clip, default 0.4)
-    lp           lp.PerceptualLoss: fire2-4 features of the 192 px recognizer + pixel MSE
-    srgan        content = lp.PerceptualLoss (no ImageNet VGG offline) + 1e-3 x adversarial
+    lp           lp.PerceptualLoss: fire2-4 features of the 192 px recognizer + pixel MSE, each term
+                 divided by bicubic's on the same batch (balance="bicubic", lp.py)
+    srgan        Ledig et al.'s two stages, both inside the stated budget: stage 1 the SRResNet generator
+                 with pixel MSE for `pretrain_fraction` of the steps (0.5 in both presets), in
+                 <out>/pretrain/; stage 2 from its kept generator, content = lp.PerceptualLoss (no
+                 ImageNet VGG offline) + 1e-3 x adversarial, for the rest, in <out>/. Only stage 2's
+                 epochs are candidates for best.pt: the kept model is always adversarially trained.
     urdgn        pixel MSE + 1e-2 x adversarial
     nbsrf        NBSRF-like: no SGD, a plain averaged scikit-learn forest fitted once (deterministic,
                  seeded), stored as tensors; no naive-Bayes tree selection, no per-leaf regressors
@@ -41,7 +46,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from ..core.checkpoint import load_checkpoint, save_checkpoint
+from ..core.checkpoint import load_checkpoint, save_checkpoint, state_digest
 from ..core.config import (DegradationConfig, Preset, RunSpec, SpeedConfig, TrainConfig, get_preset, runs_dir,
                            to_dict, with_legacy_degradation)
 from ..core.console import CSRIPError
@@ -59,10 +64,12 @@ from .sr import (MONITOR, Convergence, SRData, add_schedule_arguments, as_record
 
 KIND = "sr"
 NEEDS_RECOGNIZER = ("lp", "srgan")
-ContentFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+PRETRAIN = "pretrain"  # SRGAN's stage 1 (SRResNet, pixel MSE): a run folder inside the SRGAN run's
+ContentFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 
-def pixel_loss(sr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def pixel_loss(sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Pixel MSE (a `ContentFn`: SR, HR and the LR input it came from, which MSE does not need)."""
     mse = F.mse_loss(sr.float(), hr)
     return mse, {"pixel": mse.detach()}
 
@@ -75,7 +82,7 @@ class SRStep:
 
     def __call__(self, net: nn.Module, batch: Any, device: torch.device) -> dict[str, torch.Tensor]:
         pyr = pyramid(batch[0], device, self.degradation)
-        total, terms = self.content(net(pyr["lr"]), pyr["hr"])
+        total, terms = self.content(net(pyr["lr"]), pyr["hr"], pyr["lr"])
         return {"loss": total, **terms}
 
 
@@ -113,7 +120,7 @@ class GANStep(OwnStep):
         d_loss = (F.binary_cross_entropy_with_logits(real, torch.full_like(real, 0.9))
                   + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
         self._update("discriminator", d_loss, d.parameters())
-        content, terms = self.content(sr, hr)
+        content, terms = self.content(sr, hr, pyr["lr"])
         d.requires_grad_(False)  # the generator's step does not touch D's gradients
         out = d(sr)
         d.requires_grad_(True)
@@ -137,7 +144,7 @@ def make_step(name: str, cfg: Any, recognizers: dict | None, degradation: Degrad
     """The training step of model `name` (see the module docstring); lp and srgan need `_priors`."""
     content: ContentFn = pixel_loss
     if name in NEEDS_RECOGNIZER:
-        content = PerceptualLoss(recognizers[192], cfg.pixel_weight).to(device)
+        content = PerceptualLoss(recognizers[192], cfg.pixel_weight, cfg.balance).to(device)
     if name in ("srgan", "urdgn"):
         return GANStep(content, cfg.adv_weight, degradation, train.grad_clip)
     return SRStep(content, degradation)
@@ -243,7 +250,8 @@ def train_competitor(data: str | Path | SRData | None, run: RunSpec, out: str | 
     "nothing to resume" an error). speed: how the step runs (default `step_speed`, as for C-SRIP)."""
     name, cfg, tcfg = run.model, run.net, run.train
     out = Path(out) if out is not None else runs_dir() / run.preset / name
-    check_runs([out], resume=resume, force=force, strict_resume=strict_resume)
+    check_runs([out, *([out / PRETRAIN] if name == "srgan" else [])], resume=resume, force=force,
+               strict_resume=strict_resume)
     saved = _resumed(out, name, resume)
     dev = pick_device(device)
     data = training_data(data, run, progress=progress)
@@ -266,10 +274,44 @@ def train_competitor(data: str | Path | SRData | None, run: RunSpec, out: str | 
     sampler = DistributedSampler(train_set, num_replicas=1, rank=0, shuffle=True, seed=tcfg.seed, drop_last=True)
     train_loader = DataLoader(train_set, batch_size=tcfg.batch_size, sampler=sampler, drop_last=True,
                               num_workers=tcfg.num_workers, pin_memory=dev.type == "cuda")
-    history = saved["state"]["history"] if saved is not None else []
-    return fit(model, step, Convergence(run.degradation, history), train_loader, val_loader, tcfg, out, kind=KIND,
-               config=config, monitor=MONITOR, mode="max", resume=resume, force=force, device=dev, extra=extra,
-               speed=speed)
+    fit_args = dict(kind=KIND, monitor=MONITOR, mode="max", resume=resume, force=force, device=dev, extra=extra,
+                    speed=speed)
+    if name == "srgan" and cfg.pretrain_fraction > 0:  # Ledig et al.'s stage 1, then stage 2 from its generator
+        stage1, tcfg = split_budget(cfg.pretrain_fraction, tcfg, len(train_loader))
+        pre, pre_saved = out / PRETRAIN, _resumed(out / PRETRAIN, name, resume)
+        fit(model, SRStep(pixel_loss, run.degradation), Convergence(run.degradation, _history(pre_saved)),
+            train_loader, val_loader, stage1, pre, config={**config, "stage": "srresnet-mse"}, **fit_args)
+        model.load_state_dict(load_checkpoint(pre / "best.pt", kind=KIND)["model"])
+        config = {**config, "init": state_digest(model.state_dict())}  # a resumed stage 2 needs this start
+    return fit(model, step, Convergence(run.degradation, _history(saved)), train_loader, val_loader, tcfg, out,
+               config=config, **fit_args)
+
+
+def _history(saved: dict[str, Any] | None) -> list[dict[str, Any]]:
+    return saved["state"]["history"] if saved is not None else []
+
+
+def split_budget(fraction: float, tcfg: TrainConfig, batches: int) -> tuple[TrainConfig, TrainConfig]:
+    """`tcfg`'s step budget (max_steps, else epochs x steps per epoch of `batches` batches) split into
+    SRGAN's stage 1 (round(fraction x budget) steps) and stage 2 (the rest), each as its own schedule."""
+    per_epoch = min(batches, tcfg.steps_per_epoch or batches)
+    total = min(tcfg.epochs * per_epoch, tcfg.max_steps or tcfg.epochs * per_epoch)
+    first = round(fraction * total)
+    if not 0 < first < total:
+        raise CSRIPError(f"SRGAN's budget of {total} steps leaves no steps for one of its two stages "
+                         f"(pretrain_fraction {fraction}); give it more steps")
+    return replace(tcfg, max_steps=first), replace(tcfg, max_steps=total - first)
+
+
+def training_cost(run: str | Path) -> tuple[float, int]:
+    """(seconds, optimizer steps) a finished run trained, from its log.csv (cumulative columns), with
+    SRGAN's stage 1 (<run>/pretrain) added; the NBSRF-like forest: its fit time and 0 steps."""
+    seconds, steps = 0.0, 0
+    for folder in (Path(run), Path(run) / PRETRAIN):
+        if (folder / "log.csv").is_file():
+            last = pd.read_csv(folder / "log.csv").iloc[-1]
+            seconds, steps = seconds + float(last["seconds"]), steps + int(last["step"])
+    return seconds, steps
 
 
 # ---------------------------------------------------------------------------------- command line
