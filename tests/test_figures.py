@@ -116,3 +116,41 @@ def test_csrip_figures_command(faces, model, fig_dir, tmp_path, capsys, monkeypa
     assert main(["figures", "--data", str(faces), "--examples", "2", "--only", "fig06"]) == 0  # the default
     assert f"using the shipped SR model '{zoo.DEFAULT_SR}'" in capsys.readouterr().out
     assert (fig_dir / "fig06_qualitative.png").is_file()
+
+
+def test_the_committed_gallery_shows_the_current_default_model_and_the_readme_names_it():
+    """docs/gallery.png records the model that drew it (name and SHA-256, in the PNG); both must be the
+    default model of today's code and manifest, and the README's caption must name it."""
+    from PIL import Image
+
+    from csrip_lib.core.config import project_root
+
+    path = project_root() / figures.GALLERY
+    png = Image.open(path)
+    entry = zoo.manifest()[zoo.DEFAULT_SR]
+    assert png.text["Model"] == zoo.DEFAULT_SR, "the gallery shows another model: `csrip figures --only gallery`"
+    assert png.text["Model SHA-256"] == entry["files"][entry["path"]], "the default model changed since"
+    assert path.stat().st_size < 300_000
+    readme = (project_root() / "README.md").read_text()
+    caption = readme[readme.index(f"]({figures.GALLERY.as_posix()})"):][:400]
+    assert f"`{zoo.DEFAULT_SR}`" in caption and "Labeled Faces in the" in caption and "commercial" in readme
+
+
+def test_the_gallery_refuses_synthetic_faces_and_more_than_eight(synthetic_root, monkeypatch, tmp_path):
+    monkeypatch.setattr(figures, "GALLERY", tmp_path / "gallery.png")  # never the committed one
+    with pytest.raises(figures.CSRIPError, match="synthetic"):
+        figures.save_gallery(zoo.DEFAULT_SR, synthetic_root)
+    with pytest.raises(figures.CSRIPError, match="1 to 8 faces"):
+        figures.save_gallery(zoo.DEFAULT_SR, synthetic_root, n=9)
+    assert main(["figures", "--only", "gallery", "--checkpoint", "runs/x/best.pt"]) == 2
+    assert not (tmp_path / "gallery.png").exists()
+
+
+def test_csrip_figures_only_gallery_draws_real_faces_with_the_default_model(lfw_root, monkeypatch, tmp_path):
+    from PIL import Image
+
+    monkeypatch.setattr(figures, "GALLERY", tmp_path / "gallery.png")
+    assert main(["figures", "--only", "gallery", "--data", str(lfw_root)]) == 0
+    png = Image.open(tmp_path / "gallery.png")
+    assert png.text["Model"] == zoo.DEFAULT_SR and png.text["Data"].startswith("8 test-split faces")
+    assert png.width >= 2 * png.height  # one column per face, four rows

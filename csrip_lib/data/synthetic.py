@@ -36,6 +36,11 @@ _HAIR = np.array([[0.08, 0.06, 0.05], [0.25, 0.16, 0.09], [0.45, 0.30, 0.16], [0
 _IRIS = np.array([[0.30, 0.18, 0.08], [0.20, 0.40, 0.65], [0.30, 0.45, 0.25], [0.12, 0.08, 0.05]])
 
 
+def is_synthetic(root: str | Path) -> bool:
+    """Whether `root` is a face set this module generated (its SYNTHETIC.json marker is there)."""
+    return (Path(root) / MARKER).is_file()
+
+
 def identity_name(k: int) -> str:
     return f"synthetic_{k:04d}"
 

@@ -7,6 +7,7 @@ override it, with a warning for each model trained otherwise.
 """
 from __future__ import annotations
 
+import io
 import textwrap
 from pathlib import Path
 
@@ -15,13 +16,16 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.patches import Rectangle
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from skimage import data as skdata
 
-from ..core.config import HR_SIZE, RESIDUAL_SIGMAS, DegradationConfig, figures_dir, get_preset
+from ..core.config import HR_SIZE, RESIDUAL_SIGMAS, DegradationConfig, figures_dir, get_preset, project_root
 from ..core.console import CSRIPError, nonnegative_float, positive_int
 from ..core.degradation import degrade, for_models, make_pyramid, residual, upsample_bicubic
 from ..core.outputs import check_dir
 from ..data.faces import load_hr, resolve_data
+from ..data.synthetic import is_synthetic
 from ..evaluation.analysis import COARSER, SIZES, correlation, module_detail, radial_power_spectrum
 from ..evaluation.error_analysis import MARGIN, concentration_curve, error_maps, loss_gradients, mass_fraction
 from ..evaluation.evaluate import (csd_curve, evaluate_models, image_attributes, load_models, one_line_warnings,
@@ -29,7 +33,7 @@ from ..evaluation.evaluate import (csd_curve, evaluate_models, image_attributes,
 from ..evaluation.hallucinate import crop_square, detect_faces, face_crop_box
 from ..evaluation.metrics import psnr, ssim_eval
 from ..models.sr import CascadedSR, shape_table
-from ..models.zoo import DEFAULT_SR, available, resolve
+from ..models.zoo import DEFAULT_SR, available, manifest, resolve
 
 
 TITLE_CHARS_PER_INCH = 13  # characters of a 9-point column title per inch of figure
@@ -268,6 +272,59 @@ def photo_samples(models: dict, photo: torch.Tensor | None = None, title: str | 
     return image_grid(super_resolve(models, hr), title=title)
 
 
+GALLERY = Path("docs") / "gallery.png"  # the README's picture, under the project root (committed)
+GALLERY_FACES = 8  # at most this many LFW faces in the repository (DESIGN.md, data protocol)
+
+
+def gallery(model, hr: torch.Tensor, degradation: DegradationConfig | None = None, device=None,
+            cell: float = 1.0) -> plt.Figure:
+    """The README's first picture: one column per face, rows the 24 px input, bicubic, `model` and the
+    photo (Fig. 6's comparison turned on its side, without scores, to fit a screen's width)."""
+    label = model_label(model)
+    cols = super_resolve({label: model}, hr, degradation, device=device)
+    rows = {"24 px input": cols["LR input"], "bicubic": cols["Bicubic"], label.split(" (")[0]: cols[label],
+            "photo": cols["Target"]}
+    fig, axes = plt.subplots(len(rows), len(hr), figsize=(cell * len(hr), cell * len(rows)), squeeze=False)
+    for r, (name, images) in enumerate(rows.items()):
+        for c, image in enumerate(images):
+            axes[r, c].imshow(to_image(image))
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+        axes[r, 0].set_ylabel(name, fontsize=9)
+    fig.subplots_adjust(wspace=0.03, hspace=0.03, left=0.06, right=1, bottom=0, top=0.93)
+    fig.suptitle(f"8x from 24 px by {label}; test-split LFW faces it never saw", fontsize=9, y=0.99)
+    return fig
+
+
+def save_gallery(name: str, data=None, n: int = GALLERY_FACES, seed: int = 0, device=None) -> Path:
+    """Draw `gallery` for the shipped model `name` on `n` test-split faces of real `data` and write it to
+    GALLERY, recording the model's name and SHA-256 in the PNG (tests/test_gallery.py compares them
+    with the default model)."""
+    if not 0 < n <= GALLERY_FACES:
+        raise CSRIPError(f"the gallery shows 1 to {GALLERY_FACES} faces, not {n}")
+    root = resolve_data(data)
+    if is_synthetic(root):
+        raise CSRIPError(f"{root} is the synthetic face set; the gallery shows real faces: pass --data with "
+                         "LFW (`make data`) or set CSRIP_DATA")
+    hr, _ = sample_images(root, "test", n=n, seed=seed)
+    model = load_models([name])[name]
+    fig = gallery(model, hr, device=device)
+    entry = manifest()[name]
+    path = project_root() / GALLERY
+    path.parent.mkdir(exist_ok=True)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=100)
+    plt.close(fig)
+    info = PngInfo()  # what made it, read back by tests/test_gallery.py
+    for key, value in {"Title": f"csrip gallery: {model_label(model)}", "Model": name,
+                       "Model SHA-256": entry["files"][entry["path"]],
+                       "Data": f"{len(hr)} test-split faces of {root.name}, seed {seed}",
+                       "Colours": "256 (median cut), to keep the committed file small"}.items():
+        info.add_text(key, value)
+    Image.open(buffer).convert("RGB").quantize(256).save(path, pnginfo=info, optimize=True)
+    return path
+
+
 def fig07_details(models: dict, hr: torch.Tensor, box: tuple[int, int, int] = (56, 48, 96),
                   save: bool = False, device=None, degradation: DegradationConfig | None = None) -> plt.Figure:
     """Fig. 7: every image of Fig. 6 followed by a row of zoomed crops of the highlighted `box`
@@ -460,7 +517,8 @@ def add_arguments(p) -> None:
     p.add_argument("--examples", type=positive_int, default=4, help="faces per qualitative figure")
     p.add_argument("--seed", type=int, default=0, help="which test faces are shown")
     p.add_argument("--only", nargs="*", default=None, metavar="FIG",
-                   help="regenerate only these figures, e.g. --only fig06 fig08")
+                   help="regenerate only these figures, e.g. --only fig06 fig08; `--only gallery` rewrites the "
+                        f"README's {GALLERY} from real test faces (never made otherwise)")
     p.add_argument("--sigma", type=nonnegative_float, default=None, help="degradation blur per 2x step in pixels "
                    "(default: the one the models were trained with, saved in their checkpoints; older ones: 1.0)")
     p.add_argument("--device", default=None)
@@ -473,6 +531,14 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
+    if args.only and "gallery" in args.only:  # only when named: it rewrites a committed file
+        name = args.checkpoint[0] if args.checkpoint else DEFAULT_SR
+        if name not in available("sr") or len(args.checkpoint) > 1:
+            raise CSRIPError(f"the gallery shows one shipped model (default {DEFAULT_SR}), not {args.checkpoint}")
+        print(f"wrote {save_gallery(name, args.data, seed=args.seed, device=args.device)} (model {name})")
+        args.only = [f for f in args.only if f != "gallery"]
+        if not args.only:
+            return 0
     check_dir(figures_dir(create=False), "figures folder")
     root = resolve_data(args.data)
     hr, _ = sample_images(root, "test", n=args.examples, seed=args.seed)
