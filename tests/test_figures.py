@@ -95,27 +95,46 @@ def test_csd_and_failure_figures(faces, model, fig_dir):
 
 @pytest.mark.slow
 def test_csrip_figures_command(faces, model, fig_dir, tmp_path, capsys, monkeypatch):
+    from csrip_lib.data.synthetic import is_synthetic
+    from csrip_lib.models.registry import load_sr
+
+    fig_dir.mkdir(parents=True)
+    (fig_dir / "fig06_qualitative.png").write_bytes(b"made by another model")  # stale
     with monkeypatch.context() as m:  # no shipped model and no --checkpoint: model figures are skipped
         m.setattr(zoo, "CHECKPOINTS_DIR", tmp_path / "no-checkpoints")
         assert main(["figures", "--data", str(faces), "--examples", "2"]) == 0
-    assert "skipping Figs. 6-10, 12, 13" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "skipping fig06_qualitative.png: it needs a trained SR model" in out and "removed the older" in out
     assert sorted(p.name for p in fig_dir.iterdir()) == [
         "fig02_architecture.png", "fig03_residuals.png", "fig04_training_data.png", "fig05_error_maps.png"]
+    assert figures.figure_model(fig_dir / "fig02_architecture.png") == "the paper preset's shapes (no weights)"
     ckpt = tmp_path / "runs" / "tiny" / "best.pt"
     save_checkpoint({"model": model.state_dict(), "config": {"sr": to_dict(model.cfg)}}, ckpt, kind="sr")
+    label = load_sr(ckpt).label
     assert main(["figures", "--data", str(faces), "--checkpoint", str(ckpt), "--examples", "2",
                  "--max-images", "8", "--only", "fig06", "fig07", "fig08", "fig09", "fig10", "fig12",
                  "fig13"]) == 0
     out = capsys.readouterr().out
-    assert "skipping Fig. 9" in out
-    assert {p.name for p in fig_dir.iterdir()} == {
-        "fig02_architecture.png", "fig03_residuals.png", "fig04_training_data.png", "fig05_error_maps.png",
-        "fig06_qualitative.png", "fig07_details.png", "fig08_csd.png", "fig10_failures.png",
-        "fig12_intermediate.png", "fig13_sharpening.png"}
+    assert f"using {label}" in out and "using the shipped SR model" not in out  # it names the model it uses
+    assert {p.name for p in fig_dir.iterdir()} == {*figures.FIGURES}  # Fig. 9 from the shipped pair
+    for name in figures.FIGURES[4:]:
+        made = figures.figure_model(fig_dir / name)
+        assert f"wrote {fig_dir / name} (model: {made})" in out
+        pair = ", ".join(load_sr(zoo.resolve(n)).label for n in zoo.ABLATION_PAIR)
+        assert made == {"fig09": pair, "fig08": "tiny"}.get(name[:5], label), name  # fig08: the CSV's name
+    from PIL import Image
+    data = Image.open(fig_dir / "fig06_qualitative.png").text["Data"]
+    assert data.startswith("SYNTHETIC") == is_synthetic(faces), data  # synthetic faces say so
     (fig_dir / "fig06_qualitative.png").unlink()
     assert main(["figures", "--data", str(faces), "--examples", "2", "--only", "fig06"]) == 0  # the default
     assert f"using the shipped SR model '{zoo.DEFAULT_SR}'" in capsys.readouterr().out
-    assert (fig_dir / "fig06_qualitative.png").is_file()
+    assert figures.figure_model(fig_dir / "fig06_qualitative.png").startswith(zoo.DEFAULT_SR)
+
+
+def test_the_ablation_pair_is_the_tours_shipped_pair():
+    from csrip_lib.tutorial import tour
+
+    assert zoo.ABLATION_PAIR == (tour.SHIPPED_PAIR["C+SSIM+M"], tour.SHIPPED_PAIR["C-SRIP"])
 
 
 def test_the_committed_gallery_shows_the_current_default_model_and_the_readme_names_it():

@@ -24,7 +24,7 @@ from ..core.config import HR_SIZE, RESIDUAL_SIGMAS, DegradationConfig, figures_d
 from ..core.console import CSRIPError, nonnegative_float, positive_int
 from ..core.degradation import degrade, for_models, make_pyramid, residual, upsample_bicubic
 from ..core.outputs import check_dir
-from ..data.faces import load_hr, resolve_data
+from ..data.faces import current_data, load_hr, resolve_data
 from ..data.synthetic import is_synthetic
 from ..evaluation.analysis import COARSER, SIZES, correlation, module_detail, radial_power_spectrum
 from ..evaluation.error_analysis import MARGIN, concentration_curve, error_maps, loss_gradients, mass_fraction
@@ -33,7 +33,7 @@ from ..evaluation.evaluate import (csd_curve, evaluate_models, image_attributes,
 from ..evaluation.hallucinate import crop_square, detect_faces, face_crop_box
 from ..evaluation.metrics import psnr, ssim_eval
 from ..models.sr import CascadedSR, shape_table
-from ..models.zoo import DEFAULT_SR, available, manifest, resolve
+from ..models.zoo import ABLATION_PAIR, DEFAULT_SR, available, manifest, resolve
 
 
 TITLE_CHARS_PER_INCH = 13  # characters of a 9-point column title per inch of figure
@@ -45,11 +45,33 @@ def model_label(model) -> str:
     return getattr(model, "label", type(model).__name__)
 
 
-def save_figure(fig: plt.Figure, name: str, dpi: int = 150) -> Path:
-    """Write `fig` to figures_dir()/name (PNG) and return the path."""
+def made_by(models=None) -> tuple[str, str]:
+    """(models, data) of a figure, as its footer says them: the SR models named from their checkpoint
+    config (`model_label`; strings are names already), and the face folder of this process
+    (`faces.current_data`), SYNTHETIC in capitals when it is the generated set."""
+    names = ", ".join(m if isinstance(m, str) else model_label(m) for m in (models or [])) or "no SR model"
+    data = current_data()
+    where = ("not recorded" if data is None else
+             f"SYNTHETIC faces ({data.name}), not LFW: not comparable to the paper" if is_synthetic(data) else
+             f"faces of {data.name}")
+    return names, where
+
+
+def save_figure(fig: plt.Figure, name: str, dpi: int = 150, models=None) -> Path:
+    """Write `fig` to figures_dir()/name (PNG) with a footer naming what made it (`made_by`), also kept
+    in the PNG's text fields "Model" and "Data"; returns the path."""
+    names, data = made_by(models)
+    fig.text(0.5, 0, f"model: {names}  |  data: {data}", ha="center", va="top", fontsize=8,
+             color="darkred" if data.startswith("SYNTHETIC") else "dimgray")
     path = figures_dir() / name
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata={"Model": names, "Data": data})
     return path
+
+
+def figure_model(path: Path) -> str:
+    """The "Model" a figure written by `save_figure` records ("" if none)."""
+    with Image.open(path) as image:
+        return image.text.get("Model", "") if hasattr(image, "text") else ""
 
 
 def to_image(x: torch.Tensor):
@@ -254,7 +276,7 @@ def fig06_qualitative(models: dict, hr: torch.Tensor, save: bool = False, name: 
     """Fig. 6: LR input (nearest-upscaled) / bicubic / each model / target, PSNR / SSIM per image."""
     fig = image_grid(super_resolve(models, hr, degradation, device=device), title=title)
     if save:
-        save_figure(fig, name)
+        save_figure(fig, name, models=models.values())
     return fig
 
 
@@ -272,6 +294,9 @@ def photo_samples(models: dict, photo: torch.Tensor | None = None, title: str | 
     return image_grid(super_resolve(models, hr), title=title)
 
 
+FIGURES = ("fig02_architecture.png", "fig03_residuals.png", "fig04_training_data.png", "fig05_error_maps.png",
+           "fig06_qualitative.png", "fig07_details.png", "fig08_csd.png", "fig09_ablation.png", "fig10_failures.png",
+           "fig12_intermediate.png", "fig13_sharpening.png")  # what `csrip figures` makes, or removes
 GALLERY = Path("docs") / "gallery.png"  # the README's picture, under the project root (committed)
 GALLERY_FACES = 8  # at most this many LFW faces in the repository (DESIGN.md, data protocol)
 
@@ -342,7 +367,7 @@ def fig07_details(models: dict, hr: torch.Tensor, box: tuple[int, int, int] = (5
             fig.axes[r * len(cols) + c].add_patch(
                 Rectangle((left - 0.5, top - 0.5), size, size, fill=False, ec="yellow", lw=1))
     if save:
-        save_figure(fig, "fig07_details.png")
+        save_figure(fig, "fig07_details.png", models=models.values())
     return fig
 
 
@@ -361,7 +386,8 @@ def fig08_csd(results, models: list[str] | None = None, save: bool = False) -> p
     fig.suptitle("Cumulative score distribution (Fig. 8)", fontsize=10)
     fig.tight_layout()
     if save:
-        save_figure(fig, "fig08_csd.png")
+        save_figure(fig, "fig08_csd.png", models=[str(m) for m in (models or results["model"].unique())
+                                                  if m not in ("bicubic", "hr")])
     return fig
 
 
@@ -385,13 +411,14 @@ def fig10_failures(results, model_name: str, model, root, attributes=None, k: in
     fig = image_grid(super_resolve({model_name: model}, hr, degradation, device=device), notes=notes, cell=2.0,
                      title=f"Worst {k} test images by SSIM for {model_name} (Fig. 10)")
     if save:
-        save_figure(fig, "fig10_failures.png")
+        save_figure(fig, "fig10_failures.png", models=[model])
     return fig
 
 
 @torch.no_grad()
 def fig12_intermediate(model, hr: torch.Tensor, save: bool = False,
-                       degradation: DegradationConfig | None = None) -> plt.Figure:
+                       degradation: DegradationConfig | None = None, filename: str = "fig12_intermediate.png"
+                       ) -> plt.Figure:
     """Fig. 12 (A.1): the 2x (48 px) and 4x (96 px) outputs of the first two SR modules,
     `model(lr, all_scales=True)`, next to bicubic and the ground truth at the same size."""
     label = model_label(model)
@@ -413,7 +440,7 @@ def fig12_intermediate(model, hr: torch.Tensor, save: bool = False,
     fig.suptitle(f"Intermediate scales: 2x and 4x outputs (SR) of {label} (Fig. 12)", fontsize=10, y=1.0,
                  va="bottom")
     if save:
-        save_figure(fig, "fig12_intermediate.png")
+        save_figure(fig, filename, models=[model])
     return fig
 
 
@@ -427,15 +454,15 @@ def fig13_sharpening(model, hr: torch.Tensor, save: bool = False, device=None,
             "Target": cols["Target"]}
     fig = image_grid(cols, title="Sharpening post-process (A.2, Fig. 13)")
     if save:
-        save_figure(fig, "fig13_sharpening.png")
+        save_figure(fig, "fig13_sharpening.png", models=[model])
     return fig
 
 
 # ------------------------------------------------------------- the cascade and its loss (notebook 05)
-def fig02_architecture(table, title: str = "", save: bool = False) -> plt.Figure:
+def fig02_architecture(table, title: str = "", save: bool = False, model=None) -> plt.Figure:
     """Fig. 2/11 as measured: channels and resolution after every layer of a real forward pass.
 
-    `table` is `models.sr.shape_table(model)`; branch heads (the 2x/4x RGB outputs used in training)
+    `table` is `models.sr.shape_table(model)` (`model`, if given, is named in the footer); branch heads (the 2x/4x RGB outputs used in training)
     are drawn in orange, the main path in blue, pixel shuffles as dashed lines.
     """
     rows = table[~table["type"].isin(["LeakyReLU"])].reset_index(drop=True)
@@ -461,7 +488,7 @@ def fig02_architecture(table, title: str = "", save: bool = False) -> plt.Figure
                  "branches, dashed: pixel shuffle)", fontsize=10)
     fig.tight_layout()
     if save:
-        save_figure(fig, "fig02_architecture.png")
+        save_figure(fig, "fig02_architecture.png", models=None if model is None else [model])
     return fig
 
 
@@ -548,28 +575,40 @@ def _run(args) -> int:
     def done(name: str, fig: plt.Figure) -> None:
         written.append(figures_dir() / name)
         plt.close(fig)
-        print(f"wrote {figures_dir() / name}")
+        print(f"wrote {figures_dir() / name} (model: {figure_model(figures_dir() / name)})")
 
-    shipped = [resolve(None)] if DEFAULT_SR in available("sr") else []  # the default model, if shipped
-    models = load_models(args.checkpoint or shipped, map_location="cpu")
+    def skip(name: str, why: str) -> None:  # an older copy, made by another model or run, would mislead
+        stale = figures_dir() / name
+        removed = stale.is_file()
+        if removed:
+            stale.unlink()
+        print(f"skipping {name}: {why}" + (f"; removed the older {stale}" if removed else ""))
+
+    if args.checkpoint:
+        models = load_models(args.checkpoint, map_location="cpu")
+        for label in (model_label(m) for m in models.values()):
+            print(f"using {label}")
+    else:  # the default model, if shipped (resolve says which)
+        models = load_models([resolve(None)] if DEFAULT_SR in available("sr") else [], map_location="cpu")
     main_name, main = next(iter(models.items()), (None, None))
     deg = for_models(models, None if args.sigma is None else DegradationConfig(sigma=args.sigma))
     if want("fig02"):  # the architecture of the main model (or of the paper preset)
         if main is not None:
-            arch = main
+            arch, made = main, [main]
         else:
             with torch.device("meta"):  # shapes only: no weights, no compute
-                arch = CascadedSR(get_preset("paper").sr)
-        done("fig02_architecture.png", fig02_architecture(shape_table(arch), save=True))
+                arch, made = CascadedSR(get_preset("paper").sr), ["the paper preset's shapes (no weights)"]
+        done("fig02_architecture.png", fig02_architecture(shape_table(arch), save=True, model=made[0]))
     for name, fn in (("fig03_residuals.png", fig03_residuals), ("fig04_training_data.png", fig04_training_data),
                      ("fig05_error_maps.png", fig05_error_maps)):
         if want(name):
             done(name, fn(hr, degradation=deg, save=True))
-    if not any(want(f"fig{n:02d}") for n in (6, 7, 8, 9, 10, 12, 13)):
-        return 0
     if main is None:
-        print("skipping Figs. 6-10, 12, 13: they need a trained SR model; pass --checkpoint "
-              "runs/<preset>/sr/best.pt (from `csrip train-sr`)")
+        for name in FIGURES[4:]:
+            if want(name):
+                skip(name, "it needs a trained SR model; pass --checkpoint runs/<preset>/sr/best.pt "
+                           "(from `csrip train-sr`)")
+        print(f"{len(written)} figures in {figures_dir()}")
         return 0
     if want("fig06"):
         done("fig06_qualitative.png", fig06_qualitative(models, hr, save=True, device=args.device, degradation=deg))
@@ -587,10 +626,15 @@ def _run(args) -> int:
                                   degradation=deg)
     if want("fig08"):
         done("fig08_csd.png", fig08_csd(results, save=True))
-    if want("fig09") and len(models) > 1:
-        done("fig09_ablation.png", fig09_ablation(models, hr, save=True, device=args.device, degradation=deg))
+    pair = models if len(models) > 1 else (
+        load_models(list(ABLATION_PAIR), map_location="cpu") if set(ABLATION_PAIR) <= set(available("sr")) else {})
+    if want("fig09") and pair:
+        override = None if args.sigma is None else DegradationConfig(sigma=args.sigma)
+        done("fig09_ablation.png", fig09_ablation(pair, hr, save=True, device=args.device,
+                                                  degradation=for_models(pair, override)))
     elif want("fig09"):
-        print("skipping Fig. 9 (ablation): pass two or more checkpoints, e.g. the runs of `csrip ablation`")
+        skip("fig09_ablation.png", "pass two or more checkpoints, e.g. the runs of `csrip ablation` (the shipped "
+                                   f"pair {', '.join(ABLATION_PAIR)} is not there)")
     if want("fig10"):
         attrs = image_attributes(root, "test", max_images=args.max_images)
         done("fig10_failures.png", fig10_failures(results, main_name, main, root, attrs, save=True,
@@ -598,7 +642,7 @@ def _run(args) -> int:
     if want("fig12") and isinstance(main, CascadedSR):
         done("fig12_intermediate.png", fig12_intermediate(main, hr, save=True, degradation=deg))
     elif want("fig12"):
-        print(f"skipping Fig. 12: {main_name} is not a cascade (no 2x/4x outputs)")
+        skip("fig12_intermediate.png", f"{main_name} is not a cascade (no 2x/4x outputs)")
     if want("fig13"):
         done("fig13_sharpening.png", fig13_sharpening(main, hr, save=True, device=args.device, degradation=deg))
     print(f"{len(written)} figures in {figures_dir()}")
