@@ -576,11 +576,11 @@ def _resolve_data(data: str | Path | None, verbose: bool) -> Path:
     if lfw.is_dir():
         _announce(f"data: {lfw} (LFW deep-funneled, from `make data`)", lfw, verbose)
         return lfw
-    path = make_synthetic_faces(project_root() / "data" / SYNTHETIC_DIR)
-    bar = "!" * 78
+    path = project_root() / "data" / SYNTHETIC_DIR
+    bar = "!" * 78  # said before the set is generated (the first time), not after
     _announce(f"{bar}\n!! NO FACE DATA FOUND: using the SYNTHETIC face set {path}\n"
               "!! Results on it are for testing the code only and are NOT comparable to the paper.\n"
               "!! Get real faces with `make data` (LFW), or set CSRIP_DATA=/path/to/<identity>/<image>.\n"
               f"{bar}", path, verbose)
-    return path
+    return make_synthetic_faces(path)
 
