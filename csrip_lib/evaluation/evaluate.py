@@ -263,7 +263,8 @@ def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "
                         pin_memory=device.type == "cuda")
     scores: dict[str, dict[str, list]] = {name: {"psnr": [], "ssim": [], "emb": []} for name in fns}
     hr_emb, labels, readable = [], [], []
-    for hr_u8, y, ok in tqdm(loader, desc="evaluate", unit="batch", disable=not progress):
+    bar = tqdm(loader, desc="evaluate", unit="batch", disable=not progress)
+    for hr_u8, y, ok in bar:
         readable.append(ok)  # rows only for images read from their own file (IndexedFaces)
         if not ok.any():
             continue
@@ -274,10 +275,12 @@ def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "
         lr = make_pyramid(hr_u8.float() / 255, degradation)["lr"]
         labels.append(y)
         if judge is not None:  # the judge's processes may run one batch behind, no further
+            bar.set_postfix_str("identity judge")  # the bar shows what runs: a batch takes minutes on a busy CPU
             for scored in scores.values():
                 for wait in scored["emb"][-1:]:
                     wait()
         for name, fn in fns.items():
+            bar.set_postfix_str(name)
             sr = _run(fn, lr, device)
             psnr_db, ssim_mean = psnr_ssim(sr, hr_u8)  # each image prepared once; uint8: the exact 8-bit values
             scores[name]["psnr"].append(psnr_db.float().cpu())
