@@ -284,7 +284,12 @@ def test_resolve_data_order(tmp_path, monkeypatch, capsys):
         d.mkdir()
     monkeypatch.setattr(data, "project_root", lambda: repo)
     made = []
-    monkeypatch.setattr(data, "make_synthetic_faces", lambda root: made.append(root) or root)
+
+    def make(root):  # the banner must already be out when the (minute-long) generation starts
+        made.append((root, "NO FACE DATA FOUND" in capsys.readouterr().out))
+        return root
+
+    monkeypatch.setattr(data, "make_synthetic_faces", make)
     monkeypatch.setenv("CSRIP_DATA", str(env))
     assert resolve_data(arg) == arg.resolve()
     assert resolve_data() == env.resolve()
@@ -293,8 +298,8 @@ def test_resolve_data_order(tmp_path, monkeypatch, capsys):
     with pytest.raises(CSRIPError, match="does not exist"):
         resolve_data()
     monkeypatch.delenv("CSRIP_DATA")
-    assert resolve_data() == repo / "data" / "synthetic" and made == [repo / "data" / "synthetic"]
-    assert "SYNTHETIC" in capsys.readouterr().out  # announced loudly
+    assert resolve_data() == repo / "data" / "synthetic" and made == [(repo / "data" / "synthetic", True)]
+    assert data.current_data() == repo / "data" / "synthetic"  # what figures name
     (repo / "data" / "lfw-deepfunneled").mkdir(parents=True)
     assert resolve_data() == repo / "data" / "lfw-deepfunneled"
 

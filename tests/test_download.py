@@ -109,7 +109,7 @@ def fetch(dest: Path, url: str, **kwargs) -> Path:
 
 
 def image_counts(root: Path) -> dict[str, int]:
-    return {d.name: len(list(d.glob("*.jpg"))) for d in sorted(root.iterdir())}
+    return {d.name: len(list(d.glob("*.jpg"))) for d in sorted(root.iterdir()) if d.is_dir()}
 
 
 def test_good_archive(tmp_path, server):
@@ -198,3 +198,30 @@ def test_cli(tmp_path, server, capsys):
     assert cli_main(args[:-4] + ["--expect-images", "13233", "--force"]) == 2  # counts mismatch
     assert "expected 13,233" in capsys.readouterr().err
     assert image_counts(tmp_path / "lfw-deepfunneled") == IDENTITIES  # failed --force kept the old one
+
+
+STRAY = {"lfw-deepfunneled/.DS_Store": b"\x00\x00\x00\x01Bud1", "lfw-deepfunneled/README": b"LFW\n",
+         "lfw-deepfunneled/MANIFEST.txt": b"13233 images\n", "README.txt": b"top-level notes\n",
+         "__MACOSX/lfw-deepfunneled/._Ada_Lovelace": b"\x00\x05\x16\x07"}
+
+
+@pytest.mark.parametrize("how", ["downloaded", "placed by hand, offline"])
+def test_an_archive_with_stray_files_beside_the_identity_folders_is_accepted(tmp_path, server, how):
+    """The face root is the folder whose sub-folders hold images: stray files (.DS_Store, README,
+    MANIFEST, macOS resource forks) next to the identity folders or above them do not stop the search."""
+    server.payload = make_zip({**files(), **STRAY})
+    url = server.url
+    if how != "downloaded":
+        (tmp_path / "lfw-deepfunneled.zip").write_bytes(server.payload)
+        url = "http://127.0.0.1:9/lfw-deepfunneled.zip"  # nothing listens: offline
+    target = fetch(tmp_path, url)
+    assert target == tmp_path / "lfw-deepfunneled" and image_counts(target) == IDENTITIES
+    assert sorted(p.name for p in tmp_path.iterdir()) == (
+        ["lfw-deepfunneled"] if how == "downloaded" else ["lfw-deepfunneled", "lfw-deepfunneled.zip"])
+
+
+def test_offline_without_an_archive_says_where_to_put_one(tmp_path):
+    with pytest.raises(CSRIPError, match="could not download") as e:
+        fetch(tmp_path, "http://127.0.0.1:9/lfw-deepfunneled.zip")
+    assert f"Offline: copy lfw-deepfunneled.zip into {tmp_path}/ and run again" in str(e.value)
+    assert "CSRIP_DATA" in str(e.value) and list(tmp_path.iterdir()) == []

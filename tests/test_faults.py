@@ -357,19 +357,32 @@ def test_train_recognizers_checks_every_scale_first_and_merges_accuracy(syntheti
     assert list(table["scale"]) == [48, 96] and list(again["scale"]) == [48]
 
 
-@pytest.mark.parametrize("content", ["garbage", "wrong counts"])
-def test_a_bad_hand_placed_archive_is_moved_aside_not_deleted(content, tmp_path):
+def test_an_unreadable_hand_placed_archive_is_moved_aside_not_deleted(tmp_path):
     archive = tmp_path / "lfw-deepfunneled.zip"
-    if content == "garbage":
-        archive.write_bytes(b"PK\x03\x04 not really a zip")
-    else:
-        with zipfile.ZipFile(archive, "w") as z:
-            z.writestr("lfw-deepfunneled/Ada/Ada_0001.jpg", jpeg(smooth(250, 250)))
+    archive.write_bytes(b"PK\x03\x04 not really a zip")
     blob = archive.read_bytes()
     with pytest.raises(CSRIPError, match="moved the archive you placed there aside to .*bad-") as e:
         download_lfw(tmp_path, url="http://127.0.0.1:9/lfw-deepfunneled.zip", progress=False)
     (aside,) = tmp_path.glob("lfw-deepfunneled.zip.bad-*")
     assert str(aside) in str(e.value) and aside.read_bytes() == blob and not archive.exists()
+    assert f"offline, copy a good archive into {tmp_path}/" in str(e.value)
+
+
+def test_a_hand_placed_archive_that_unpacks_with_other_counts_stays_and_the_message_says_what_to_do(tmp_path):
+    """It may be the face set the user means (offline, no other copy): it is neither renamed nor deleted,
+    and the message names only paths that exist (not the temporary folder it was unpacked into)."""
+    archive = tmp_path / "lfw-deepfunneled.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("lfw-deepfunneled/Ada/Ada_0001.jpg", jpeg(smooth(250, 250)))
+    blob = archive.read_bytes()
+    with pytest.raises(CSRIPError, match="kept .* where it is") as e:
+        download_lfw(tmp_path, url="http://127.0.0.1:9/lfw-deepfunneled.zip", progress=False)
+    message = str(e.value)
+    assert "lfw-deepfunneled.zip: its folder lfw-deepfunneled/ failed the integrity check: 1 images" in message
+    assert "--expect-images 0" in message and "--data" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lfw-deepfunneled.zip"] and archive.read_bytes() == blob
+    named = [p.rstrip(";,.:") for p in re.findall(re.escape(str(tmp_path)) + r"\S*", message)]
+    assert named and all(Path(p).exists() for p in named), f"the message names a path that does not exist: {named}"
 
 
 # -------------------------------------------------------------------------- output folders first

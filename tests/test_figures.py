@@ -95,24 +95,81 @@ def test_csd_and_failure_figures(faces, model, fig_dir):
 
 @pytest.mark.slow
 def test_csrip_figures_command(faces, model, fig_dir, tmp_path, capsys, monkeypatch):
+    from csrip_lib.data.synthetic import is_synthetic
+    from csrip_lib.models.registry import load_sr
+
+    fig_dir.mkdir(parents=True)
+    (fig_dir / "fig06_qualitative.png").write_bytes(b"made by another model")  # stale
     with monkeypatch.context() as m:  # no shipped model and no --checkpoint: model figures are skipped
         m.setattr(zoo, "CHECKPOINTS_DIR", tmp_path / "no-checkpoints")
         assert main(["figures", "--data", str(faces), "--examples", "2"]) == 0
-    assert "skipping Figs. 6-10, 12, 13" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "skipping fig06_qualitative.png: it needs a trained SR model" in out and "removed the older" in out
     assert sorted(p.name for p in fig_dir.iterdir()) == [
         "fig02_architecture.png", "fig03_residuals.png", "fig04_training_data.png", "fig05_error_maps.png"]
+    assert figures.figure_model(fig_dir / "fig02_architecture.png") == "the paper preset's shapes (no weights)"
     ckpt = tmp_path / "runs" / "tiny" / "best.pt"
     save_checkpoint({"model": model.state_dict(), "config": {"sr": to_dict(model.cfg)}}, ckpt, kind="sr")
+    label = load_sr(ckpt).label
     assert main(["figures", "--data", str(faces), "--checkpoint", str(ckpt), "--examples", "2",
                  "--max-images", "8", "--only", "fig06", "fig07", "fig08", "fig09", "fig10", "fig12",
                  "fig13"]) == 0
     out = capsys.readouterr().out
-    assert "skipping Fig. 9" in out
-    assert {p.name for p in fig_dir.iterdir()} == {
-        "fig02_architecture.png", "fig03_residuals.png", "fig04_training_data.png", "fig05_error_maps.png",
-        "fig06_qualitative.png", "fig07_details.png", "fig08_csd.png", "fig10_failures.png",
-        "fig12_intermediate.png", "fig13_sharpening.png"}
+    assert f"using {label}" in out and "using the shipped SR model" not in out  # it names the model it uses
+    assert {p.name for p in fig_dir.iterdir()} == {*figures.FIGURES}  # Fig. 9 from the shipped pair
+    for name in figures.FIGURES[4:]:
+        made = figures.figure_model(fig_dir / name)
+        assert f"wrote {fig_dir / name} (model: {made})" in out
+        pair = ", ".join(load_sr(zoo.resolve(n)).label for n in zoo.ABLATION_PAIR)
+        assert made == {"fig09": pair, "fig08": "tiny"}.get(name[:5], label), name  # fig08: the CSV's name
+    from PIL import Image
+    data = Image.open(fig_dir / "fig06_qualitative.png").text["Data"]
+    assert data.startswith("SYNTHETIC") == is_synthetic(faces), data  # synthetic faces say so
     (fig_dir / "fig06_qualitative.png").unlink()
     assert main(["figures", "--data", str(faces), "--examples", "2", "--only", "fig06"]) == 0  # the default
     assert f"using the shipped SR model '{zoo.DEFAULT_SR}'" in capsys.readouterr().out
-    assert (fig_dir / "fig06_qualitative.png").is_file()
+    assert figures.figure_model(fig_dir / "fig06_qualitative.png").startswith(zoo.DEFAULT_SR)
+
+
+def test_the_ablation_pair_is_the_tours_shipped_pair():
+    from csrip_lib.tutorial import tour
+
+    assert zoo.ABLATION_PAIR == (tour.SHIPPED_PAIR["C+SSIM+M"], tour.SHIPPED_PAIR["C-SRIP"])
+
+
+def test_the_committed_gallery_shows_the_current_default_model_and_the_readme_names_it():
+    """docs/gallery.png records the model that drew it (name and SHA-256, in the PNG); both must be the
+    default model of today's code and manifest, and the README's caption must name it."""
+    from PIL import Image
+
+    from csrip_lib.core.config import project_root
+
+    path = project_root() / figures.GALLERY
+    png = Image.open(path)
+    entry = zoo.manifest()[zoo.DEFAULT_SR]
+    assert png.text["Model"] == zoo.DEFAULT_SR, "the gallery shows another model: `csrip figures --only gallery`"
+    assert png.text["Model SHA-256"] == entry["files"][entry["path"]], "the default model changed since"
+    assert path.stat().st_size < 300_000
+    readme = (project_root() / "README.md").read_text()
+    caption = readme[readme.index(f"]({figures.GALLERY.as_posix()})"):][:400]
+    assert f"`{zoo.DEFAULT_SR}`" in caption and "Labeled Faces in the" in caption and "commercial" in readme
+
+
+def test_the_gallery_refuses_synthetic_faces_and_more_than_eight(synthetic_root, monkeypatch, tmp_path):
+    monkeypatch.setattr(figures, "GALLERY", tmp_path / "gallery.png")  # never the committed one
+    with pytest.raises(figures.CSRIPError, match="synthetic"):
+        figures.save_gallery(zoo.DEFAULT_SR, synthetic_root)
+    with pytest.raises(figures.CSRIPError, match="1 to 8 faces"):
+        figures.save_gallery(zoo.DEFAULT_SR, synthetic_root, n=9)
+    assert main(["figures", "--only", "gallery", "--checkpoint", "runs/x/best.pt"]) == 2
+    assert not (tmp_path / "gallery.png").exists()
+
+
+def test_csrip_figures_only_gallery_draws_real_faces_with_the_default_model(lfw_root, monkeypatch, tmp_path):
+    from PIL import Image
+
+    monkeypatch.setattr(figures, "GALLERY", tmp_path / "gallery.png")
+    assert main(["figures", "--only", "gallery", "--data", str(lfw_root)]) == 0
+    png = Image.open(tmp_path / "gallery.png")
+    assert png.text["Model"] == zoo.DEFAULT_SR and png.text["Data"].startswith("8 test-split faces")
+    assert png.width >= 2 * png.height  # one column per face, four rows

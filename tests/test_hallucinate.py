@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from skimage import data as skdata
@@ -246,3 +247,57 @@ def test_detection_on_lfw_recovers_the_training_crop():
     assert framing["detected"] == 1.0
     assert abs(framing["face_box_fraction"] - FACE_BOX_FRACTION) < 0.08
     assert abs(framing["face_box_dy"] - FACE_BOX_DY) < 0.1
+
+
+def panel(faces: list[torch.Tensor], side: int, gap: int, cols: int = 4) -> torch.Tensor:
+    """A contact sheet: `faces` (uint8 3 x H x W) resized to side x side in rows of `cols`, on white,
+    with a grey margin: the kind of photo whose coarse scales look like one face."""
+    from torchvision.transforms.v2 import functional as TF
+
+    rows = -(-len(faces) // cols)
+    sheet = torch.full((3, rows * (side + gap) + gap, cols * (side + gap) + gap), 255, dtype=torch.uint8)
+    for k, f in enumerate(faces):
+        r, c = divmod(k, cols)
+        y, x = gap + r * (side + gap), gap + c * (side + gap)
+        sheet[:, y:y + side, x:x + side] = TF.resize(f, [side, side], antialias=True)
+    out = torch.full((3, sheet.shape[1] + 100, sheet.shape[2] + 100), 230, dtype=torch.uint8)
+    out[:, 50:50 + sheet.shape[1], 50:50 + sheet.shape[2]] = sheet
+    return out
+
+
+def test_a_box_over_several_faces_holds_them_and_a_face_holds_none(astronaut):
+    from csrip_lib.evaluation.hallucinate import SCALE_FACTOR, _inner_faces
+
+    (face,) = detect_faces(astronaut)
+    x0, y0, side = face_crop_box(face["box"])
+    portrait = astronaut[:, y0:y0 + side, x0:x0 + side].contiguous()
+    sheet = panel([portrait] * 4, 64, 4, cols=2)  # 2 x 2 faces of ~38 px
+    arr = sheet.permute(1, 2, 0).numpy()
+    grid = np.array([50, 50, sheet.shape[2] - 50, sheet.shape[1] - 50], float)
+    assert _inner_faces(arr, 3, grid, SCALE_FACTOR, 3, 0.3) == 4
+    photo = astronaut.permute(1, 2, 0).numpy()
+    assert _inner_faces(photo, face["score"], np.array(face["box"]), SCALE_FACTOR, 3, 0.3) == 0  # parts are weaker
+
+
+@pytest.mark.parametrize("side, gap", [(36, 3), (50, 0)])
+def test_a_panel_of_small_faces_is_not_hallucinated_as_one_face(lfw_root, side, gap, monkeypatch):
+    """On contact sheets of 12 LFW faces the cascade also fires on a block of several faces at a coarse
+    scale (without the check, at each of these sizes, on the LFW development subset): that block is left
+    out, with a warning, and the single faces stay."""
+    import random
+
+    from csrip_lib.data.faces import decode_rgb
+    from csrip_lib.evaluation import hallucinate
+
+    paths = random.Random(0).sample(sorted(lfw_root.glob("*/*.jpg")), 12)
+    sheet = panel([decode_rgb(p)[:, 40:210, 40:210] for p in paths], side, gap)  # head-and-shoulders cuts
+    wide = lambda f: f["box"][2] - f["box"][0] > 1.5 * side  # noqa: E731 (spans several portraits)
+    with monkeypatch.context() as m:
+        m.setattr(hallucinate, "_inner_faces", lambda *args: 0)  # the detector without the check
+        before = detect_faces(sheet)
+    if not any(map(wide, before)):
+        pytest.skip(f"these faces at {side} px make no multi-face block (measured on the LFW development subset)")
+    with pytest.warns(UserWarning, match="holds several faces"):
+        kept = detect_faces(sheet)
+    assert not any(map(wide, kept)), kept
+    assert len(kept) >= sum(not wide(f) for f in before)  # the single faces are kept

@@ -15,9 +15,11 @@ Steps, each safe to interrupt:
 4. rename the checked folder to `<dest>/lfw-deepfunneled` (atomic), delete the archive if this run
    downloaded it; an archive placed in `<dest>` by hand (offline machines) is kept, and the run says so.
 An existing `<dest>/lfw-deepfunneled` is never replaced without `force=True`. An archive that fails
-step 3 is deleted if this run downloaded it (a rerun downloads it again), but a hand-placed archive is
-never deleted: it is renamed `<name>.bad-<timestamp>` (`-2`, `-3`, ... if that name is taken).
-A failure to write (full disk) during extraction is reported as such, and keeps the archive.
+step 3 is deleted if this run downloaded it (a rerun downloads it again). A hand-placed archive is never
+deleted: one that cannot be read (not an archive, truncated) is renamed `<name>.bad-<timestamp>` (`-2`,
+`-3`, ... if that name is taken); one that unpacks but does not hold the expected counts stays where it
+is, and the message says what to do offline. A failure to write (full disk) during extraction is
+reported as such, and keeps the archive. Every message names only paths that exist after it.
 
 `--subset dev` then derives the named development subset `lfw-dev` (`subsets.LFW_DEV`: the identities its
 rule keeps, 4,741 identities and 10,845 images) as `<dest>/lfw-dev`, hard links to the LFW files (copies
@@ -46,7 +48,7 @@ from pathlib import Path
 from ..core.checkpoint import umask
 from ..core.console import CSRIPError, describe_os_error, nonnegative_int, tqdm
 from ..core.outputs import check_dir
-from .faces import LFW_DIR, check_headers, identity_folders, list_faces
+from .faces import IMAGE_EXTENSIONS, LFW_DIR, check_headers, identity_folders, list_faces
 from .subsets import SUBSETS, NamedSubset, checksum_lines, digest
 
 LFW_URL = "https://umass-vis-lfw.github.io/lfw-deepfunneled.zip"
@@ -86,8 +88,9 @@ def download(url: str, dest: Path, progress: bool = True) -> Path:
             raise CSRIPError(f"{url}: server refused to resume ({e}); deleted {part}, run again") from e
         raise CSRIPError(f"could not download {url}: HTTP {e.code} {e.reason}") from e
     except (urllib.error.URLError, OSError) as e:
-        raise CSRIPError(f"could not download {url}: {getattr(e, 'reason', e)}; check the network "
-                         "or the URL (--url), or unpack LFW yourself into data/lfw-deepfunneled") from e
+        raise CSRIPError(f"could not download {url}: {getattr(e, 'reason', e)}; check the network or the URL "
+                         f"(--url). Offline: copy {dest.name} into {dest.parent}/ and run again, or point "
+                         "CSRIP_DATA (or --data) at an unpacked <identity>/<image> folder") from e
     with resp:
         if offset and resp.status != 206:
             print(f"server ignored the resume request: downloading {url} from the start")
@@ -146,20 +149,33 @@ def extract(archive: Path, into: Path) -> None:
         raise CSRIPError(f"{archive} is truncated or corrupt ({type(e).__name__}: {e})") from e
 
 
+def _subfolders(folder: Path) -> list[Path]:
+    """The visible sub-folders (no hidden ones, no macOS `__MACOSX` resource forks)."""
+    return [e for e in folder.iterdir() if e.is_dir() and e.name != "__MACOSX" and not e.name.startswith(".")]
+
+
+def _holds_faces(folder: Path) -> bool:
+    """Whether `folder` is an `<identity>/<image>` root: one of its sub-folders holds an image file."""
+    return any(f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file() for d in _subfolders(folder) for f in d.iterdir())
+
+
 def find_face_root(folder: Path) -> Path:
-    """The `<identity>/<image>` root inside an extracted archive: descend single sub-folders."""
-    while True:
-        entries = [e for e in folder.iterdir() if e.name not in ("__MACOSX",) and e.name[0] != "."]
-        dirs = [e for e in entries if e.is_dir()]
-        has_images = any(f.is_file() for d in dirs[:5] for f in d.iterdir())
-        if len(dirs) == 1 and not has_images:
-            folder = dirs[0]
-        else:
-            return folder
+    """The `<identity>/<image>` root inside an extracted archive: descend single sub-folders until one
+    holds identity folders of images. Stray files beside them (.DS_Store, README, MANIFEST) do not count
+    as images; without such a folder, `folder` itself (the integrity check then says what it found)."""
+    start = folder
+    while not _holds_faces(folder):
+        dirs = _subfolders(folder)
+        if len(dirs) != 1:
+            return start
+        folder = dirs[0]
+    return folder
 
 
-def verify(root: Path, expected_images: int | None, expected_identities: int | None) -> tuple[int, int]:
-    """Count readable-looking images and identities under root; CSRIPError on a mismatch."""
+def verify(root: Path, expected_images: int | None, expected_identities: int | None,
+           name: str | None = None) -> tuple[int, int]:
+    """Count readable-looking images and identities under root; CSRIPError on a mismatch, naming the
+    folder `name` (default: `root`)."""
     items, rejected = check_headers(list_faces(root))
     n_images, n_ids = len(items), len({i for _, i in items})
     problems = []
@@ -170,7 +186,7 @@ def verify(root: Path, expected_images: int | None, expected_identities: int | N
     if rejected:
         problems.append(f"{len(rejected)} files that are not images, e.g. {rejected[0]}")
     if problems:
-        raise CSRIPError(f"{root} failed the integrity check: " + ", ".join(problems))
+        raise CSRIPError(f"{name or root} failed the integrity check: " + ", ".join(problems))
     return n_images, n_ids
 
 
@@ -183,7 +199,19 @@ def _discard(archive: Path, hand_placed: bool) -> str:
     aside = next(p for k in itertools.count(1) if not os.path.lexists(
         p := archive.with_name(stamp if k == 1 else f"{stamp}-{k}")))  # two failures in one second
     os.replace(archive, aside)
-    return f"moved the archive you placed there aside to {aside} (not deleted); a rerun downloads a new one"
+    return (f"moved the archive you placed there aside to {aside} (not deleted); a rerun downloads a new "
+            f"one, or, offline, copy a good archive into {archive.parent}/ and run again")
+
+
+def _unexpected(archive: Path, hand_placed: bool, url: str) -> str:
+    """What happens to an archive that unpacks but does not hold the expected faces, and what to do.
+    A hand-placed one stays: it may be the data the user means (another LFW release, their own faces)."""
+    if not hand_placed:
+        return (f"the download from {url} is not LFW deep-funneled as expected (check --url); "
+                f"{_discard(archive, False)}")
+    return (f"kept {archive} where it is. If it holds the faces you mean to use, unpack it yourself and pass its "
+            "<identity>/<image> folder with --data or CSRIP_DATA, or rerun with --expect-images 0 "
+            f"--expect-identities 0 to accept other counts; to download LFW instead, move it out of {archive.parent}/")
 
 
 def download_lfw(dest: str | Path = "data", url: str = LFW_URL, force: bool = False,
@@ -210,12 +238,16 @@ def download_lfw(dest: str | Path = "data", url: str = LFW_URL, force: bool = Fa
     tmp.chmod(0o777 & ~umask())  # mkdtemp's 0700 would hide the data from other users once renamed
     try:
         print(f"extracting {archive} ...")
-        extract(archive, tmp)
-        root = find_face_root(tmp)
         try:
-            n, k = verify(root, expected_images, expected_identities)
+            extract(archive, tmp)
+        except CSRIPError as e:  # the archive cannot be read: out of the way, or a rerun fails the same
+            raise CSRIPError(f"{e}; {_discard(archive, hand_placed)}") from None
+        root = find_face_root(tmp)
+        inside = f"its folder {root.relative_to(tmp).as_posix()}/" if root != tmp else "its top level"
+        try:
+            n, k = verify(root, expected_images, expected_identities, name=f"{archive.name}: {inside}")
         except CSRIPError as e:
-            raise CSRIPError(f"{archive} does not hold LFW deep-funneled as expected: {e}. Check --url") from e
+            raise CSRIPError(f"{e}; {_unexpected(archive, hand_placed, url)}") from None
         if target.exists():  # force=True: swap in the new folder, then drop the old one
             old = Path(tempfile.mkdtemp(prefix=f".{LFW_DIR}.old.", dir=dest))
             os.replace(target, old / LFW_DIR)
@@ -223,8 +255,6 @@ def download_lfw(dest: str | Path = "data", url: str = LFW_URL, force: bool = Fa
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(root, target)
-    except CSRIPError as e:
-        raise CSRIPError(f"{e}; {_discard(archive, hand_placed)}") from None
     except OSError as e:  # writing failed (full disk, quota, permissions): the archive is fine, keep it
         raise CSRIPError(f"could not extract {archive} into {dest}: {describe_os_error(e)}; the archive "
                          "was kept (LFW needs about 250 MB unpacked): free space and run again") from None

@@ -54,7 +54,7 @@ from .synthetic import make_synthetic_faces
 
 __all__ = ["FaceFolder", "IndexedFaces", "FaceDataWarning", "ImageTooSmall", "ImageTooLarge", "load_hr", "decode_rgb",
            "hr_crop", "load_cached", "per_identity_split", "identity_split", "identities_digest", "resolve_data",
-           "make_synthetic_faces", "list_faces", "identity_folders", "check_headers"]
+           "make_synthetic_faces", "list_faces", "identity_folders", "check_headers", "current_data"]
 
 LFW_SIZE = 250  # LFW and CASIA-WebFace image size; its centre HR_SIZE crop is the HR face
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
@@ -553,11 +553,26 @@ def _announce(msg: str, path: Path, verbose: bool) -> None:
         print(msg, flush=True)
 
 
+_RESOLVED: list[Path] = []  # what resolve_data returned last in this process (figures name it)
+
+
+def current_data() -> Path | None:
+    """The face folder `resolve_data` chose last in this process (None before any call): the data a
+    figure of this notebook or command was drawn from."""
+    return _RESOLVED[-1] if _RESOLVED else None
+
+
 def resolve_data(data: str | Path | None = None, verbose: bool = True) -> Path:
     """The face folder to use: `data`, else $CSRIP_DATA, else <repo>/data/lfw-deepfunneled
     (`make data`), else a synthetic face set generated once into <repo>/data/synthetic. A named subset
     (`subsets.BY_NAME`, e.g. "lfw-dev") that is not a folder here is <repo>/data/<name>, which
     `csrip data --subset` makes."""
+    path = _resolve_data(data, verbose)
+    _RESOLVED[:] = [path]
+    return path
+
+
+def _resolve_data(data: str | Path | None, verbose: bool) -> Path:
     for value, source in ((data, "argument"), (os.environ.get("CSRIP_DATA") or None, "$CSRIP_DATA")):
         if value is not None and str(value) in NAMED_SUBSETS and not Path(value).exists():
             path = project_root() / "data" / str(value)
@@ -583,11 +598,11 @@ def resolve_data(data: str | Path | None = None, verbose: bool = True) -> Path:
     if lfw.is_dir():
         _announce(f"data: {lfw} (LFW deep-funneled, from `make data`)", lfw, verbose)
         return lfw
-    path = make_synthetic_faces(project_root() / "data" / SYNTHETIC_DIR)
-    bar = "!" * 78
+    path = project_root() / "data" / SYNTHETIC_DIR
+    bar = "!" * 78  # said before the set is generated (the first time), not after
     _announce(f"{bar}\n!! NO FACE DATA FOUND: using the SYNTHETIC face set {path}\n"
               "!! Results on it are for testing the code only and are NOT comparable to the paper.\n"
               "!! Get real faces with `make data` (LFW), or set CSRIP_DATA=/path/to/<identity>/<image>.\n"
               f"{bar}", path, verbose)
-    return path
+    return make_synthetic_faces(path)
 

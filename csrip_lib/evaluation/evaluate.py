@@ -275,7 +275,8 @@ def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "
                         pin_memory=device.type == "cuda")
     scores: dict[str, dict[str, list]] = {name: {"psnr": [], "ssim": [], "emb": []} for name in fns}
     hr_emb, labels, readable = [], [], []
-    for hr_u8, y, ok in tqdm(loader, desc="evaluate", unit="batch", disable=not progress):
+    bar = tqdm(loader, desc="evaluate", unit="batch", disable=not progress)
+    for hr_u8, y, ok in bar:
         readable.append(ok)  # rows only for images read from their own file (IndexedFaces)
         if not ok.any():
             continue
@@ -286,10 +287,12 @@ def evaluate_models(models: Mapping[str, SRFn], data: Any = None, split: str = "
         lr = make_pyramid(hr_u8.float() / 255, degradation)["lr"]
         labels.append(y)
         if judge is not None:  # the judge's processes may run one batch behind, no further
+            bar.set_postfix_str("identity judge")  # the bar shows what runs: a batch takes minutes on a busy CPU
             for scored in scores.values():
                 for wait in scored["emb"][-1:]:
                     wait()
         for name, fn in fns.items():
+            bar.set_postfix_str(name)
             sr = _run(fn, lr, device)
             psnr_db, ssim_mean = psnr_ssim(sr, hr_u8)  # each image prepared once; uint8: the exact 8-bit values
             scores[name]["psnr"].append(psnr_db.float().cpu())
@@ -373,20 +376,23 @@ def summarize_results(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def compare_to_paper(summary: pd.DataFrame, table: str = "table1") -> pd.DataFrame:
-    """Measured means next to the paper's (Table 1 or Table 2) for every model whose name matches a
-    paper column ("C-SRIP", "csrip", "c_srip" all match); other models get empty paper cells."""
+    """Measured means next to the paper's (Table 1 or Table 2) for every model of `summary`, matched by
+    name ("C-SRIP", "csrip", "c_srip" all match); a model the paper lacks gets empty paper cells. The
+    paper's rows we did not measure are left out (rows of empty measurements mislead): `unmeasured` names them."""
     paper = {"table1": PAPER_TABLE1, "table2": PAPER_TABLE2}[table]
     rows = []
     for model, r in summary.iterrows():
         p = paper.get(_key(str(model)), (np.nan, np.nan))
         rows.append({"model": model, "paper_psnr": p[0], "measured_psnr": r["psnr_mean"],
                      "paper_ssim": p[1], "measured_ssim": r["ssim_mean"]})
-    measured = {_key(str(m)) for m in summary.index}
-    for key, p in paper.items():  # the paper's models we did not run, for the full picture
-        if key not in measured:
-            rows.append({"model": PAPER_NAMES[key], "paper_psnr": p[0], "measured_psnr": np.nan,
-                         "paper_ssim": p[1], "measured_ssim": np.nan})
     return pd.DataFrame(rows).set_index("model")
+
+
+def unmeasured(summary: pd.DataFrame, table: str = "table1") -> list[str]:
+    """The paper's models of Table 1 or 2 that `summary` has no row for (by `compare_to_paper`'s matching)."""
+    measured = {_key(str(m)) for m in summary.index}
+    paper = {"table1": PAPER_TABLE1, "table2": PAPER_TABLE2}[table]
+    return [PAPER_NAMES[key] for key in paper if key not in measured]
 
 
 def gain_over_bicubic(summary: pd.DataFrame) -> pd.DataFrame:
@@ -531,6 +537,17 @@ def paired_bootstrap(results: pd.DataFrame, baseline: str, models: list[str] | N
                          "model_mean": other[metric][keep].mean(), "diff": d[keep].mean(),
                          "ci_low": lo, "ci_high": hi, "images": int(keep.sum())})
     return pd.DataFrame(rows)
+
+
+def verdict(row: Mapping[str, Any], unit: str = "", lower_is_better: bool = False, digits: int = 3) -> str:
+    """A `paired_bootstrap` row as one sentence: the difference, its interval, and only what the interval
+    supports ("better"/"worse" when it excludes 0, else "no difference shown"), never a bare number."""
+    d, lo, hi = row["diff"], row["ci_low"], row["ci_high"]
+    text = f"{d:+.{digits}f}{unit} [95% interval {lo:+.{digits}f}, {hi:+.{digits}f}]"
+    if pd.isna(lo) or not (lo > 0 or hi < 0):
+        return f"{text}: no difference shown (the interval contains 0)"
+    better = (hi < 0) == lower_is_better
+    return f"{text}: {'better' if better else 'worse'} (the interval is {'below' if hi < 0 else 'above'} 0)"
 
 
 # ------------------------------------------------------------------------------------ command line

@@ -10,7 +10,9 @@ For every face in a photo:
    skin-coloured pixels in the box centre (this removes e.g. the flag in skimage's astronaut photo,
    which the cascade fires on almost as often as on the face), detections on part of a stronger face
    are dropped, and so are faces under half the size and half the detections, or under a quarter the
-   size, of the clearest face (small clutter found at fine scales of large photos). Grayscale photos
+   size, of the clearest face (small clutter found at fine scales of large photos). A box that holds
+   two or more faces at least as clear as itself (searched again inside it at 2x) is a group of small
+   faces, e.g. a panel of portraits, that coarse scales see as one: it is dropped, with a warning. Grayscale photos
    get no skin check and so more false detections; --no-detect on a cropped face skips detection.
 2. Cut a square around it framed like the training data (`face_crop_box`): the HR faces are the centre
    192 x 192 of 250 x 250 LFW deep-funneled images, and in that frame the cascade's box is
@@ -76,6 +78,7 @@ MIN_NEIGHBORS = 3  # raw detections a face needs (OpenCV's minNeighbors)
 GROUP_IOU = 0.3  # raw detections overlapping this much belong to one face
 SKIN_FRACTION = 0.3  # fraction of skin-coloured pixels a colour-photo box centre needs
 CLUTTER_RATIO = 0.5  # faces under half the size and score, or a quarter the size, of the clearest one go
+SUB_FACE = 0.6  # a box holding two faces under this fraction of its side, each as clear as it, is a group
 
 
 # ---- detection ---------------------------------------------------------------------------------------
@@ -141,18 +144,15 @@ def detect_faces(image: torch.Tensor, min_face: int = 24, min_neighbors: int = M
     lo = max(24, math.ceil(min_face * scale))
     if side < lo:
         return []
-    raw = _cascade().detect_multi_scale(
-        img=arr, scale_factor=scale_factor, step_ratio=STEP_RATIO, min_size=(lo, lo),
-        max_size=(side, side), min_neighbor_number=1, intersection_score_threshold=1.01)  # raw boxes
-    if not raw:
-        return []
-    boxes = np.array([[d["c"], d["r"], d["c"] + d["width"], d["r"] + d["height"]] for d in raw], float)
     colour = not (np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 1], arr[..., 2]))
-    faces = []
-    for g in _group(boxes, GROUP_IOU):
-        box = g.mean(axis=0)
-        if len(g) >= min_neighbors and (not colour or _skin_fraction(arr, box) >= skin_fraction):
-            faces.append((len(g), box))
+    faces = _candidates(arr, lo, side, scale_factor, min_neighbors, skin_fraction if colour else 0.0)
+    groups = [i for i, (n, box) in enumerate(faces)
+              if _inner_faces(arr, n, box, scale_factor, min_neighbors, skin_fraction if colour else 0.0) >= 2]
+    for i in groups:
+        warnings.warn("left out a detection at ({:.0f}, {:.0f}, {:.0f}, {:.0f}) that holds several faces (a "
+                      "group seen as one face at a coarse scale); crop the group to hallucinate its faces".format(
+                          *(v / scale for v in faces[i][1])))
+    faces = [f for i, f in enumerate(faces) if i not in groups]
     kept: list[tuple[int, np.ndarray]] = []
     for n, box in sorted(faces, key=lambda t: -t[0]):  # strongest first; drop parts of a kept face
         if not any(_part_of(box, k) for _, k in kept):
@@ -164,6 +164,42 @@ def detect_faces(image: torch.Tensor, min_face: int = 24, min_neighbors: int = M
                 if ratio(b) >= CLUTTER_RATIO / 2 and (ratio(b) >= CLUTTER_RATIO or n >= CLUTTER_RATIO * best_n)]
     kept.sort(key=lambda t: t[1][0])
     return [{"box": tuple(float(v) / scale for v in box), "score": n} for n, box in kept]
+
+
+def _candidates(arr: np.ndarray, lo: int, hi: int, scale_factor: float, min_neighbors: int,
+                skin_fraction: float) -> list[tuple[int, np.ndarray]]:
+    """(raw detections merged, mean box) of every group of the cascade's raw boxes of side lo..hi that has
+    `min_neighbors` of them and, with skin_fraction > 0, enough skin-coloured pixels."""
+    raw = _cascade().detect_multi_scale(
+        img=arr, scale_factor=scale_factor, step_ratio=STEP_RATIO, min_size=(lo, lo),
+        max_size=(hi, hi), min_neighbor_number=1, intersection_score_threshold=1.01)  # raw boxes
+    if not raw:
+        return []
+    boxes = np.array([[d["c"], d["r"], d["c"] + d["width"], d["r"] + d["height"]] for d in raw], float)
+    return [(len(g), g.mean(axis=0)) for g in _group(boxes, GROUP_IOU)
+            if len(g) >= min_neighbors and (not skin_fraction or _skin_fraction(arr, g.mean(axis=0)) >= skin_fraction)]
+
+
+def _inner_faces(arr: np.ndarray, n: int, box: np.ndarray, scale_factor: float, min_neighbors: int,
+                 skin_fraction: float) -> int:
+    """How many faces inside `box` (searched again in the box, at 2x up to 256 px, so faces of 12 px count) are
+    under SUB_FACE of its side and at least as clear as it (n raw detections or more), parts of one
+    another counted once. A face's own parts (eyes, mouth) are weaker detections than the face."""
+    x0, y0 = (max(0, int(v)) for v in box[:2])
+    x1, y1 = min(arr.shape[1], int(math.ceil(box[2]))), min(arr.shape[0], int(math.ceil(box[3])))
+    if min(x1 - x0, y1 - y0) < 24:
+        return 0
+    f = 2 if max(x1 - x0, y1 - y0) <= 256 else 1  # larger boxes: faces under SUB_FACE of them are 24 px+
+    crop = torch.from_numpy(np.ascontiguousarray(arr[y0:y1, x0:x1])).permute(2, 0, 1)
+    up = TF.resize(crop, [f * (y1 - y0), f * (x1 - x0)], antialias=False).permute(1, 2, 0).numpy()
+    hi = int(SUB_FACE * f * min(x1 - x0, y1 - y0))
+    if hi < 24:
+        return 0
+    found: list[np.ndarray] = []
+    for m, b in sorted(_candidates(up, 24, hi, scale_factor, min_neighbors, skin_fraction), key=lambda t: -t[0]):
+        if m >= n and not any(_part_of(b, k) or _part_of(k, b) for k in found):
+            found.append(b)
+    return len(found)
 
 
 def _part_of(a: np.ndarray, b: np.ndarray) -> bool:

@@ -7,6 +7,7 @@ override it, with a warning for each model trained otherwise.
 """
 from __future__ import annotations
 
+import io
 import textwrap
 from pathlib import Path
 
@@ -15,13 +16,16 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.patches import Rectangle
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from skimage import data as skdata
 
-from ..core.config import HR_SIZE, RESIDUAL_SIGMAS, DegradationConfig, figures_dir, get_preset
+from ..core.config import HR_SIZE, RESIDUAL_SIGMAS, DegradationConfig, figures_dir, get_preset, project_root
 from ..core.console import CSRIPError, nonnegative_float, positive_int
 from ..core.degradation import degrade, for_models, make_pyramid, residual, upsample_bicubic
 from ..core.outputs import check_dir
-from ..data.faces import load_hr, resolve_data
+from ..data.faces import current_data, load_hr, resolve_data
+from ..data.synthetic import is_synthetic
 from ..evaluation.analysis import COARSER, SIZES, correlation, module_detail, radial_power_spectrum
 from ..evaluation.error_analysis import MARGIN, concentration_curve, error_maps, loss_gradients, mass_fraction
 from ..evaluation.evaluate import (csd_curve, evaluate_models, image_attributes, load_models, one_line_warnings,
@@ -29,7 +33,7 @@ from ..evaluation.evaluate import (csd_curve, evaluate_models, image_attributes,
 from ..evaluation.hallucinate import crop_square, detect_faces, face_crop_box
 from ..evaluation.metrics import psnr, ssim_eval
 from ..models.sr import CascadedSR, shape_table
-from ..models.zoo import DEFAULT_SR, available, resolve
+from ..models.zoo import ABLATION_PAIR, DEFAULT_SR, available, manifest, resolve
 
 
 TITLE_CHARS_PER_INCH = 13  # characters of a 9-point column title per inch of figure
@@ -41,11 +45,33 @@ def model_label(model) -> str:
     return getattr(model, "label", type(model).__name__)
 
 
-def save_figure(fig: plt.Figure, name: str, dpi: int = 150) -> Path:
-    """Write `fig` to figures_dir()/name (PNG) and return the path."""
+def made_by(models=None) -> tuple[str, str]:
+    """(models, data) of a figure, as its footer says them: the SR models named from their checkpoint
+    config (`model_label`; strings are names already), and the face folder of this process
+    (`faces.current_data`), SYNTHETIC in capitals when it is the generated set."""
+    names = ", ".join(m if isinstance(m, str) else model_label(m) for m in (models or [])) or "no SR model"
+    data = current_data()
+    where = ("not recorded" if data is None else
+             f"SYNTHETIC faces ({data.name}), not LFW: not comparable to the paper" if is_synthetic(data) else
+             f"faces of {data.name}")
+    return names, where
+
+
+def save_figure(fig: plt.Figure, name: str, dpi: int = 150, models=None) -> Path:
+    """Write `fig` to figures_dir()/name (PNG) with a footer naming what made it (`made_by`), also kept
+    in the PNG's text fields "Model" and "Data"; returns the path."""
+    names, data = made_by(models)
+    fig.text(0.5, 0, f"model: {names}  |  data: {data}", ha="center", va="top", fontsize=8,
+             color="darkred" if data.startswith("SYNTHETIC") else "dimgray")
     path = figures_dir() / name
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata={"Model": names, "Data": data})
     return path
+
+
+def figure_model(path: Path) -> str:
+    """The "Model" a figure written by `save_figure` records ("" if none)."""
+    with Image.open(path) as image:
+        return image.text.get("Model", "") if hasattr(image, "text") else ""
 
 
 def to_image(x: torch.Tensor):
@@ -250,7 +276,7 @@ def fig06_qualitative(models: dict, hr: torch.Tensor, save: bool = False, name: 
     """Fig. 6: LR input (nearest-upscaled) / bicubic / each model / target, PSNR / SSIM per image."""
     fig = image_grid(super_resolve(models, hr, degradation, device=device), title=title)
     if save:
-        save_figure(fig, name)
+        save_figure(fig, name, models=models.values())
     return fig
 
 
@@ -266,6 +292,62 @@ def photo_samples(models: dict, photo: torch.Tensor | None = None, title: str | 
     hr = torch.nn.functional.interpolate(face[None], size=(HR_SIZE, HR_SIZE), mode="bicubic", antialias=True,
                                          align_corners=False).clamp(0, 1)
     return image_grid(super_resolve(models, hr), title=title)
+
+
+FIGURES = ("fig02_architecture.png", "fig03_residuals.png", "fig04_training_data.png", "fig05_error_maps.png",
+           "fig06_qualitative.png", "fig07_details.png", "fig08_csd.png", "fig09_ablation.png", "fig10_failures.png",
+           "fig12_intermediate.png", "fig13_sharpening.png")  # what `csrip figures` makes, or removes
+GALLERY = Path("docs") / "gallery.png"  # the README's picture, under the project root (committed)
+GALLERY_FACES = 8  # at most this many LFW faces in the repository (DESIGN.md, data protocol)
+
+
+def gallery(model, hr: torch.Tensor, degradation: DegradationConfig | None = None, device=None,
+            cell: float = 1.0) -> plt.Figure:
+    """The README's first picture: one column per face, rows the 24 px input, bicubic, `model` and the
+    photo (Fig. 6's comparison turned on its side, without scores, to fit a screen's width)."""
+    label = model_label(model)
+    cols = super_resolve({label: model}, hr, degradation, device=device)
+    rows = {"24 px input": cols["LR input"], "bicubic": cols["Bicubic"], label.split(" (")[0]: cols[label],
+            "photo": cols["Target"]}
+    fig, axes = plt.subplots(len(rows), len(hr), figsize=(cell * len(hr), cell * len(rows)), squeeze=False)
+    for r, (name, images) in enumerate(rows.items()):
+        for c, image in enumerate(images):
+            axes[r, c].imshow(to_image(image))
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+        axes[r, 0].set_ylabel(name, fontsize=9)
+    fig.subplots_adjust(wspace=0.03, hspace=0.03, left=0.06, right=1, bottom=0, top=0.93)
+    fig.suptitle(f"8x from 24 px by {label}; test-split LFW faces it never saw", fontsize=9, y=0.99)
+    return fig
+
+
+def save_gallery(name: str, data=None, n: int = GALLERY_FACES, seed: int = 0, device=None) -> Path:
+    """Draw `gallery` for the shipped model `name` on `n` test-split faces of real `data` and write it to
+    GALLERY, recording the model's name and SHA-256 in the PNG (tests/test_gallery.py compares them
+    with the default model)."""
+    if not 0 < n <= GALLERY_FACES:
+        raise CSRIPError(f"the gallery shows 1 to {GALLERY_FACES} faces, not {n}")
+    root = resolve_data(data)
+    if is_synthetic(root):
+        raise CSRIPError(f"{root} is the synthetic face set; the gallery shows real faces: pass --data with "
+                         "LFW (`make data`) or set CSRIP_DATA")
+    hr, _ = sample_images(root, "test", n=n, seed=seed)
+    model = load_models([name])[name]
+    fig = gallery(model, hr, device=device)
+    entry = manifest()[name]
+    path = project_root() / GALLERY
+    path.parent.mkdir(exist_ok=True)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=100)
+    plt.close(fig)
+    info = PngInfo()  # what made it, read back by tests/test_gallery.py
+    for key, value in {"Title": f"csrip gallery: {model_label(model)}", "Model": name,
+                       "Model SHA-256": entry["files"][entry["path"]],
+                       "Data": f"{len(hr)} test-split faces of {root.name}, seed {seed}",
+                       "Colours": "256 (median cut), to keep the committed file small"}.items():
+        info.add_text(key, value)
+    Image.open(buffer).convert("RGB").quantize(256).save(path, pnginfo=info, optimize=True)
+    return path
 
 
 def fig07_details(models: dict, hr: torch.Tensor, box: tuple[int, int, int] = (56, 48, 96),
@@ -285,7 +367,7 @@ def fig07_details(models: dict, hr: torch.Tensor, box: tuple[int, int, int] = (5
             fig.axes[r * len(cols) + c].add_patch(
                 Rectangle((left - 0.5, top - 0.5), size, size, fill=False, ec="yellow", lw=1))
     if save:
-        save_figure(fig, "fig07_details.png")
+        save_figure(fig, "fig07_details.png", models=models.values())
     return fig
 
 
@@ -304,7 +386,8 @@ def fig08_csd(results, models: list[str] | None = None, save: bool = False) -> p
     fig.suptitle("Cumulative score distribution (Fig. 8)", fontsize=10)
     fig.tight_layout()
     if save:
-        save_figure(fig, "fig08_csd.png")
+        save_figure(fig, "fig08_csd.png", models=[str(m) for m in (models or results["model"].unique())
+                                                  if m not in ("bicubic", "hr")])
     return fig
 
 
@@ -328,13 +411,14 @@ def fig10_failures(results, model_name: str, model, root, attributes=None, k: in
     fig = image_grid(super_resolve({model_name: model}, hr, degradation, device=device), notes=notes, cell=2.0,
                      title=f"Worst {k} test images by SSIM for {model_name} (Fig. 10)")
     if save:
-        save_figure(fig, "fig10_failures.png")
+        save_figure(fig, "fig10_failures.png", models=[model])
     return fig
 
 
 @torch.no_grad()
 def fig12_intermediate(model, hr: torch.Tensor, save: bool = False,
-                       degradation: DegradationConfig | None = None) -> plt.Figure:
+                       degradation: DegradationConfig | None = None, filename: str = "fig12_intermediate.png"
+                       ) -> plt.Figure:
     """Fig. 12 (A.1): the 2x (48 px) and 4x (96 px) outputs of the first two SR modules,
     `model(lr, all_scales=True)`, next to bicubic and the ground truth at the same size."""
     label = model_label(model)
@@ -356,7 +440,7 @@ def fig12_intermediate(model, hr: torch.Tensor, save: bool = False,
     fig.suptitle(f"Intermediate scales: 2x and 4x outputs (SR) of {label} (Fig. 12)", fontsize=10, y=1.0,
                  va="bottom")
     if save:
-        save_figure(fig, "fig12_intermediate.png")
+        save_figure(fig, filename, models=[model])
     return fig
 
 
@@ -370,15 +454,15 @@ def fig13_sharpening(model, hr: torch.Tensor, save: bool = False, device=None,
             "Target": cols["Target"]}
     fig = image_grid(cols, title="Sharpening post-process (A.2, Fig. 13)")
     if save:
-        save_figure(fig, "fig13_sharpening.png")
+        save_figure(fig, "fig13_sharpening.png", models=[model])
     return fig
 
 
 # ------------------------------------------------------------- the cascade and its loss (notebook 05)
-def fig02_architecture(table, title: str = "", save: bool = False) -> plt.Figure:
+def fig02_architecture(table, title: str = "", save: bool = False, model=None) -> plt.Figure:
     """Fig. 2/11 as measured: channels and resolution after every layer of a real forward pass.
 
-    `table` is `models.sr.shape_table(model)`; branch heads (the 2x/4x RGB outputs used in training)
+    `table` is `models.sr.shape_table(model)` (`model`, if given, is named in the footer); branch heads (the 2x/4x RGB outputs used in training)
     are drawn in orange, the main path in blue, pixel shuffles as dashed lines.
     """
     rows = table[~table["type"].isin(["LeakyReLU"])].reset_index(drop=True)
@@ -404,7 +488,7 @@ def fig02_architecture(table, title: str = "", save: bool = False) -> plt.Figure
                  "branches, dashed: pixel shuffle)", fontsize=10)
     fig.tight_layout()
     if save:
-        save_figure(fig, "fig02_architecture.png")
+        save_figure(fig, "fig02_architecture.png", models=None if model is None else [model])
     return fig
 
 
@@ -460,7 +544,8 @@ def add_arguments(p) -> None:
     p.add_argument("--examples", type=positive_int, default=4, help="faces per qualitative figure")
     p.add_argument("--seed", type=int, default=0, help="which test faces are shown")
     p.add_argument("--only", nargs="*", default=None, metavar="FIG",
-                   help="regenerate only these figures, e.g. --only fig06 fig08")
+                   help="regenerate only these figures, e.g. --only fig06 fig08; `--only gallery` rewrites the "
+                        f"README's {GALLERY} from real test faces (never made otherwise)")
     p.add_argument("--sigma", type=nonnegative_float, default=None, help="degradation blur per 2x step in pixels "
                    "(default: the one the models were trained with, saved in their checkpoints; older ones: 1.0)")
     p.add_argument("--device", default=None)
@@ -490,6 +575,14 @@ def read_results(path: str | Path) -> pd.DataFrame:
 
 
 def _run(args) -> int:
+    if args.only and "gallery" in args.only:  # only when named: it rewrites a committed file
+        name = args.checkpoint[0] if args.checkpoint else DEFAULT_SR
+        if name not in available("sr") or len(args.checkpoint) > 1:
+            raise CSRIPError(f"the gallery shows one shipped model (default {DEFAULT_SR}), not {args.checkpoint}")
+        print(f"wrote {save_gallery(name, args.data, seed=args.seed, device=args.device)} (model {name})")
+        args.only = [f for f in args.only if f != "gallery"]
+        if not args.only:
+            return 0
     unknown = [f for f in args.only or [] if f.split("_")[0] not in FIGURES]
     if unknown:
         raise CSRIPError(f"--only {' '.join(unknown)}: no such figure; known: {' '.join(FIGURES)}")
@@ -502,28 +595,40 @@ def _run(args) -> int:
     def done(name: str, fig: plt.Figure) -> None:
         written.append(figures_dir() / name)
         plt.close(fig)
-        print(f"wrote {figures_dir() / name}")
+        print(f"wrote {figures_dir() / name} (model: {figure_model(figures_dir() / name)})")
 
-    shipped = [resolve(None)] if DEFAULT_SR in available("sr") else []  # the default model, if shipped
-    models = load_models(args.checkpoint or shipped, map_location="cpu")
+    def skip(name: str, why: str) -> None:  # an older copy, made by another model or run, would mislead
+        stale = figures_dir() / name
+        removed = stale.is_file()
+        if removed:
+            stale.unlink()
+        print(f"skipping {name}: {why}" + (f"; removed the older {stale}" if removed else ""))
+
+    if args.checkpoint:
+        models = load_models(args.checkpoint, map_location="cpu")
+        for label in (model_label(m) for m in models.values()):
+            print(f"using {label}")
+    else:  # the default model, if shipped (resolve says which)
+        models = load_models([resolve(None)] if DEFAULT_SR in available("sr") else [], map_location="cpu")
     main_name, main = next(iter(models.items()), (None, None))
     deg = for_models(models, None if args.sigma is None else DegradationConfig(sigma=args.sigma))
     if want("fig02"):  # the architecture of the main model (or of the paper preset)
         if main is not None:
-            arch = main
+            arch, made = main, [main]
         else:
             with torch.device("meta"):  # shapes only: no weights, no compute
-                arch = CascadedSR(get_preset("paper").sr)
-        done("fig02_architecture.png", fig02_architecture(shape_table(arch), save=True))
+                arch, made = CascadedSR(get_preset("paper").sr), ["the paper preset's shapes (no weights)"]
+        done("fig02_architecture.png", fig02_architecture(shape_table(arch), save=True, model=made[0]))
     for name, fn in (("fig03_residuals.png", fig03_residuals), ("fig04_training_data.png", fig04_training_data),
                      ("fig05_error_maps.png", fig05_error_maps)):
         if want(name):
             done(name, fn(hr, degradation=deg, save=True))
-    if not any(want(f"fig{n:02d}") for n in (6, 7, 8, 9, 10, 12, 13)):
-        return 0
     if main is None:
-        print("skipping Figs. 6-10, 12, 13: they need a trained SR model; pass --checkpoint "
-              "runs/<preset>/sr/best.pt (from `csrip train-sr`)")
+        for name in FIGURES[4:]:
+            if want(name):
+                skip(name, "it needs a trained SR model; pass --checkpoint runs/<preset>/sr/best.pt "
+                           "(from `csrip train-sr`)")
+        print(f"{len(written)} figures in {figures_dir()}")
         return 0
     if want("fig06"):
         done("fig06_qualitative.png", fig06_qualitative(models, hr, save=True, device=args.device, degradation=deg))
@@ -541,10 +646,15 @@ def _run(args) -> int:
                                   degradation=deg)
     if want("fig08"):
         done("fig08_csd.png", fig08_csd(results, save=True))
-    if want("fig09") and len(models) > 1:
-        done("fig09_ablation.png", fig09_ablation(models, hr, save=True, device=args.device, degradation=deg))
+    pair = models if len(models) > 1 else (
+        load_models(list(ABLATION_PAIR), map_location="cpu") if set(ABLATION_PAIR) <= set(available("sr")) else {})
+    if want("fig09") and pair:
+        override = None if args.sigma is None else DegradationConfig(sigma=args.sigma)
+        done("fig09_ablation.png", fig09_ablation(pair, hr, save=True, device=args.device,
+                                                  degradation=for_models(pair, override)))
     elif want("fig09"):
-        print("skipping Fig. 9 (ablation): pass two or more checkpoints, e.g. the runs of `csrip ablation`")
+        skip("fig09_ablation.png", "pass two or more checkpoints, e.g. the runs of `csrip ablation` (the shipped "
+                                   f"pair {', '.join(ABLATION_PAIR)} is not there)")
     if want("fig10"):
         attrs = image_attributes(root, "test", max_images=args.max_images)
         done("fig10_failures.png", fig10_failures(results, main_name, main, root, attrs, save=True,
@@ -552,7 +662,7 @@ def _run(args) -> int:
     if want("fig12") and isinstance(main, CascadedSR):
         done("fig12_intermediate.png", fig12_intermediate(main, hr, save=True, degradation=deg))
     elif want("fig12"):
-        print(f"skipping Fig. 12: {main_name} is not a cascade (no 2x/4x outputs)")
+        skip("fig12_intermediate.png", f"{main_name} is not a cascade (no 2x/4x outputs)")
     if want("fig13"):
         done("fig13_sharpening.png", fig13_sharpening(main, hr, save=True, device=args.device, degradation=deg))
     print(f"{len(written)} figures in {figures_dir()}")

@@ -15,6 +15,9 @@ be the folder of the source notebooks (executing into it would replace them).
 `csrip demo --record results` also writes the per-notebook times as result `tour-<preset>` (core.results:
 wall and kernel CPU seconds per notebook, with the command, commit, machine, date and the load average
 before the run), which README.md renders, so a tour time is never typed.
+`csrip demo` also writes each executed copy as HTML (nbconvert, figures embedded) to build/html/, readable
+without Jupyter. While a notebook runs, a bar counts its code cells and shows the latest line the running
+cell printed (its own progress bars), so no stretch of the tour is silent.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import nbformat
@@ -71,15 +75,38 @@ def _error_of(nb: nbformat.NotebookNode) -> str:
     return ""
 
 
+def last_line(text: str, width: int = 60) -> str:
+    """The last non-empty line of a stream chunk, a progress bar's latest state ('\\r' ends a line too)."""
+    lines = [s.strip() for s in text.replace("\r", "\n").split("\n")]
+    line = next((s for s in reversed(lines) if s), "")
+    return line if len(line) <= width else line[:width - 3] + "..."
+
+
+def _client(nb: nbformat.NotebookNode, progress: Callable[[str], None] | None, **kwargs):
+    """An nbclient NotebookClient that also hands `progress` the latest line of every text output."""
+    from nbclient import NotebookClient  # optional (the notebooks extra): only `csrip demo` runs kernels
+
+    class Client(NotebookClient):
+        def output(self, outs, msg, display_id, cell_index):
+            if progress is not None and msg["msg_type"] == "stream":
+                line = last_line(msg["content"].get("text", ""))
+                if line:
+                    progress(line)
+            return super().output(outs, msg, display_id, cell_index)
+
+    return Client(nb, **kwargs)
+
+
 def run_notebook(path: str | Path, out_dir: str | Path | None = None,
                  parameters: dict[str, Any] | None = None, timeout: int = CELL_TIMEOUT_S,
-                 kernel_name: str = "python3", cwd: str | Path | None = None) -> Path:
+                 kernel_name: str = "python3", cwd: str | Path | None = None, desc: str | None = None) -> Path:
     """Execute a notebook top to bottom; write the executed copy to out_dir (default build/).
 
-    Raises CSRIPError naming the failing cell and the executed copy that holds the traceback.
-    The kernel inherits this process's environment (CSRIP_DATA, CSRIP_FIGURES, CSRIP_RUNS).
+    With `desc`, a progress bar of that name counts the code cells (cell k of n) and shows the latest
+    line the running cell printed. Raises CSRIPError naming the failing cell and the executed copy that
+    holds the traceback. The kernel inherits this process's environment (CSRIP_DATA, CSRIP_FIGURES,
+    CSRIP_RUNS).
     """
-    from nbclient import NotebookClient  # optional (the notebooks extra): only `csrip demo` runs kernels
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     path = Path(path)
@@ -87,11 +114,15 @@ def run_notebook(path: str | Path, out_dir: str | Path | None = None,
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / path.name
     nb = inject_parameters(nbformat.read(path, as_version=4), parameters or {})
+    code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()]
+    bar = tqdm(total=len(code), desc=desc, unit="cell", disable=desc is None)
     try:
-        with tempfile.TemporaryDirectory(prefix="csrip-kernel-") as sockets:
-            client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, coalesce_streams=True,
-                                    resources={"metadata": {"path": str(Path(cwd) if cwd else path.parent)}},
-                                    config=_kernel_transport(Path(sockets)))
+        with bar, tempfile.TemporaryDirectory(prefix="csrip-kernel-") as sockets:
+            client = _client(nb, bar.set_postfix_str if desc else None, timeout=timeout, kernel_name=kernel_name,
+                             coalesce_streams=True,
+                             resources={"metadata": {"path": str(Path(cwd) if cwd else path.parent)}},
+                             config=_kernel_transport(Path(sockets)),
+                             on_cell_executed=lambda cell, cell_index, execute_reply: bar.update())
             try:
                 _execute(client)
             except BaseException as e:
@@ -185,6 +216,18 @@ def check_out(out: str | Path | None, notebooks: list[Path], force: bool) -> Pat
     return folder
 
 
+def write_html(notebook: str | Path, out_dir: str | Path) -> Path:
+    """An executed notebook as out_dir/NN_name.html (nbconvert's lab template; figures are in the page),
+    written as every output is (`outputs.write_output`: atomically, never through a link)."""
+    from nbconvert import HTMLExporter  # optional, like nbclient
+
+    notebook, out_dir = Path(notebook), Path(out_dir)
+    body, _ = HTMLExporter(embed_images=True).from_notebook_node(nbformat.read(notebook, as_version=4))
+    out = out_dir / f"{notebook.stem}.html"
+    write_output(out, body.encode("utf-8"), force=True)
+    return out
+
+
 def _kernel_transport(folder: Path):
     """jupyter_client settings: IPC sockets under `folder` where the OS has them (POSIX), else TCP."""
     from traitlets.config import Config
@@ -239,19 +282,19 @@ def run(args: argparse.Namespace) -> int:
     parameters = {"PRESET": args.preset, **({"DATA": str(data)} if args.data else {})}
     figs = figures_dir()
     before = _pngs(figs)
+    html_dir = out_dir / "html"
     done = []
     started, git, load = time.time(), results.git_state(), os.getloadavg()
-    with tqdm(nbs, desc="notebooks", unit="nb") as bar:
-        for nb in bar:
-            bar.set_postfix_str(nb.name)
-            start, cpu = time.perf_counter(), _kernel_cpu_s()
-            out = run_notebook(nb, out_dir, parameters, timeout=args.timeout)
-            done.append((nb.name, time.perf_counter() - start, _kernel_cpu_s() - cpu, out))
+    for k, nb in enumerate(nbs, 1):
+        start, cpu = time.perf_counter(), _kernel_cpu_s()
+        out = run_notebook(nb, out_dir, parameters, timeout=args.timeout, desc=f"[{k}/{len(nbs)}] {nb.stem}")
+        done.append((nb.name, time.perf_counter() - start, _kernel_cpu_s() - cpu, write_html(out, html_dir)))
     written = sorted(p for p, t in _pngs(figs).items() if before.get(p) != t)
-    print(f"\nexecuted notebooks (copies with outputs; PRESET {args.preset!r}; wall time and the kernel's CPU "
-          "time, which a busy machine does not inflate):")
-    for name, seconds, cpu, out in done:
-        print(f"  {name:<40} {seconds:6.0f} s wall {cpu:6.0f} s CPU  -> {out}")
+    print(f"\nexecuted notebooks (PRESET {args.preset!r}; wall time and the kernel's CPU time, both longer on a "
+          f"busy machine; {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f} at the end):")
+    for name, seconds, cpu, html in done:
+        print(f"  {name:<40} {seconds:6.0f} s wall {cpu:6.0f} s CPU  -> {html}")
     print(f"  {'all':<40} {sum(d[1] for d in done):6.0f} s wall {sum(d[2] for d in done):6.0f} s CPU")
     print(f"figures written to {figs}: {len(written)}")
     for p in written:
@@ -259,4 +302,6 @@ def run(args: argparse.Namespace) -> int:
     if args.record:
         for path in record_times(args.record, args.preset, [d[:3] for d in done], started, git, load):
             print(f"wrote {path}")
+    print(f"\nread the tour in a browser: {html_dir}/ (open {done[0][3].name} first); the executed notebooks "
+          f"are in {out_dir}/")
     return 0
