@@ -118,6 +118,17 @@ def test_blur_is_the_same_in_either_layout_and_keeps_it():
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 
 
+def test_blur_is_float32_inside_bf16_autocast():
+    """A residual taken inside a bf16 training step (lp's features of an SR output) is computed as outside
+    it: the fixed filter never runs in bf16 (oneDNN's bf16 depthwise convolution is a slow path)."""
+    x = torch.rand(2, 3, 48, 48).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = residual(x, 1.0)
+    assert inside.dtype == torch.float32
+    torch.testing.assert_close(inside, residual(x, 1.0), rtol=0, atol=0)
+    assert gaussian_blur(x.bfloat16(), 1.0).dtype == torch.bfloat16  # the caller's dtype comes back
+
+
 def test_blur_sigma_zero_is_identity():
     x = torch.rand(2, 3, 48, 48)
     assert gaussian_blur(x, 0) is x

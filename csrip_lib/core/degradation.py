@@ -59,7 +59,8 @@ def gaussian_blur(x: torch.Tensor, sigma: float, truncate: float = TRUNCATE) -> 
 
     The kernel is separable, so it runs as a 1 x k and a k x 1 depthwise convolution: 2k multiply-adds per
     pixel instead of k^2 (k = 19 for the 192 px residuals). Both run in channels_last, where oneDNN's
-    depthwise convolutions are several times faster; the result has the input's layout. Blurs were most
+    depthwise convolutions are several times faster, and in float32 even inside a bf16 autocast region
+    (e.g. lp's residual features of an SR output); the result has the input's layout and dtype. Blurs were most
     of a recognizer's training step before (benchmarks/README.md); tests/test_degradation.py checks the
     numbers against scikit-image."""
     _check_images(x)
@@ -69,12 +70,15 @@ def gaussian_blur(x: torch.Tensor, sigma: float, truncate: float = TRUNCATE) -> 
     k = kernel_size(sigma, truncate)
     if k > min(x.shape[-2:]):  # reflect padding needs the image to be larger than the radius
         k = max(3, (min(x.shape[-2:]) - 1) | 1)
-    g = torch.exp(-0.5 * (torch.linspace(-(k // 2), k // 2, k, dtype=x.dtype, device=x.device) / sigma) ** 2)
+    dtype = x.dtype if x.dtype == torch.float64 else torch.float32  # a fixed filter, always float32 (or 64):
+    g = torch.exp(-0.5 * (torch.linspace(-(k // 2), k // 2, k, dtype=dtype, device=x.device) / sigma) ** 2)
     g, c, r = g / g.sum(), x.shape[1], k // 2
     layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-    y = F.pad(x.contiguous(memory_format=torch.channels_last), [r, r, r, r], mode="reflect")
-    y = F.conv2d(y, g.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
-    return F.conv2d(y, g.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c).contiguous(memory_format=layout)
+    with torch.autocast(x.device.type, enabled=False):  # oneDNN's bf16 depthwise convolution is a slow path
+        y = F.pad(x.to(dtype).contiguous(memory_format=torch.channels_last), [r, r, r, r], mode="reflect")
+        y = F.conv2d(y, g.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
+        y = F.conv2d(y, g.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
+    return y.to(x.dtype).contiguous(memory_format=layout)
 
 
 def downsample2x(x: torch.Tensor, degradation: DegradationConfig | float | None = None) -> torch.Tensor:
