@@ -13,6 +13,7 @@ with sigma 1/3, 1 and 7/3 at 48, 96 and 192 px (`config.RESIDUAL_SIGMAS`), a dif
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Mapping
@@ -74,7 +75,8 @@ def gaussian_blur(x: torch.Tensor, sigma: float, truncate: float = TRUNCATE) -> 
     g = torch.exp(-0.5 * (torch.linspace(-(k // 2), k // 2, k, dtype=dtype, device=x.device) / sigma) ** 2)
     g, c, r = g / g.sum(), x.shape[1], k // 2
     layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-    with torch.autocast(x.device.type, enabled=False):  # oneDNN's bf16 depthwise convolution is a slow path
+    with (torch.autocast(x.device.type, enabled=False) if x.device.type in ("cpu", "cuda")  # oneDNN's bf16
+          else contextlib.nullcontext()):  # depthwise convolution is a slow path; meta tensors: shapes only
         y = F.pad(x.to(dtype).contiguous(memory_format=torch.channels_last), [r, r, r, r], mode="reflect")
         y = F.conv2d(y, g.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
         y = F.conv2d(y, g.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)

@@ -72,7 +72,7 @@ def sitting() -> dict[str, Any]:
 
 def provenance(state: FitState) -> dict[str, Any]:
     """What a checkpoint records of the training that made it: every sitting, the logged wall time and steps."""
-    return {"sittings": state.sittings, "wall_s": round(state.seconds, 1), "steps": state.step}
+    return {"sittings": state.sittings, "wall_s": round(state.seconds, 3), "steps": state.step}
 
 
 def seed_everything(seed: int) -> None:

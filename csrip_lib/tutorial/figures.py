@@ -557,7 +557,7 @@ def run(args) -> int:
         return _run(args)
 
 
-FIGURES = ("fig02", "fig03", "fig04", "fig05", "fig06", "fig07", "fig08", "fig09", "fig10", "fig12", "fig13")
+FIGURE_KEYS = tuple(f.split("_")[0] for f in FIGURES)  # what --only names: fig02 ... fig13
 RESULT_COLUMNS = ("model", "image", "psnr", "ssim")  # what Figs. 8 and 10 read of `csrip evaluate`'s CSV
 
 
@@ -583,9 +583,9 @@ def _run(args) -> int:
         args.only = [f for f in args.only if f != "gallery"]
         if not args.only:
             return 0
-    unknown = [f for f in args.only or [] if f.split("_")[0] not in FIGURES]
+    unknown = [f for f in args.only or [] if f.split("_")[0] not in FIGURE_KEYS]
     if unknown:
-        raise CSRIPError(f"--only {' '.join(unknown)}: no such figure; known: {' '.join(FIGURES)}")
+        raise CSRIPError(f"--only {' '.join(unknown)}: no such figure; known: {' '.join(FIGURE_KEYS)}, gallery")
     check_dir(figures_dir(create=False), "figures folder")
     root = resolve_data(args.data)
     hr, _ = sample_images(root, "test", n=args.examples, seed=args.seed)
