@@ -432,3 +432,20 @@ def test_faces_loaded_for_one_selection_are_refused_by_a_run_of_another(faces, t
     other = sr_run(replace(tiny, selection=replace(tiny.selection, max_identities=3)), train=SHORT)
     with pytest.raises(CSRIPError, match="this run trains on FaceSelection"):
         train_sr(data, other, tmp_path, device="cpu", progress=False)
+
+
+def test_seed_flag_gives_another_start_and_is_saved_with_the_run(faces, tmp_path):
+    """`csrip train-sr --seed k`: the seed is the one training-noise knob an interval over seeds needs;
+    it is recorded in the checkpoint (so `--resume` under another seed is refused) and changes the weights."""
+    short = ["--data", str(faces), "--preset", "tiny", "--alpha", "0", "--max-steps", "1", "--batch-size", "4",
+             "--device", "cpu"]
+    weights = {}
+    for seed in (0, 3):
+        out = tmp_path / f"seed{seed}"
+        assert cli_main(["train-sr", *short, "--seed", str(seed), "--out", str(out)]) == 0
+        ckpt = load_checkpoint(out / "last.pt", kind="sr")
+        assert ckpt["config"]["train"]["seed"] == seed
+        weights[seed] = next(iter(ckpt["model"].values()))
+    assert not torch.equal(weights[0], weights[3])
+    with pytest.raises((CSRIPError, SystemExit)):
+        cli_main(["train-sr", *short, "--seed", "-1", "--out", str(tmp_path / "bad")])

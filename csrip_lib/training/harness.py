@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from ..core.checkpoint import TRAINING_STATE, atomic_write, load_checkpoint, save_checkpoint
 from ..core.config import SpeedConfig, TrainConfig, to_dict, with_legacy_degradation
-from ..core.console import CSRIPError, command_line, positive_float, positive_int, tqdm
+from ..core.console import CSRIPError, command_line, nonnegative_int, positive_float, positive_int, tqdm
 from ..core.outputs import check_runs, lock_runs
 from ..core.results import git_state, hardware
 from ..core.runtime import PRECISIONS, pick_device, step_speed
@@ -405,11 +405,14 @@ def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many optimizer steps")
     parser.add_argument("--lr", type=positive_float, default=None, help="override the preset's initial learning "
                         "rate (the paper's stage-2 value is ambiguous; see config._paper)")
+    parser.add_argument("--seed", type=nonnegative_int, default=None,
+                        help="override the preset's seed (weights, batch order, degradation noise); one run per seed "
+                        "gives an interval over training noise")
 
 
 def schedule_from_args(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
     """`base` with the schedule flags of `add_schedule_arguments` that were given."""
-    overrides = {k: getattr(args, k) for k in ("epochs", "batch_size", "steps_per_epoch", "max_steps", "lr")}
+    overrides = {k: getattr(args, k) for k in ("epochs", "batch_size", "steps_per_epoch", "max_steps", "lr", "seed")}
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
