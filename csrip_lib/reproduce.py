@@ -1,6 +1,6 @@
 """`csrip reproduce NAME`: measure a published result into results/ with one command, then render it.
 
-    csrip reproduce table1|table2|default-model|all [--data DIR] [--out results/] [--force] [options]
+    csrip reproduce table1|table2|table2-base|default-model|all [--data DIR] [--out results/] [--force] [options]
     csrip reproduce --render [--check]          # README.md / docs/ / MODEL_CARD.md blocks from results/
     csrip reproduce --interval NAME --model M [--metric psnr] [--baseline bicubic]
                                                 # a rendered interval, recomputed from NAME_per_image.csv.gz
@@ -14,8 +14,14 @@ table1         Table 1 (Sec. 4.2): the six competitors (SRCNN, VDSR, lp-like, SR
 table2         Table 2's identity question (Sec. 4.3): C+SSIM+M (alpha 0) and C-SRIP (alpha 0.001) from
                scratch at that budget for each of `--seeds`, per seed PSNR, SSIM and the judge's id_dist,
                rank-1, AUC, and the paired difference pooled over seeds with 95% bootstrap intervals over
-               identities (`evaluate.paired_bootstrap`) and its seed-to-seed spread. `--all-variants`
+               identities (`evaluate.paired_bootstrap`) and the per-seed differences, from which the
+               rendered table adds a t interval over seeds (`results.seed_interval`). `--all-variants`
                adds Baseline, B+SSIM and C+SSIM at the first seed.
+table2-base    Table 2's pair at the default model's scale (issue 31): the `base` preset on its own
+               schedule (csrip-base's: 11 epochs of 250 steps), C-SRIP with the priors `recognizers-base`
+               (they know the training identities with >= 2 images; faces of the others get the
+               reconstruction terms only), seeds 0 1; rendered with the rule that picks the default model
+               (`results.identity_prior_decision`).
 default-model  `csrip evaluate` of shipped SR models (`--models`; default: the default model and `--compare-to`) against
                bicubic and HR, with paired differences to `--compare-to`.
 
@@ -31,7 +37,8 @@ and Table 2's seed 0 share the C+SSIM+M and C-SRIP runs); they resume where a ki
 are reused when finished (`ablation.train_variants`).
 `--ship table1` measures nothing: it exports the runs behind results/table1.json into checkpoints/ as
 `<model>-<preset>` (srcnn-quick, ..., c-srip-quick; `ablation.shipped_name`), each manifest entry
-recording the command that trained and scored it, for notebook 06's pretrained Table 1.
+recording the command that trained and scored it, for notebook 06's pretrained Table 1; `--ship
+table2-base` exports that result's seed-0 pair (c-ssim-m-base, c-srip-base).
 Identity priors (C-SRIP, and lp / SRGAN's feature loss): `--recognizers`, else the shipped
 `recognizers-quick` when they were trained on this data's quick identities, else runs/<preset>/recognizers
 (trained there if missing; `tour.recognizers`). The identity judge (`csrip_lib.evaluation.judge`) scores when it is
@@ -57,21 +64,27 @@ from .core.checkpoint import load_checkpoint
 from .core.config import PRESETS, Preset, TrainConfig, get_preset, project_root, runs_dir
 from .core.console import CSRIPError, nonnegative_int, positive_int
 from .core.runtime import pick_device
+from .losses import CSRIPLoss
 from .data.faces import identities_digest, list_faces, resolve_data
 from .data.subsets import identify
 from .evaluation import judge as judge_mod
 from .evaluation.evaluate import (PAPER_TABLE1, PAPER_TABLE2, evaluate_models, load_models, one_line_warnings,
                                   paired_bootstrap, summarize_results)
 from .models import zoo
+from .models.recognizer import load_recognizers
 from .models.registry import load_sr
 from .training.ablation import (COMPETITOR_NAMES, VARIANTS, costs, run_dir, shipped_name, train_variants,
                                 variant_runs)
 from .training.sr import SRData, sr_datasets
 from .tutorial.tour import recognizers as default_recognizers
 
-NAMES = ("table1", "table2", "default-model")
+NAMES = ("table1", "table2", "table2-base", "default-model")
 STEPS, BATCH, VALIDATE_EVERY = 500, 16, 50
 SEEDS = (0, 1, 2)
+PRESET = "quick"  # Tables 1 and 2
+# table2-base: Table 2's pair at the default model's scale, each run on the `base` preset's own schedule
+# (the one `csrip-base` trained with), C-SRIP with the priors that know the base identities with >= 2 images
+BASE = {"preset": "base", "recognizers": "recognizers-base", "seeds": (0, 1)}
 ALPHA = 0.001  # the paper's (Sec. 3.4)
 TABLE1 = [*COMPETITOR_NAMES, "C+SSIM+M", "C-SRIP"]
 PAIR = ("C+SSIM+M", "C-SRIP")  # Table 2's identity comparison: baseline, model
@@ -81,6 +94,19 @@ COMPARE_TO = "csrip-quick"  # default-model: the quick tour's model, which every
 PAPER_KEY = {"bicubic": "bicubic", **COMPETITOR_NAMES, "Baseline": "baseline", "B+SSIM": "bssim",
              "C+SSIM": "cssim", "C+SSIM+M": "cssimm", "C-SRIP": "csrip"}
 PAPER = {**PAPER_TABLE1, **PAPER_TABLE2}
+
+
+def own_schedule(args: argparse.Namespace) -> bool:
+    """True for results trained on their preset's own schedule (table2-base), not the equal budget."""
+    return args.name == "table2-base"
+
+
+def schedule(args: argparse.Namespace, seed: int) -> TrainConfig:
+    """The training schedule of this call's runs: the preset's own (table2-base) or the equal `budget`."""
+    preset = get_preset(args.preset)
+    if own_schedule(args):
+        return replace(preset.train_sr, seed=seed)
+    return budget(preset, args.max_steps, args.batch_size, seed)
 
 
 def budget(preset: Preset, steps: int, batch: int, seed: int = 0) -> TrainConfig:
@@ -185,18 +211,32 @@ def _faces(root: Path, args: argparse.Namespace) -> SRData:
 
 def _train(names: list[str], faces: SRData, out: Path, rec: Path, args: argparse.Namespace, seed: int = 0
            ) -> dict[str, Path]:
-    preset = get_preset(args.preset)
-    runs = variant_runs(names, preset, ALPHA, budget(preset, args.max_steps, args.batch_size, seed))
-    return train_variants(runs, faces, out, recognizers=rec, device=args.device)
+    runs = variant_runs(names, get_preset(args.preset), ALPHA, schedule(args, seed))
+    return train_variants(runs, faces, out, recognizers=rec, device=args.device, partial_priors=own_schedule(args))
 
 
 def _training(faces: SRData, args: argparse.Namespace, rec: Path) -> dict[str, Any]:
-    """Provenance of the training side: preset, budget, identity universe, priors."""
-    ids = faces.identities
-    return {"preset": args.preset, "budget": {"steps": args.max_steps, "batch_size": args.batch_size,
-                                              "validate_every": min(VALIDATE_EVERY, args.max_steps)},
+    """Provenance of the training side: preset, budget or own schedule, identity universe, priors (and the
+    share of training images whose identity they know, where that is not all)."""
+    ids, train = faces.identities, schedule(args, seed=0)
+    if own_schedule(args):
+        steps = train.epochs * train.steps_per_epoch
+        plan = {"schedule": {"epochs": train.epochs, "steps_per_epoch": train.steps_per_epoch, "steps": steps,
+                             "batch_size": train.batch_size, "lr": train.lr, "lr_milestones": list(train.lr_milestones),
+                             "lr_gamma": train.lr_gamma, "patience": train.patience}}
+        known = CSRIPLoss(load_recognizers(rec), ALPHA, identities=ids).known_fraction(faces.labels)
+        plan["priors_known_fraction"] = round(known, 4)
+    else:
+        plan = {"budget": {"steps": args.max_steps, "batch_size": args.batch_size,
+                           "validate_every": min(VALIDATE_EVERY, args.max_steps)}}
+    return {"preset": args.preset, **plan,
             "train_data": {"identities": len(ids), "identities_sha256": identities_digest(ids)},
             "recognizers": _display(rec), "alpha": ALPHA, "bootstrap": BOOTSTRAP}
+
+
+def _kept_step(path: Path) -> int | None:
+    """The optimizer step of the checkpoint a run kept (None: the NBSRF-like forest has no steps)."""
+    return load_checkpoint(path, kind="sr").get("metrics", {}).get("step")
 
 
 def table1(root: Path, args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
@@ -204,8 +244,7 @@ def table1(root: Path, args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame
     ckpts = _train(TABLE1, faces, runs_folder(args, seed=0), rec, args)
     df, judge = score({name: load_sr(path) for name, path in ckpts.items()}, root, args)
     t = summary(df)
-    t["kept_step"] = t["model"].map({n: load_checkpoint(p, kind="sr").get("metrics", {}).get("step")
-                                     for n, p in ckpts.items()})
+    t["kept_step"] = t["model"].map({n: _kept_step(p) for n, p in ckpts.items()})
     cost = costs(ckpts)  # parameters, GFLOP per face, training s/step
     for col in cost:
         t[col] = t["model"].map(cost[col])
@@ -216,14 +255,16 @@ def table1(root: Path, args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame
 
 def table2(root: Path, args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     rec, faces = priors(root, args), _faces(root, args)
-    models, runs = {}, {}
+    models, runs, kept = {}, {}, {}
     for k, seed in enumerate(args.seeds):
         names = [*PAIR, *([n for n in VARIANTS if n not in PAIR] if args.all_variants and k == 0 else [])]
         ckpts = _train(names, faces, runs_folder(args, seed), rec, args, seed)
         models.update({f"{name} seed{seed}": load_sr(path) for name, path in ckpts.items()})
         runs.update({f"{name} seed{seed}": run_provenance(path) for name, path in ckpts.items()})
+        kept.update({f"{name} seed{seed}": _kept_step(path) for name, path in ckpts.items()})
     df, judge = score(models, root, args)
     t = summary(df, configurations={m: m.rsplit(" seed", 1)[0] for m in models})
+    t["kept_step"] = t["model"].map(kept)
     split = t["model"].str.extract(r"^(?P<variant>.*?)(?: seed(?P<seed>\d+))?$")
     t.insert(0, "seed", pd.to_numeric(split["seed"]))
     t["model"] = split["variant"]
@@ -280,39 +321,50 @@ def default_model(root: Path, args: argparse.Namespace) -> tuple[dict[str, pd.Da
                              for (m, c), n in zip(configs.items(), names)}}
 
 
-MEASURE = {"table1": table1, "table2": table2, "default-model": default_model}
+MEASURE = {"table1": table1, "table2": table2, "table2-base": table2, "default-model": default_model}
+
+
+SHIP = {"table1": TABLE1, "table2-base": list(PAIR)}  # what `--ship NAME` exports: seed 0's runs
 
 
 def ship(args: argparse.Namespace) -> list[str]:
-    """Export Table 1's runs (this call's --runs, --preset and budget, seed 0) into checkpoints/ as
-    `shipped_name(model, preset)`, after checking that they are the runs results/table1 measured: same
-    preset and budget, and each checkpoint's kept step the one the result records."""
-    result = results.read(Path(args.out), "table1")
+    """Export the seed-0 runs behind result `args.name` (`SHIP`: Table 1's models, or table2-base's pair)
+    from this call's --runs into checkpoints/ as `shipped_name(model, preset)`, after checking that they
+    are the runs the result measured: same preset and budget, and each checkpoint's kept step the one the
+    result records."""
+    name = args.name
+    result = results.read(Path(args.out), name)
     if result is None:
-        raise CSRIPError(f"{Path(args.out) / 'table1.json'} is missing: measure it first (csrip reproduce table1)")
-    (tables, prov), budget = result, {"steps": args.max_steps, "batch_size": args.batch_size}
-    if prov["preset"] != args.preset or {k: prov["budget"][k] for k in budget} != budget:
-        raise CSRIPError(f"results/table1 was measured at preset {prov['preset']} and {prov['budget']}; pass the "
-                         "same --preset, --max-steps and --batch-size to ship its runs")
-    kept = tables[""].set_index("model")["kept_step"]
+        raise CSRIPError(f"{Path(args.out) / name}.json is missing: measure it first (csrip reproduce {name})")
+    tables, prov = result
+    budget = {"steps": args.max_steps, "batch_size": args.batch_size}
+    if prov["preset"] != args.preset or (not own_schedule(args) and
+                                         {k: prov["budget"][k] for k in budget} != budget):
+        raise CSRIPError(f"results/{name} was measured at preset {prov['preset']} and {prov.get('budget')}; pass "
+                         "the same --preset, --max-steps and --batch-size to ship its runs")
+    t = tables[""]
+    kept = (t[t["seed"] == 0] if "seed" in t else t).set_index("model")["kept_step"]
     folder = runs_folder(args, seed=0)
-    best = {model: run_dir(folder, model) / "best.pt" for model in TABLE1}
+    best = {model: run_dir(folder, model) / "best.pt" for model in SHIP[name]}
     for model, path in best.items():  # every run is checked before any is exported
-        step = load_checkpoint(path, kind="sr").get("metrics", {}).get("step") if path.is_file() else "missing"
+        step = _kept_step(path) if path.is_file() else "missing"
         if step != (None if pd.isna(kept[model]) else kept[model]):  # None: the NBSRF-like forest has no steps
-            raise CSRIPError(f"{path}: kept step {step}, but results/table1 scored step {kept[model]}: not the "
+            raise CSRIPError(f"{path}: kept step {step}, but results/{name} scored step {kept[model]}: not the "
                              "measured run (pass the --runs the result was measured with)")
-    names = {model: shipped_name(model, args.preset) for model in TABLE1}
+    names = {model: shipped_name(model, args.preset) for model in SHIP[name]}
     taken = sorted(set(names.values()) & set(zoo.manifest()))
     if taken and not args.force:
         raise CSRIPError(f"already shipped: {', '.join(taken)}; pass --force to replace them")
-    for model, name in names.items():
-        what = "Table 1 competitor" if model in COMPETITOR_NAMES else "Tables 1-2 cascade"
-        trained = "one forest fit on the same faces (no steps)" if pd.isna(kept[model]) else \
-            f"trained from scratch at {args.max_steps} steps of batch {args.batch_size}"
-        zoo.export(best[model], name, "sr", f"{model} ({what}), {trained}, seed 0, `{args.preset}` sizes: "
-                   "results/table1", force=args.force,
-                   command=prov["command"], result="table1", configuration=model)
+    for model, shipped in names.items():
+        if own_schedule(args):
+            what = f"{model} (alpha {ALPHA if model == 'C-SRIP' else 0:g}, Table 2's pair at the default's scale)"
+            trained = f"trained from scratch on the `{args.preset}` preset's own schedule"
+        else:
+            what = f"{model} ({'Table 1 competitor' if model in COMPETITOR_NAMES else 'Tables 1-2 cascade'})"
+            trained = "one forest fit on the same faces (no steps)" if pd.isna(kept[model]) else \
+                f"trained from scratch at {args.max_steps} steps of batch {args.batch_size}"
+        zoo.export(best[model], shipped, "sr", f"{what}, {trained}, seed 0, `{args.preset}` sizes: results/{name}",
+                   force=args.force, command=prov["command"], result=name, configuration=model)
     return list(names.values())
 
 
@@ -342,9 +394,11 @@ def interval(folder: Path, name: str, model: str, metric: str = "psnr", baseline
 
 # ------------------------------------------------------------------------------------ command line
 def runs_folder(args: argparse.Namespace, seed: int) -> Path:
-    """The runs of one preset, budget and seed (another budget never resumes them). Table 1 and Table 2's
-    seed 0 share theirs: its C+SSIM+M and C-SRIP are trained once and are the same models in both."""
-    return Path(args.runs) / f"{args.preset}-{args.max_steps}x{args.batch_size}" / f"seed{seed}"
+    """The runs of one preset, budget (or own schedule) and seed (another budget never resumes them).
+    Table 1 and Table 2's seed 0 share theirs: its C+SSIM+M and C-SRIP are trained once and are the same
+    models in both."""
+    plan = "own-schedule" if own_schedule(args) else f"{args.max_steps}x{args.batch_size}"
+    return Path(args.runs) / f"{args.preset}-{plan}" / f"seed{seed}"
 
 
 def _display(path: str | Path) -> str:
@@ -363,12 +417,13 @@ def command(name: str, data: dict[str, Any], args: argparse.Namespace) -> str:
     if name == "default-model":
         parts += ["--models", *(args.models or [zoo.DEFAULT_SR, args.compare_to]), "--compare-to", args.compare_to]
     else:
-        parts += ["--runs", _display(args.runs), "--preset", args.preset, "--max-steps", str(args.max_steps),
-                  "--batch-size", str(args.batch_size)]
+        parts += ["--runs", _display(args.runs)]
+        if not own_schedule(args):
+            parts += ["--preset", args.preset, "--max-steps", str(args.max_steps), "--batch-size", str(args.batch_size)]
         if args.recognizers is not None:
             shipped = args.recognizers in zoo.available("recognizers")
             parts += ["--recognizers", args.recognizers if shipped else _display(args.recognizers)]
-    if name == "table2":
+    if name.startswith("table2"):
         parts += ["--seeds", *map(str, args.seeds), *(["--all-variants"] if args.all_variants else [])]
     parts += ["--max-images", str(args.max_images)] if args.max_images else []
     parts += ["--no-identity"] if args.no_identity else []
@@ -398,17 +453,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="overwrite existing result files (training runs "
                         "are resumed or reused, never retrained); with --ship, replace shipped models")
     parser.add_argument("--runs", default=str(runs_dir() / "reproduce"), help="training runs (default: runs/reproduce)")
-    parser.add_argument("--preset", default="quick", choices=sorted(PRESETS),
-                        help="model sizes and identity universe (default: quick; tiny for smoke tests)")
+    parser.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                        help=f"model sizes and identity universe (default: {PRESET}; tiny for smoke tests; "
+                        f"table2-base is always {BASE['preset']})")
     parser.add_argument("--max-steps", type=positive_int, default=STEPS, help=f"the equal budget: Adam steps per "
                         f"network (default {STEPS})")
     parser.add_argument("--batch-size", type=positive_int, default=BATCH, help=f"batch size (default {BATCH})")
-    parser.add_argument("--seeds", type=nonnegative_int, nargs="+", default=list(SEEDS), help="table2's seeds "
-                        f"(default {' '.join(map(str, SEEDS))})")
+    parser.add_argument("--seeds", type=nonnegative_int, nargs="+", default=None, help="table2's seeds "
+                        f"(default {' '.join(map(str, SEEDS))}; table2-base: {' '.join(map(str, BASE['seeds']))})")
     parser.add_argument("--all-variants", action="store_true", help="table2: also Baseline, B+SSIM and C+SSIM "
                         "at the first seed")
     parser.add_argument("--recognizers", default=None, help="identity priors (a run folder or a shipped name; "
-                        "default: recognizers-quick when they know this data's quick identities)")
+                        "default: recognizers-quick when they know this data's quick identities; table2-base: "
+                        f"{BASE['recognizers']})")
     parser.add_argument("--models", nargs="+", default=None, metavar="CKPT", help="default-model: SR checkpoints "
                         f"or shipped names (default: {zoo.DEFAULT_SR} and --compare-to; Table 1/2's are in those results)")
     parser.add_argument("--compare-to", default=COMPARE_TO, metavar="MODEL",
@@ -419,6 +476,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: best available)")
 
 
+def recipe(name: str, args: argparse.Namespace, named: bool = True) -> argparse.Namespace:
+    """`args` for measuring result `name`: its name, and the preset, seeds and priors it defaults to
+    (table2-base: `BASE`, on the base preset's own schedule; the others: --preset quick, seeds 0 1 2)."""
+    if args.seeds is not None and len(set(args.seeds)) < len(args.seeds):
+        raise CSRIPError(f"--seeds {' '.join(map(str, args.seeds))}: each seed once")
+    if name != "table2-base":
+        return argparse.Namespace(**{**vars(args), "name": name, "preset": args.preset or PRESET,
+                                     "seeds": args.seeds or list(SEEDS)})
+    if args.preset not in (None, BASE["preset"]) or (args.all_variants and named):
+        raise CSRIPError(f"table2-base is the C+SSIM+M / C-SRIP pair at the {BASE['preset']} preset's own schedule: "
+                         "it takes no other --preset and no --all-variants (use table2 for those)")
+    return argparse.Namespace(**{**vars(args), "name": name, "preset": BASE["preset"], "all_variants": False,
+                                 "recognizers": args.recognizers or BASE["recognizers"],
+                                 "seeds": args.seeds or list(BASE["seeds"])})
+
+
 def measure(args: argparse.Namespace) -> None:
     """Measure each named result into --out, with its provenance."""
     out = Path(args.out)
@@ -427,14 +500,13 @@ def measure(args: argparse.Namespace) -> None:
     if unknown or not names:
         raise CSRIPError(f"unknown result {', '.join(unknown)}; expected {', '.join(NAMES)} or all" if unknown
                          else f"name a result to measure: {', '.join(NAMES)} or all (or --render)")
-    if len(set(args.seeds)) < len(args.seeds):
-        raise CSRIPError(f"--seeds {' '.join(map(str, args.seeds))}: each seed once")
+    recipes = {name: recipe(name, args, named=name in args.names) for name in names}
     for name in names:
         results.check_writable(out, name, args.force)  # before any training
     root = resolve_data(args.data)
     data = data_record(root)
     git = results.git_state()  # the code this process runs, before a long run gives time to edit it
-    for name in names:
+    for name, args in recipes.items():
         started = time.time()
         tables, fields = MEASURE[name](root, args)
         prov = results.provenance(command(name, data, args), started, git, max_images=args.max_images, data=data,
@@ -461,10 +533,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"{doc}: {'differs from' if args.check else 'rendered from'} {out}")
         return 1 if args.check and changed else 0
     if args.ship:
-        if args.names != ["table1"]:
-            raise CSRIPError("--ship ships table1's runs (Table 2's seed-0 pair is among them): csrip reproduce "
-                             "table1 --ship")
-        for name in ship(args):
+        if len(args.names) != 1 or args.names[0] not in SHIP:
+            raise CSRIPError(f"--ship ships the seed-0 runs of one of {', '.join(SHIP)} (Table 2's seed-0 pair is "
+                             "among table1's): e.g. csrip reproduce table1 --ship")
+        for name in ship(recipe(args.names[0], args)):
             print(f"shipped {name}")
     else:
         measure(args)

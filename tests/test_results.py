@@ -221,6 +221,80 @@ def test_reproduce_table1_trains_every_competitor_and_both_cascades_at_one_budge
     assert cli_main([*ship, "--force"]) == 0
 
 
+
+def test_reproduce_table2_base_trains_the_pair_on_the_presets_own_schedule_with_partial_priors(
+        tmp_path, synthetic_root, monkeypatch, capsys):
+    """Issue 31: table2-base trains C+SSIM+M / C-SRIP per seed on its preset's own schedule (not the equal
+    budget), with priors that know only some identities, records both, and ships seed 0's pair."""
+    from dataclasses import replace
+
+    from csrip_lib import reproduce
+    from csrip_lib.core.checkpoint import load_checkpoint
+    from csrip_lib.core.config import get_preset
+    from csrip_lib.models import zoo
+
+    ids = FaceFolder(synthetic_root, "train", min_images=2).identities
+    priors = write_recognizers(tmp_path / "rec", ids[: len(ids) // 2])  # they know half the identities
+    tiny = get_preset("tiny")
+    own = replace(tiny, train_sr=replace(tiny.train_sr, epochs=2, steps_per_epoch=1, batch_size=4))
+    monkeypatch.setattr(reproduce, "get_preset", lambda name: own)  # the base preset's schedule, in small
+    monkeypatch.setattr(reproduce, "BASE", {"preset": "tiny", "recognizers": str(priors), "seeds": (0, 1)})
+    out, runs = tmp_path / "results", tmp_path / "runs"
+    base = ["reproduce", "table2-base", "--data", str(synthetic_root), "--out", str(out), "--runs", str(runs)]
+    assert cli_main([*base, "--preset", "quick"]) == 2 and "takes no other --preset" in capsys.readouterr().err
+    assert cli_main([*base, "--max-images", "8", "--no-identity", "--device", "cpu"]) == 0
+    tables, prov = results.read(out, "table2-base")
+    assert "budget" not in prov and prov["schedule"]["steps"] == 2 and prov["schedule"]["epochs"] == 2
+    assert 0 < prov["priors_known_fraction"] < 1 and prov["seeds"] == [0, 1] and prov["preset"] == "tiny"
+    assert sorted(prov["runs"]) == ["C+SSIM+M seed0", "C+SSIM+M seed1", "C-SRIP seed0", "C-SRIP seed1"]
+    for seed in (0, 1):
+        saved = load_checkpoint(runs / "tiny-own-schedule" / f"seed{seed}" / "c_srip" / "last.pt", kind="sr")
+        assert saved["config"]["train"]["seed"] == seed and saved["config"]["train"]["epochs"] == 2
+        assert saved["config"]["loss"]["alpha"] == 0.001
+    command = shlex.split(prov["command"])
+    assert command[2] == "table2-base" and not {"--preset", "--max-steps", "--batch-size"} & set(command)
+    assert command[command.index("--seeds") + 1:command.index("--seeds") + 3] == ["0", "1"]
+    block = results.render_block("table2-base", out)
+    assert "preset's own schedule: 2 epochs of 1 Adam steps of batch 4" in block
+    assert f"they know {prov['priors_known_fraction']:.0%} of the training images' identities" in block
+    assert "Default model rule:" in block and "mean of seeds [95% CI over seeds]" in block
+
+    monkeypatch.setattr(zoo, "CHECKPOINTS_DIR", tmp_path / "repo" / "checkpoints")
+    assert cli_main(["reproduce", "table2-base", "--ship", "--out", str(out), "--runs", str(runs)]) == 0
+    manifest = zoo.manifest()
+    assert sorted(manifest) == ["c-srip-tiny", "c-ssim-m-tiny"]
+    assert {e["result"] for e in manifest.values()} == {"table2-base"}
+    kept = tables[""].query("seed == 0").set_index("model")["kept_step"]
+    assert load_checkpoint(zoo.resolve("c-srip-tiny"), kind="sr")["metrics"]["step"] == kept["C-SRIP"]
+
+
+def test_the_interval_over_seeds_is_a_t_interval_and_a_reading_needs_both_intervals():
+    """Issue 31: per-seed differences +0.084, +0.226, +0.108 dB (Table 2's PSNR) give about [-0.05, +0.33]
+    over seeds: a face-level interval above 0 no longer reads "higher"."""
+    import numpy as np
+    diffs = [0.084, 0.226, 0.108]
+    mean, lo, hi = results.seed_interval(diffs)
+    half = 4.302653 * np.std(diffs, ddof=1) / np.sqrt(3)  # t(0.975, 2 degrees of freedom)
+    assert (mean, lo, hi) == pytest.approx((np.mean(diffs), np.mean(diffs) - half, np.mean(diffs) + half), rel=1e-5)
+    assert np.isnan(results.seed_interval([0.1])[1])
+
+    def paired(**rows):  # metric -> (face-level low, high, per-seed differences)
+        return pd.DataFrame([{"model": "C-SRIP", "metric": m, "diff": float(np.mean(d)), "diff_low": lo,
+                              "diff_high": hi, "per_seed": ";".join(map(str, d))} for m, (lo, hi, d) in rows.items()])
+
+    shown = paired(psnr=(0.10, 0.20, [0.15, 0.16]), id_dist=(-0.01, 0.01, [0.0, 0.001]))
+    assert results.seed_rows(shown).set_index("metric").loc["psnr", "reading"].startswith("higher (both")
+    assert results.identity_prior_decision(shown)[0]
+    noisy = paired(psnr=(0.10, 0.20, [0.084, 0.226, 0.108]))
+    assert results.seed_rows(noisy)["reading"].iloc[0].startswith("not shown")
+    assert not results.identity_prior_decision(noisy)[0]
+    closer_but_worse = paired(psnr=(0.10, 0.20, [0.15, 0.16]), id_dist=(0.01, 0.02, [0.015, 0.016]))
+    met, why = results.identity_prior_decision(closer_but_worse)  # id_dist: lower is closer, so higher is worse
+    assert not met and why == "better on PSNR; worse on id_dist"
+    committed = results.read(project_root() / "results", "table2")[0]["paired"]  # the review's finding
+    assert results.seed_rows(committed).set_index("metric").loc["psnr", "reading"].startswith("not shown")
+
+
 def per_image_rows(models: list[str], seed: int = 0) -> pd.DataFrame:
     """Generated per-image scores: bicubic and `models` on 30 identities of 1-4 images, full precision."""
     import numpy as np

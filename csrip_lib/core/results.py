@@ -38,8 +38,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
+from scipy import stats
 
 from .checkpoint import load_checkpoint, read_manifest
 from .config import project_root
@@ -334,10 +336,32 @@ def _setup(prov: dict[str, Any]) -> str:
 
 
 def _budget(prov: dict[str, Any]) -> str:
+    """The training budget a result's runs had: the equal budget, or their preset's own schedule."""
+    if "schedule" in prov:
+        c = prov["schedule"]
+        decay = (f", lr x {c['lr_gamma']:.3g} after epochs {', '.join(map(str, c['lr_milestones']))}"
+                 if c["lr_milestones"] else "")
+        return (f"the `{prov['preset']}` preset's own schedule: {c['epochs']} epochs of {c['steps_per_epoch']} Adam "
+                f"steps of batch {c['batch_size']} ({c['steps']:,} steps, {c['steps'] * c['batch_size']:,} images), "
+                f"lr {c['lr']:g}{decay}, the best validation epoch kept")
     b = prov["budget"]
     return (f"{b['steps']:,} Adam steps of batch {b['batch_size']} ({b['steps'] * b['batch_size']:,} images), "
             f"the `{prov['preset']}` preset's sizes and learning rate, validation every {b['validate_every']} "
             "steps with the best validation epoch kept, no early stop")
+
+
+def seed_interval(diffs: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high) of per-seed differences `model - baseline`, one per training seed: a Student-t
+    interval at `level` with n - 1 degrees of freedom, an interval over *trainings*. The bootstrap intervals
+    (`evaluate.paired_bootstrap`) resample test identities and say nothing about training noise; a claim
+    about a training effect needs this one too. With 2 seeds t is 12.7, so only a difference that barely
+    moves between seeds is shown. NaN bounds below 2 seeds."""
+    x = np.asarray(list(diffs), dtype=float)
+    mean = float(x.mean()) if len(x) else float("nan")
+    if len(x) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+    return mean, mean - half, mean + half
 
 
 def _reading(low: float, high: float) -> str:
@@ -382,26 +406,96 @@ def _order(t: pd.DataFrame) -> str:
     return f"\n\nOrder at seed {int(first['seed'].iloc[0])}, as measured: {'; '.join(parts)}."
 
 
+def _side(low: float, high: float) -> int:
+    """+1 when an interval lies above 0, -1 below, 0 when it contains 0 or is missing."""
+    return 1 if low > 0 else -1 if high < 0 else 0
+
+
+def _reading_over_seeds(face_low: float, face_high: float, seed_low: float, seed_high: float) -> str:
+    """What a training effect's two intervals support together: a difference is read as one only when
+    the interval over test identities and the interval over training seeds both exclude 0, on one side."""
+    if pd.isna(seed_low):
+        return f"{_reading(face_low, face_high)}; training noise not measured (one seed)"
+    face, seeds = _side(face_low, face_high), _side(seed_low, seed_high)
+    word = {1: "higher", -1: "lower"}
+    if seeds and face == seeds:
+        return f"{word[seeds]} (both intervals {'above' if seeds > 0 else 'below'} 0)"
+    if seeds and pd.isna(face_low):
+        return f"{word[seeds]} over seeds (no interval over faces: one value per model and seed)"
+    if face and not seeds:
+        return "not shown: the interval over faces excludes 0, the interval over seeds contains 0"
+    return "no difference shown"
+
+
+def seed_rows(paired: pd.DataFrame) -> pd.DataFrame:
+    """Table 2's pooled rows with the interval over seeds (`seed_interval` of each metric's per-seed
+    differences: seed_mean, seed_low, seed_high) and the reading both intervals support."""
+    over = [seed_interval(float(x) for x in str(v).split(";")) for v in paired["per_seed"]]
+    out = paired.assign(**{c: [o[i] for o in over] for i, c in enumerate(("seed_mean", "seed_low", "seed_high"))})
+    out["reading"] = [_reading_over_seeds(r.get("diff_low"), r.get("diff_high"), r["seed_low"], r["seed_high"])
+                      for _, r in out.iterrows()]
+    return out
+
+
+LOWER_IS_BETTER = {"id_dist"}
+RULE = ("C-SRIP becomes the default when it is better than C+SSIM+M on PSNR or judge rank-1 with both intervals "
+        "(over test identities and over seeds) on the better side of 0, and worse on no metric by the same test")
+
+
+def identity_prior_decision(paired: pd.DataFrame) -> tuple[bool, str]:
+    """Issue 31's rule for the default model (`RULE`), applied to a Table 2 paired table: (met, the
+    metrics that decided it)."""
+    rows = seed_rows(paired).set_index("metric")
+    better, worse = [], []
+    for metric, r in rows.iterrows():
+        sign = -1 if metric in LOWER_IS_BETTER else 1
+        face = _side(r["diff_low"], r["diff_high"]) if pd.notna(r.get("diff_low")) else None
+        seeds = _side(r["seed_low"], r["seed_high"])
+        side = seeds * sign if face is None or face == seeds else 0
+        (better if side > 0 else worse if side < 0 else []).append(metric)
+    met = bool({"psnr", "id_rank1"} & set(better)) and not worse
+    named = lambda ms: ", ".join(METRICS[m].split(" ")[0] for m in ms) or "none"  # noqa: E731
+    return met, f"better on {named(better)}; worse on {named(worse)}"
+
+
 def render_table2(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
-    t, paired = tables[""], tables["paired"]
+    t, paired = tables[""], seed_rows(tables["paired"])
     label = (lambda r: f"{r['model']} (alpha {r['alpha']:g}), seed {int(r['seed'])}" if pd.notna(r.get("seed"))
              else str(r["model"]))
     rows = []
     for _, r in paired.iterrows():
         digits = 2 if r["metric"] == "psnr" else 3
         seeds = ", ".join(_num(float(x), digits + 1, True) for x in str(r["per_seed"]).split(";"))
-        rows.append([METRICS[r["metric"]], _ci(r, "diff", digits + 1), seeds, _num(r["seed_sd"], digits + 1),
-                     _reading(r["diff_low"], r["diff_high"])])
-    pooled = _table([f"{prov['compared'][1]} - {prov['compared'][0]}", "pooled over seeds [95% CI]",
-                     "per seed", "seed-to-seed sd", "reading"], rows, "lrrrl")
+        over = _ci(pd.Series({"d": r["seed_mean"], "d_low": r["seed_low"], "d_high": r["seed_high"]}), "d", digits + 1)
+        rows.append([METRICS[r["metric"]], _ci(r, "diff", digits + 1), seeds, over, r["reading"]])
+    pooled = _table([f"{prov['compared'][1]} - {prov['compared'][0]}", "pooled [95% CI over test identities]",
+                     "per seed", "mean of seeds [95% CI over seeds]", "reading"], rows, "lrrrl")
+    n = len(prov["seeds"])
     return (f"C+SSIM+M (alpha 0) and C-SRIP (alpha {prov['alpha']:g}) trained from scratch, seeds "
             f"{', '.join(map(str, prov['seeds']))}, each at {_budget(prov)}, with the identity priors "
-            f"`{prov['recognizers']}`. {_setup(prov)}\n\n{scores_table(t, label)}{_order(t)}\n\n"
-            f"Paired differences on the same test faces, pooled over seeds; 95% intervals from "
-            f"{prov['bootstrap']:,} bootstrap resamples of identities (AUC: one value per model and seed, so no "
-            f"interval; rank-1: over the probes both models rank). The intervals resample test identities, not "
-            f"trainings: how much a difference moves from one training seed to the next is the seed-to-seed sd, "
-            f"from {len(prov['seeds'])} seeds.\n\n{pooled}")
+            f"`{prov['recognizers']}`{_coverage(prov)}. {_setup(prov)}\n\n{scores_table(t, label)}{_order(t)}\n\n"
+            f"Paired differences on the same test faces. Two intervals: over test identities ({prov['bootstrap']:,} "
+            f"bootstrap resamples of identities, all seeds pooled; rank-1 over the probes both models rank; AUC has "
+            f"one value per model and seed, so none), and over trainings (Student t with {n - 1} degree"
+            f"{'s' if n != 2 else ''} of freedom over the {n} per-seed differences, `results.seed_interval`). The "
+            f"first says the difference is not an accident of which faces were tested, the second that it is not "
+            f"an accident of one training; a training effect is read only where both exclude 0.\n\n{pooled}")
+
+
+def _coverage(prov: dict[str, Any]) -> str:
+    """", which know 64% of the training images' identities" where the priors know only some of them."""
+    known = prov.get("priors_known_fraction")
+    return "" if known is None or known >= 1 else \
+        f" (they know {known:.0%} of the training images' identities; the others get the reconstruction terms only)"
+
+
+def render_table2_base(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
+    """Table 2's pair at the default model's scale, and what issue 31's rule makes of it."""
+    met, why = identity_prior_decision(tables["paired"])
+    outcome = ("met: C-SRIP is the default model" if met else
+               "not met: at this scale the identity prior did not help by this test, and the default stays "
+               "C+SSIM+M")
+    return f"{render_table2(tables, prov)}\n\nDefault model rule: {RULE}. Here: {why}, so the rule is {outcome}."
 
 
 def render_default_model(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
@@ -486,7 +580,8 @@ def render_tour(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
 
 
 RENDERERS: dict[str, Callable[[dict[str, pd.DataFrame], dict[str, Any]], str]] = {
-    "table1": render_table1, "table2": render_table2, "default-model": render_default_model,
+    "table1": render_table1, "table2": render_table2, "table2-base": render_table2_base,
+    "default-model": render_default_model,
     "tour-quick": render_tour, "tour-pretrained": render_tour}
 MEASURED_BY = {"tour-quick": "csrip demo --preset quick --record results",
                "tour-pretrained": "csrip demo --record results"}  # results that `csrip reproduce` does not make

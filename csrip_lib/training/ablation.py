@@ -101,15 +101,16 @@ def variant_runs(names: list[str], preset: Preset, alpha: float | None = None, t
 
 
 def train_variants(runs: dict[str, RunSpec], data: SRData | str | Path, out: Path, recognizers=None, force: bool = False,
-                   device=None, progress: bool = True) -> dict[str, Path]:
-    """Train (or reuse / resume) each run (`variant_runs`) on the same loaded faces; returns {name: best.pt}."""
+                   device=None, progress: bool = True, partial_priors: bool = False) -> dict[str, Path]:
+    """Train (or reuse / resume) each run (`variant_runs`) on the same loaded faces; returns {name: best.pt}.
+    `partial_priors`: C-SRIP's recognizers may know only some training identities (`train_sr`)."""
     best = {}
     for name, run in runs.items():
         d = run_dir(out, name)
         if run.model == "csrip":
             print(f"--- {name} ({run.net.arch}, {run.loss})")
             train_sr(data, run, d, recognizers=recognizers, resume=not force, force=force, device=device,
-                     progress=progress)
+                     progress=progress, partial_priors=partial_priors)
         else:
             print(f"--- {name} ({run.model})")
             train_competitor(data, run, d, recognizers=recognizers, resume=not force, force=force, device=device,
