@@ -258,6 +258,8 @@ def test_reproduce_table2_base_trains_the_pair_on_the_presets_own_schedule_with_
     assert "preset's own schedule: 2 epochs of 1 Adam steps of batch 4" in block
     assert f"they know {prov['priors_known_fraction']:.0%} of the training images' identities" in block
     assert "Default model rule:" in block and "mean of seeds [95% CI over seeds]" in block
+    short = results.render_block("table2-base-decision", out)  # the README's form
+    assert short.count("\n| ") == len(tables["paired"]) + 1 and short.endswith(block.rsplit("\n\n", 1)[1])
 
     monkeypatch.setattr(zoo, "CHECKPOINTS_DIR", tmp_path / "repo" / "checkpoints")
     assert cli_main(["reproduce", "table2-base", "--ship", "--out", str(out), "--runs", str(runs)]) == 0
@@ -266,6 +268,8 @@ def test_reproduce_table2_base_trains_the_pair_on_the_presets_own_schedule_with_
     assert {e["result"] for e in manifest.values()} == {"table2-base"}
     kept = tables[""].query("seed == 0").set_index("model")["kept_step"]
     assert load_checkpoint(zoo.resolve("c-srip-tiny"), kind="sr")["metrics"]["step"] == kept["C-SRIP"]
+    cards = results.render_block("table2-base-models", out, root=tmp_path / "repo")
+    assert "### c-srip-tiny" in cards and "Test split (results/table2-base)" in cards
 
 
 def test_the_interval_over_seeds_is_a_t_interval_and_a_reading_needs_both_intervals():
@@ -291,8 +295,9 @@ def test_the_interval_over_seeds_is_a_t_interval_and_a_reading_needs_both_interv
     closer_but_worse = paired(psnr=(0.10, 0.20, [0.15, 0.16]), id_dist=(0.01, 0.02, [0.015, 0.016]))
     met, why = results.identity_prior_decision(closer_but_worse)  # id_dist: lower is closer, so higher is worse
     assert not met and why == "better on PSNR; worse on id_dist"
-    committed = results.read(project_root() / "results", "table2")[0]["paired"]  # the review's finding
-    assert results.seed_rows(committed).set_index("metric").loc["psnr", "reading"].startswith("not shown")
+    committed = results.read(project_root() / "results", "table2")  # the review's finding
+    assert results.seed_rows(committed[0]["paired"]).set_index("metric").loc["psnr", "reading"].startswith("not shown")
+    assert "the rule is not met" in results.render_decision(*committed)
 
 
 def per_image_rows(models: list[str], seed: int = 0) -> pd.DataFrame:

@@ -489,13 +489,35 @@ def _coverage(prov: dict[str, Any]) -> str:
         f" (they know {known:.0%} of the training images' identities; the others get the reconstruction terms only)"
 
 
-def render_table2_base(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
-    """Table 2's pair at the default model's scale, and what issue 31's rule makes of it."""
+def render_decision(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
+    """The README's short form of table2-base: the pair's differences with both intervals, and the default
+    model the rule gives (the whole table: docs/results.md)."""
+    paired = seed_rows(tables["paired"])
+    rows = [[METRICS[r["metric"]], _ci(r, "diff", 3 if r["metric"] == "psnr" else 4),
+             _ci(pd.Series({"d": r["seed_mean"], "d_low": r["seed_low"], "d_high": r["seed_high"]}), "d",
+                 3 if r["metric"] == "psnr" else 4), r["reading"]] for _, r in paired.iterrows()]
     met, why = identity_prior_decision(tables["paired"])
+    test = prov.get("test_data", {})
+    return (f"C-SRIP (alpha {prov['alpha']:g}, identity priors `{prov['recognizers']}`) minus C+SSIM+M (alpha 0), "
+            f"both the `{prov['preset']}` cascade trained from scratch on its own schedule, seeds "
+            f"{', '.join(map(str, prov['seeds']))}, on {test.get('images', '?'):,} test faces (measured "
+            f"{prov['date']}; `{prov['command']}`):\n\n"
+            + _table(["C-SRIP - C+SSIM+M", "pooled [95% CI over test identities]", "mean of seeds [95% CI over seeds]",
+                      "reading"], rows, "lrrl")
+            + f"\n\n{_outcome(met, why)}")
+
+
+def _outcome(met: bool, why: str) -> str:
+    """The default-model rule's verdict on a table2-base result, as one paragraph."""
     outcome = ("met: C-SRIP is the default model" if met else
                "not met: at this scale the identity prior did not help by this test, and the default stays "
                "C+SSIM+M")
-    return f"{render_table2(tables, prov)}\n\nDefault model rule: {RULE}. Here: {why}, so the rule is {outcome}."
+    return f"Default model rule: {RULE}. Here: {why}, so the rule is {outcome}."
+
+
+def render_table2_base(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
+    """Table 2's pair at the default model's scale, and what issue 31's rule makes of it."""
+    return f"{render_table2(tables, prov)}\n\n{_outcome(*identity_prior_decision(tables['paired']))}"
 
 
 def render_default_model(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
@@ -543,28 +565,33 @@ def render_recognizers(root: Path, name: str) -> str:
                       "paper train / val (CASIA-WebFace)"], rows, "lrrrrrrr"))
 
 
-def render_shipped(root: Path, folder: Path) -> str:
-    """A model-card section per shipped model of results/table1 (`csrip reproduce table1 --ship`): what it is,
-    its file and SHA-256 from checkpoints/manifest.json, and its scores from results/table1."""
-    entries = {n: e for n, e in read_manifest(root / MANIFEST).items() if e.get("result") == "table1"}
-    result = read(folder, "table1")
+SHIPPED_BY = {"table1-models": "table1", "table2-base-models": "table2-base"}  # block -> result it ships
+
+
+def render_shipped(root: Path, folder: Path, result_name: str = "table1") -> str:
+    """A model-card section per shipped model of result `result_name` (`csrip reproduce NAME --ship`): what it
+    is, its file and SHA-256 from checkpoints/manifest.json, and its scores from results/NAME (seed 0's row
+    where the result has seeds)."""
+    entries = {n: e for n, e in read_manifest(root / MANIFEST).items() if e.get("result") == result_name}
+    result = read(folder, result_name)
     if not entries or result is None:
-        return "not shipped yet: run `csrip reproduce table1`, then `csrip reproduce table1 --ship`"
+        return (f"not shipped yet: run `csrip reproduce {result_name}`, then `csrip reproduce {result_name} "
+                "--ship`")
     (tables, prov), sections = result, []
-    rows = tables[""].set_index("model")
+    t = tables[""]
+    rows = (t[t["seed"] == 0] if "seed" in t else t).set_index("model")
     for name, e in entries.items():
         r = rows.loc[e["configuration"]]
         files = ", ".join(f"`{rel}` ({(root / 'checkpoints' / rel).stat().st_size / 1e6:.2f} MB) sha256 `{d}`"
                           for rel, d in e["files"].items())
         kept = f"kept step {int(r['kept_step'])}" if r.get("kept_step", 0) > 0 else "one forest fit, no steps"
-        sections.append(f"### {name}\n\n{e['description']}; {kept}. {files}.\nTest split (results/table1): PSNR "
-                        f"{_num(r['psnr'], 2)} dB ({_ci(r, 'dpsnr', 2)} over bicubic), SSIM {_num(r['ssim'], 3)} "
+        sections.append(f"### {name}\n\n{e['description']}; {kept}. {files}.\nTest split (results/{result_name}): "
+                        f"PSNR {_num(r['psnr'], 2)} dB ({_ci(r, 'dpsnr', 2)} over bicubic), SSIM {_num(r['ssim'], 3)} "
                         f"({_ci(r, 'dssim', 3)}).")
     hw = prov["hardware"]
     return (f"Trained and scored by\n`{prov['command']}`\n(measured {prov['date']} on {hw['cpu']}, {hw['cores']} "
-            f"cores, "
-            f"torch {prov['torch']}; results/table1.json has the rest of the provenance), shipped by `csrip reproduce "
-            "table1 --ship`.\n\n" + "\n\n".join(sections))
+            f"cores, torch {prov['torch']}; results/{result_name}.json has the rest of the provenance), shipped by "
+            f"`csrip reproduce {result_name} --ship`.\n\n" + "\n\n".join(sections))
 
 
 def render_tour(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
@@ -581,8 +608,9 @@ def render_tour(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
 
 RENDERERS: dict[str, Callable[[dict[str, pd.DataFrame], dict[str, Any]], str]] = {
     "table1": render_table1, "table2": render_table2, "table2-base": render_table2_base,
-    "default-model": render_default_model,
+    "table2-base-decision": render_decision, "default-model": render_default_model,
     "tour-quick": render_tour, "tour-pretrained": render_tour}
+SOURCE = {"table2-base-decision": "table2-base"}  # blocks that render another name's result
 MEASURED_BY = {"tour-quick": "csrip demo --preset quick --record results",
                "tour-pretrained": "csrip demo --record results"}  # results that `csrip reproduce` does not make
 
@@ -592,21 +620,23 @@ def render_block(name: str, folder: Path | None = None, root: Path | None = None
     manifest or table whose content lacks what the block shows (an edited file) is a one-line CSRIPError."""
     root = root or project_root()
     folder = folder or root / "results"
-    if name not in (*RENDERERS, *RECOGNIZERS, "table1-models"):
+    if name not in (*RENDERERS, *RECOGNIZERS, *SHIPPED_BY):
         raise CSRIPError(f"unknown results block {name!r}; known: "
-                         f"{', '.join([*RENDERERS, *RECOGNIZERS, 'table1-models'])}")
+                         f"{', '.join([*RENDERERS, *RECOGNIZERS, *SHIPPED_BY])}")
     try:
         if name in RECOGNIZERS:
             return render_recognizers(root, name)
-        if name == "table1-models":
-            return render_shipped(root, folder)
-        result = read(folder, name)
+        if name in SHIPPED_BY:
+            return render_shipped(root, folder, SHIPPED_BY[name])
+        source = SOURCE.get(name, name)
+        result = read(folder, source)
         if result is None:
-            return f"not measured yet: run `{MEASURED_BY.get(name, f'csrip reproduce {name}')}`"
+            return f"not measured yet: run `{MEASURED_BY.get(source, f'csrip reproduce {source}')}`"
         return RENDERERS[name](*result)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
         source = {**{r: f"checkpoints/{r}/accuracy.csv" for r in RECOGNIZERS},
-                  "table1-models": f"{MANIFEST} or {folder}/table1.json"}
+                  **{b: f"{MANIFEST} or {folder}/{r}.json" for b, r in SHIPPED_BY.items()},
+                  **{b: f"{folder}/{r}.json or its tables" for b, r in SOURCE.items()}}
         raise CSRIPError(f"{source.get(name, f'{folder}/{name}.json or its tables')} lack(s) what the {name} "
                          f"block shows ({type(e).__name__}: {' '.join(str(e).split())[:80]}); edited or damaged? "
                          "measure it again with --force") from None
