@@ -254,8 +254,9 @@ def test_the_step_runs_at_the_speed_it_is_given_and_checkpoints_record_it(tmp_pa
         fit(make_model(), probe, eval_fn, train, val, cfg, tmp_path, kind="toy", config={"arch": "toy"},
             monitor="acc", device="cpu", speed=fast)
     assert set(seen) == {(torch.bfloat16, True)}  # autocast on, NHWC weights: what the speed says
-    assert load_checkpoint(tmp_path / "last.pt", kind="toy")["speed"] == {"bf16": True, "channels_last": True}
-    assert load_checkpoint(tmp_path / "best.pt", kind="toy")["speed"] == {"bf16": True, "channels_last": True}
+    def speeds(name):
+        return [s["speed"] for s in load_checkpoint(tmp_path / name, kind="toy")["provenance"]["sittings"]]
+    assert speeds("last.pt") == speeds("best.pt") == [{"bf16": True, "channels_last": True}]
     # the speed is not the run's configuration: a run resumes under another one, and says so
     seen.clear()
     kill_at[0] = 10**6
@@ -263,4 +264,4 @@ def test_the_step_runs_at_the_speed_it_is_given_and_checkpoints_record_it(tmp_pa
               monitor="acc", device="cpu", resume=True, speed=plain)
     assert list(log["epoch"]) == [1, 2, 3] and set(seen) == {(torch.float32, False)}
     assert "continues with {'bf16': False, 'channels_last': False}" in capsys.readouterr().out
-    assert load_checkpoint(tmp_path / "last.pt", kind="toy")["speed"] == {"bf16": False, "channels_last": False}
+    assert speeds("last.pt") == [{"bf16": True, "channels_last": True}, {"bf16": False, "channels_last": False}]

@@ -112,8 +112,8 @@ class SpeedConfig:
     "Training step"): `bf16` autocasts the networks' convolutions and matrix products to bfloat16 (the
     degradation, the residual images and the losses stay float32, as Eq. 2-4 are written); `channels_last`
     keeps images and weights in NHWC, the layout oneDNN (CPU) and tensor cores (GPU) are fastest in.
-    `core.runtime.step_speed` picks the default for a device; every checkpoint records the one used
-    ("speed"). It is not part of a run's compared config: a run resumes under another speed (the same
+    `core.runtime.step_speed` picks the default for a device; every checkpoint records the one each
+    sitting used (`harness.sitting`, its "provenance"). It is not part of a run's compared config: a run resumes under another speed (the same
     arithmetic, other rounding)."""
 
     bf16: bool = False

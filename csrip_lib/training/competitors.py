@@ -209,7 +209,7 @@ def fit_forest(cfg, hr: torch.Tensor, val_loader: DataLoader, out: Path, config:
             raise CSRIPError(f"{last} was fitted with a different configuration; use --force or another --out")
         print(f"{out}: finished (fitted)")
         return pd.DataFrame(ckpt["state"]["history"])
-    t0, started = time.time(), sitting()
+    t0, started = time.time(), sitting(SpeedConfig())  # a forest fit: float32, no autocast
     seed_everything(seed)
     g = torch.Generator().manual_seed(seed)
     per_image = max(1, -(-cfg.patches // len(hr)))  # blocks sampled per training face

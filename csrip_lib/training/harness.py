@@ -4,7 +4,7 @@ The caller says *what* one step and one evaluation are; `fit` does the rest:
     step_fn(model, batch, device) -> {"loss": Tensor, <other terms>: Tensor}   (terms are logged)
     eval_fn(model, loader, device) -> {<metric>: float}                         (`monitor` picks one)
 Adam + MultiStepLR (stepped per epoch), the step's `SpeedConfig` (bf16 autocast and channels_last where the
-hardware has them: `core.runtime.step_speed`; recorded as "speed" in every checkpoint), early stopping on
+hardware has them: `core.runtime.step_speed`; recorded in each sitting of the provenance), early stopping on
 `monitor`, one tqdm bar per run, out_dir/log.csv (one row per epoch), atomic checkpoints:
     out_dir/last.pt  everything needed to continue: model, optimizer, scheduler and the `FitState`
                      (epoch, batch in epoch, best metric, patience counter, history, RNG states of
@@ -12,7 +12,7 @@ hardware has them: `core.runtime.step_speed`; recorded as "speed" in every check
                      now). Written every epoch, every `save_every_s` seconds and when training stops.
     out_dir/best.pt  model weights of the best epoch (+ config, metrics, `extra`).
 Both carry the run's "provenance" (`provenance`): one `sitting` per start or resume (command line, git
-commit and dirty flag of the code, UTC date, hardware, torch) and the logged wall time and steps so far, so
+commit and dirty flag of the code, UTC date, hardware, torch, the step's speed) and the logged wall time and steps so far, so
 a result that scores the run can say which code trained it, and when (core.results lists it).
 `resume=True` continues a killed run exactly: the epoch's batch order is replayed from the saved
 epoch-start RNG state, the batches already trained are skipped, then the current RNG state is
@@ -63,11 +63,12 @@ class OwnStep:
 EvalFn = Callable[[torch.nn.Module, DataLoader, torch.device], dict[str, float]]
 
 
-def sitting() -> dict[str, Any]:
-    """Who trains now: the command line, the code's git commit and dirty flag, the date (UTC), hardware and
-    torch version. A run records one per start or resume (`FitState.sittings`)."""
+def sitting(speed: SpeedConfig) -> dict[str, Any]:
+    """Who trains now, and how: the command line, the code's git commit and dirty flag, the date (UTC),
+    hardware, torch version and the step's `speed`. A run records one per start or resume
+    (`FitState.sittings`), so a resume under another speed shows in its record."""
     return {"command": command_line(), **git_state(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "hardware": hardware(), "torch": str(torch.__version__)}
+            "hardware": hardware(), "torch": str(torch.__version__), "speed": to_dict(speed)}
 
 
 def provenance(state: FitState) -> dict[str, Any]:
@@ -163,7 +164,7 @@ class _Run:
                  device: torch.device, save_every_s: float, speed: SpeedConfig):
         self.model, self.step_fn, self.train_loader, self.cfg = model, step_fn, train_loader, cfg
         self.out_dir, self.kind, self.config = out_dir, kind, config
-        self.extra = {**(extra or {}), "speed": to_dict(speed)}  # not compared on resume (SpeedConfig)
+        self.extra = extra or {}
         self.device, self.rank, self.save_every_s, self.speed = device, _rank(), save_every_s, speed
         self.last_path, self.best_path = out_dir / "last.pt", out_dir / "best.pt"
         model.to(device)
@@ -193,7 +194,7 @@ class _Run:
     def start(self) -> FitState:
         """A new run: seeded, with this epoch's RNG state recorded."""
         seed_everything(self.cfg.seed + self.rank)
-        state = FitState(sittings=[sitting()])
+        state = FitState(sittings=[sitting(self.speed)])
         state.epoch_rng = state.rng = _rng_state(self.train_loader)
         return state
 
@@ -211,8 +212,9 @@ class _Run:
             raise CSRIPError(f"{self.last_path} was trained with a different configuration; resume it with "
                              "the same preset/options, or use force=True (--force) / another out_dir")
         self.model.load_state_dict(ckpt["model"])
-        if ckpt.get("speed", to_dict(self.speed)) != to_dict(self.speed) and self.rank == 0:
-            print(f"note: {self.last_path} was trained with {ckpt['speed']}, it continues with {to_dict(self.speed)} "
+        before = (ckpt["state"].get("sittings") or [{}])[-1].get("speed")  # not compared: `SpeedConfig`
+        if before is not None and before != to_dict(self.speed) and self.rank == 0:
+            print(f"note: {self.last_path} was trained with {before}, it continues with {to_dict(self.speed)} "
                   "(the same arithmetic, other rounding: not bit-identical to an uninterrupted run)")
         for k in self.optimizers:  # one optimizer is saved flat (the layout of runs before OwnStep)
             self.optimizers[k].load_state_dict(ckpt["optimizer"][k] if self.own else ckpt["optimizer"])
@@ -220,7 +222,7 @@ class _Run:
         state = FitState.from_dict(ckpt["state"])
         if "sittings" not in ckpt["state"]:  # a run begun before checkpoints recorded their sittings
             state.sittings = [{"commit": None, "note": "earlier sittings not recorded"}]
-        state.sittings.append(sitting())
+        state.sittings.append(sitting(self.speed))
         return state
 
     def save(self, path: Path, **more: Any) -> None:
