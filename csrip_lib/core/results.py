@@ -490,29 +490,28 @@ def _coverage(prov: dict[str, Any]) -> str:
 
 
 def render_decision(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
-    """The README's short form of table2-base: the pair's differences with both intervals, and the default
-    model the rule gives (the whole table: docs/results.md)."""
+    """The README's short form of table2-base: the default-model rule's verdict first, then the pair's
+    differences with both intervals (the whole table: docs/results.md)."""
     paired = seed_rows(tables["paired"])
     rows = [[METRICS[r["metric"]], _ci(r, "diff", 3 if r["metric"] == "psnr" else 4),
              _ci(pd.Series({"d": r["seed_mean"], "d_low": r["seed_low"], "d_high": r["seed_high"]}), "d",
                  3 if r["metric"] == "psnr" else 4), r["reading"]] for _, r in paired.iterrows()]
-    met, why = identity_prior_decision(tables["paired"])
     test = prov.get("test_data", {})
-    return (f"C-SRIP (alpha {prov['alpha']:g}, identity priors `{prov['recognizers']}`) minus C+SSIM+M (alpha 0), "
+    return (f"{_outcome(*identity_prior_decision(tables['paired']))}\n\n"
+            f"C-SRIP (alpha {prov['alpha']:g}, identity priors `{prov['recognizers']}`) minus C+SSIM+M (alpha 0), "
             f"both the `{prov['preset']}` cascade trained from scratch on its own schedule, seeds "
             f"{', '.join(map(str, prov['seeds']))}, on {test.get('images', '?'):,} test faces (measured "
             f"{prov['date']}; `{prov['command']}`):\n\n"
             + _table(["C-SRIP - C+SSIM+M", "pooled [95% CI over test identities]", "mean of seeds [95% CI over seeds]",
-                      "reading"], rows, "lrrl")
-            + f"\n\n{_outcome(met, why)}")
+                      "reading"], rows, "lrrl"))
 
 
 def _outcome(met: bool, why: str) -> str:
     """The default-model rule's verdict on a table2-base result, as one paragraph."""
-    outcome = ("met: C-SRIP is the default model" if met else
-               "not met: at this scale the identity prior did not help by this test, and the default stays "
-               "C+SSIM+M")
-    return f"Default model rule: {RULE}. Here: {why}, so the rule is {outcome}."
+    outcome = ("**Met: C-SRIP is the default model.**" if met else
+               "**Not met: at this scale the identity prior did not help by this test, and the default stays "
+               "C+SSIM+M.**")
+    return f"{outcome} Default model rule: {RULE}. Here: {why}."
 
 
 def render_table2_base(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
