@@ -57,13 +57,14 @@ def _api(base: str, token: str, path: str, method: str = "GET"):
 
 
 def _notebooks(work: Path) -> list[str]:
+    from csrip_lib.models import zoo
     from csrip_lib.tutorial import tour
 
     names = []
     for src in ("01_degradation_model.ipynb", "02_residual_images.ipynb"):
         shutil.copy(ROOT / "notebooks" / src, work / src)
         names.append(src)
-    if all(tour.has_shipped(n) for n in ("csrip-quick", "c-srip-quick", "c-ssim-m-quick")):
+    if all(tour.has_shipped(n) for n in (zoo.DEFAULT_SR, *tour.shipped_pair(tour.PRETRAINED).values())):
         nb = nbformat.read(ROOT / "notebooks" / "05_cascaded_sr_training.ipynb", as_version=4)
         params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
         params.source = params.source.replace('PRESET = "quick"', 'PRESET = "pretrained"', 1)

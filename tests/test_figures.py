@@ -134,7 +134,7 @@ def test_csrip_figures_command(faces, model, fig_dir, tmp_path, capsys, monkeypa
 def test_the_ablation_pair_is_the_tours_shipped_pair():
     from csrip_lib.tutorial import tour
 
-    assert zoo.ABLATION_PAIR == (tour.SHIPPED_PAIR["C+SSIM+M"], tour.SHIPPED_PAIR["C-SRIP"])
+    assert zoo.ABLATION_PAIR == tuple(tour.shipped_pair("quick").values())  # alpha 0, then 0.001
 
 
 def test_the_committed_gallery_shows_the_current_default_model_and_the_readme_names_it():

@@ -37,8 +37,8 @@ from ..core.outputs import check_dir, locked, plain_name
 CHECKPOINTS_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
 MANIFEST = "manifest.json"
 DEFAULT_SR = "csrip-base"
-# Table 2's shipped pair, alpha 0 then 0.001 (tutorial.tour.SHIPPED_PAIR names them from the ablation's
-# naming rule; tests/test_figures.py checks the two agree): `csrip figures` draws Fig. 9 from it.
+# Table 2's quick shipped pair, alpha 0 then 0.001 (tutorial.tour.shipped_pair("quick") names them from the
+# ablation's naming rule; tests/test_figures.py checks the two agree): `csrip figures` draws Fig. 9 from it.
 ABLATION_PAIR = ("c-ssim-m-quick", "c-srip-quick")
 KINDS = {"sr": "one SR checkpoint (csrip train-sr)",
          "recognizers": "a folder of three recognizers (csrip train-recognizers)"}

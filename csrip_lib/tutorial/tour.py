@@ -5,9 +5,14 @@ These helpers are the notebooks' boundary: they take the notebook's PRESET name 
 
 `PRESET = "quick"` trains tiny models on the CPU while you watch, reusing what an earlier notebook
 trained (runs are shared through `config.runs_dir()`), and shows the shipped models of
-`checkpoints/` (csrip_lib.models.zoo) next to the short live runs, so a result is visible in minutes.
-`PRESET = "pretrained"` trains nothing: notebooks 03, 05 and 06 load the shipped models (they are
-`quick`-preset models, so data and sizes follow `quick`). `"small"` / `"paper"` train everything.
+`checkpoints/` (csrip_lib.models.zoo) next to the short live runs, so a result is visible in minutes;
+its Table 2 pair is the quick one (`c-ssim-m-quick` / `c-srip-quick`, priors `recognizers-quick`).
+`PRESET = "pretrained"` trains nothing: notebooks 03, 05 and 06 load the shipped models. Its data sizes,
+notebook 03's recognizers and Table 1 follow `quick` (`model_preset`), but the Table 2 pair of notebooks
+05 and 06 is the base-scale one of issue 31 (`pair_preset`: `c-ssim-m-base` / `c-srip-base`, the 404K-parameter
+`base` cascade, priors `recognizers-base`; results/table2-base reads it over seeds). Table 1's C+SSIM+M and
+C-SRIP rows stay the quick models `csrip reproduce table1` measured at one budget (`table1_models`).
+`"small"` / `"paper"` train everything.
 
 The tour works on any face folder. The shipped identity priors saved the names of the identities they
 were trained on (`identities` in their checkpoints); `prior_coverage` looks those names up among the
@@ -25,7 +30,7 @@ import torch
 from torch import nn
 
 from ..core.checkpoint import load_checkpoint
-from ..core.config import degradation_of, get_preset, runs_dir
+from ..core.config import LossConfig, degradation_of, from_dict, get_preset, runs_dir
 from ..core.console import CSRIPError
 from ..data.faces import per_identity_split, resolve_data
 from ..models import load_sr, zoo
@@ -34,15 +39,57 @@ from ..training.recognizers import ensure_recognizers, training_folder
 from ..training.sr import sr_datasets, sr_run, train_sr
 
 PRETRAINED = "pretrained"
-SHIPPED_RECOGNIZERS = "recognizers-quick"
-# Table 2's pair (seed 0 of `csrip reproduce table2`) and Table 1's models, as shipped in checkpoints/
-SHIPPED_PAIR = {name: shipped_name(name, "quick") for name in ("C-SRIP", "C+SSIM+M")}
-SHIPPED_TABLE1 = {name: shipped_name(name, "quick") for name in (*COMPETITOR_NAMES, "C+SSIM+M", "C-SRIP")}
+# The preset of the Table 2 pair that PRESET = "pretrained" shows in notebooks 05 and 06 (issue 31).
+PAIR_PRESET = "base"
+PAIR = ("C+SSIM+M", "C-SRIP")  # Table 2's pair: alpha 0, then alpha > 0; otherwise the same training
+# The committed seed-level reading of each shipped pair: the quick pair is seed 0 of results/table2.
+PAIR_RESULTS = {"quick": "table2", "base": "table2-base"}
+SHIPPED_RECOGNIZERS = "recognizers-quick"  # notebook 03's priors (its quick recognizers trained longer)
+# Table 1's models, as `csrip reproduce table1` shipped them: quick models at one budget, in every mode
+SHIPPED_TABLE1 = {name: shipped_name(name, "quick") for name in (*COMPETITOR_NAMES, *PAIR)}
 
 
 def model_preset(preset: str) -> str:
-    """The model/data preset behind a notebook PRESET (the shipped models are `quick` models)."""
+    """The preset of a notebook PRESET's live runs, data sizes and Table 1: "pretrained" trains nothing and
+    follows `quick` (its Table 2 pair is `pair_preset`'s)."""
     return "quick" if preset == PRETRAINED else preset
+
+
+def pair_preset(preset: str) -> str:
+    """The preset of the Table 2 pair (C+SSIM+M vs C-SRIP) of notebooks 05 and 06: "pretrained" shows the
+    shipped base pair (`PAIR_PRESET`), every other PRESET its own models."""
+    return PAIR_PRESET if preset == PRETRAINED else preset
+
+
+def shipped_pair(preset: str) -> dict[str, str]:
+    """The checkpoints/ names of the pair `pair_preset(preset)`, alpha 0 first: "quick" -> c-ssim-m-quick,
+    c-srip-quick; "pretrained" -> c-ssim-m-base, c-srip-base (`ablation.shipped_name`)."""
+    return {name: shipped_name(name, pair_preset(preset)) for name in PAIR}
+
+
+def pair_checkpoints(preset: str) -> dict[str, Path]:
+    """The shipped pair a notebook uses instead of training one: always in "pretrained" mode (a clear error
+    if it is not shipped), in "quick" mode when both are shipped; otherwise {} (the notebook trains)."""
+    names = shipped_pair(preset)
+    if preset == PRETRAINED or (preset == "quick" and all(map(has_shipped, names.values()))):
+        return {name: shipped(n) for name, n in names.items()}
+    return {}
+
+
+def pair_result(preset: str) -> str:
+    """The results/ block that reads the pair of `preset` over seeds (`core.results.render_block`); the
+    quick pair's for a preset that ships none."""
+    return PAIR_RESULTS.get(pair_preset(preset), PAIR_RESULTS["quick"])
+
+
+def priors_name(preset: str) -> str:
+    """The shipped identity priors the pair of `preset` was trained with: recognizers-quick, recognizers-base."""
+    return f"recognizers-{pair_preset(preset)}"
+
+
+def trained_loss(path: str | Path) -> LossConfig:
+    """The Eq. 4 configuration (reconstruction, scales, alpha) an SR checkpoint was trained with."""
+    return from_dict(LossConfig, load_checkpoint(path, kind="sr")["config"]["loss"])
 
 
 def has_shipped(name: str, kind: str = "sr") -> bool:
@@ -74,25 +121,36 @@ def describe(path: str | Path, kind: str = "sr") -> str:
 
 
 def recognizers(root: str | Path, preset: str) -> tuple[Path, pd.DataFrame]:
-    """(run folder, accuracy table) of the three identity priors (Sec. 3.3).
+    """(run folder, accuracy table) of notebook 03's three identity priors (Sec. 3.3).
 
-    "pretrained": the shipped recognizers (the quick models of notebook 03 trained for tens of epochs, so
-    that the identity terms of notebook 05 carry identity). "quick": the same when checkpoints/ ships them
-    and they know at least half of the data's training identities (`prior_coverage`: the LFW development
-    subset, full LFW); otherwise notebook 03's run under runs/<preset>/ (trained now if missing, reused).
+    "pretrained": the shipped recognizers-quick (the quick models of notebook 03 trained for tens of epochs,
+    so that their identity terms carry identity). "quick": the same when checkpoints/ ships them and they
+    know at least half of the data's training identities (`prior_coverage`: the LFW development subset,
+    full LFW); otherwise notebook 03's run under runs/<preset>/ (trained now if missing, reused).
     """
     if preset == PRETRAINED or (preset == "quick" and has_shipped(SHIPPED_RECOGNIZERS, kind="recognizers")
                                 and prior_coverage(root, preset, shipped_priors()).mostly_known):
-        folder = shipped_priors()
-        table = folder / "accuracy.csv"
-        return folder, pd.read_csv(table) if table.is_file() else pd.DataFrame()
+        return _with_accuracy(shipped_priors())
     folder = runs_dir() / preset / "recognizers"
     return folder, ensure_recognizers(root, get_preset(preset), folder)
 
 
-def shipped_priors() -> Path:
-    """The folder of the shipped identity priors (checksums verified)."""
-    return shipped(SHIPPED_RECOGNIZERS, kind="recognizers")
+def pair_recognizers(root: str | Path, preset: str) -> tuple[Path, pd.DataFrame]:
+    """(folder, accuracy table) of the identity priors of notebook 05's SR models: in "pretrained" mode
+    those the shipped base pair was trained with (`priors_name`: recognizers-base), otherwise `recognizers`."""
+    if preset == PRETRAINED:
+        return _with_accuracy(shipped_priors(preset))
+    return recognizers(root, preset)
+
+
+def _with_accuracy(folder: Path) -> tuple[Path, pd.DataFrame]:
+    table = folder / "accuracy.csv"
+    return folder, pd.read_csv(table) if table.is_file() else pd.DataFrame()
+
+
+def shipped_priors(preset: str = "quick") -> Path:
+    """The folder of the shipped identity priors of `preset`'s pair (`priors_name`; checksums verified)."""
+    return shipped(priors_name(preset), kind="recognizers")
 
 
 def prior_identities(folder: str | Path) -> list[str]:
@@ -133,18 +191,19 @@ class PriorCoverage:
 
 
 def _training_identities(root: str | Path, preset: str):
-    """The data's identity universe for `preset` (`training_folder`), or None for a small folder of one's
-    own where no identity has the preset's minimum of images."""
+    """The data's identity universe of the pair of `preset` (`training_folder` with the selection of
+    `pair_preset`: the base preset's in "pretrained" mode), or None for a small folder of one's own where
+    no identity has that preset's minimum of images."""
     folder = resolve_data(root, verbose=False)  # a missing folder stays an error
     try:
-        return training_folder(folder, get_preset(model_preset(preset)).selection)
+        return training_folder(folder, get_preset(pair_preset(preset)).selection)
     except CSRIPError:
         return None
 
 
 def prior_coverage(root: str | Path, preset: str, priors: str | Path) -> PriorCoverage:
     """Look the identity names saved with the priors in `priors` up among the training identities of the
-    face folder `root` (`training_folder` of the notebook PRESET's model preset)."""
+    face folder `root` (`training_folder` of the preset of the PRESET's pair: `base` in "pretrained" mode)."""
     known = set(prior_identities(priors))
     data = _training_identities(root, preset)
     if data is None:
@@ -157,11 +216,11 @@ def prior_coverage(root: str | Path, preset: str, priors: str | Path) -> PriorCo
 
 def known_faces(root: str | Path, preset: str, priors: str | Path, n: int = 16,
                 seed: int = 0) -> tuple[list[str], torch.Tensor, torch.Tensor]:
-    """`n` seeded SR training faces (the 90% of each identity's images, `per_identity_split`) whose
-    identities the priors in `priors` know: (the data's identity names, uint8 N x 3 x 192 x 192 HR, labels
-    indexing those names), for the identity terms of notebook 05's alpha explorer. Only these n images
-    are decoded. Empty tensors when the priors know none, or the data has no training identity
-    (`prior_coverage` says so)."""
+    """`n` seeded SR training faces (`prior_coverage`'s training identities of the pair of `preset`; the 90%
+    of each identity's images, `per_identity_split`) whose identities the priors in `priors` know: (the
+    data's identity names, uint8 N x 3 x 192 x 192 HR, labels indexing those names), for the identity terms
+    of notebook 05's alpha explorer. Only these n images are decoded. Empty tensors when the priors know
+    none, or the data has no training identity (`prior_coverage` says so)."""
     known = set(prior_identities(priors))
     data = _training_identities(root, preset)
     if data is None:  # no training identity at all (`prior_coverage` says so)
@@ -190,40 +249,54 @@ def table1_models(table1: Mapping[str, Path], given: Mapping[str, Path],
                   device: str | torch.device = "cpu") -> tuple[list[str], dict[str, nn.Module]]:
     """Notebook 06 scores every model once, in one `evaluate_models` pass, and reads Table 1 and Table 2
     from it. Returns Table 1's rows (bicubic first) and the Table 1 models (`table1_checkpoints`) to load
-    beside the `given` ones (Table 2's, or CHECKPOINTS), by name.
+    beside the `given` ones (Table 2's, or CHECKPOINTS), by row name.
 
-    A Table 1 name that `given` holds is read from the given model, not loaded twice (in quick and
-    pretrained mode both are the same shipped file; a printed line says when CHECKPOINTS put another file
-    there). A Table 1 model trained under another degradation than the given ones cannot share their LR
-    input (`degradation.for_models`): it is left out, and a printed line says so."""
+    A Table 1 row is the model measured at Table 1's budget, never a given model of another size or budget:
+    it is read from the given model of its name only when that is the same file (quick mode, where the
+    shipped pair is both). Where the given model of its name is another file (pretrained mode's base pair,
+    or CHECKPOINTS), Table 1's own is loaded beside it under `table1_label` ("C-SRIP (quick)"), and a
+    printed line says so. A Table 1 model trained under another degradation than the given ones cannot
+    share their LR input (`degradation.for_models`): it is left out, and a printed line says so."""
     trained = {degradation_of(load_checkpoint(path, kind="sr")["config"]) for path in given.values()}
     rows, extra = ["bicubic"], {}
     for name, path in table1.items():
-        if name in given:
-            if Path(given[name]).resolve() != Path(path).resolve():
-                print(f"Table 1's {name} row is the given {given[name]}, not {path}")
-        else:
-            model = load_sr(path, map_location=device)
-            if trained and model.degradation not in trained:
-                print(f"Table 1's {name} left out: trained under {model.degradation}, the given models under "
-                      f"{', '.join(map(str, trained))}; evaluate it separately (csrip evaluate)")
-                continue
-            extra[name] = model
-        rows.append(name)
+        if name in given and Path(given[name]).resolve() == Path(path).resolve():
+            rows.append(name)  # the very same file: scored once, as the given model
+            continue
+        model = load_sr(path, map_location=device)
+        if trained and model.degradation not in trained:
+            print(f"Table 1's {name} left out: trained under {model.degradation}, the given models under "
+                  f"{', '.join(map(str, trained))}; evaluate it separately (csrip evaluate)")
+            continue
+        row = table1_label(name, path) if name in given else name
+        if row != name:
+            print(f"Table 1's {name} row is {row!r}, {path}, measured at Table 1's budget; the given {name} "
+                  f"({given[name]}) is scored beside it, not in Table 1")
+        extra[row] = model
+        rows.append(row)
     return rows, extra
+
+
+def table1_label(name: str, path: str | Path) -> str:
+    """The row of Table 1's model `name` scored beside a given model of that name: "C-SRIP (quick)", by the
+    preset the checkpoint records ("Table 1" where it records none). The paper's tables still match it
+    (`evaluate.compare_to_paper` ignores a parenthesis)."""
+    preset = load_checkpoint(path, kind="sr")["config"].get("preset")
+    return f"{name} ({preset or 'Table 1'})"
 
 
 def table2_checkpoints(root: str | Path, preset: str, runs: Path, train: bool) -> dict[str, Path]:
     """Notebook 06's models by name: the Table 2 variants (Sec. 4.3) it finds or trains.
 
-    "pretrained" (or "quick" when they are shipped): the shipped C-SRIP / C+SSIM+M pair, each printed
-    with how it was trained. Otherwise the ablation runs under <runs>/ablation (all five trained or
-    resumed when `train`, else those with a best.pt) with notebook 03's identity priors (`recognizers`),
-    and C-SRIP from notebook 05's <runs>/sr when the ablation has none (trained or resumed there).
+    "pretrained" (or "quick" when they are shipped): the shipped C+SSIM+M / C-SRIP pair (`pair_checkpoints`:
+    the base pair in "pretrained" mode, the quick one in "quick"), each printed with how it was trained.
+    Otherwise the ablation runs under <runs>/ablation (all five trained or resumed when `train`, else those
+    with a best.pt) with notebook 03's identity priors (`recognizers`), and C-SRIP from notebook 05's
+    <runs>/sr when the ablation has none (trained or resumed there).
     """
-    if preset == PRETRAINED or (preset == "quick" and all(map(has_shipped, SHIPPED_PAIR.values()))):
-        paths = {name: shipped(n) for name, n in SHIPPED_PAIR.items()}
-        for name, n in SHIPPED_PAIR.items():
+    paths = pair_checkpoints(preset)
+    if paths:
+        for name, n in shipped_pair(preset).items():
             print(f"{name}: shipped {n}, {describe(paths[name])}")
         return paths
     rec, _ = recognizers(root, preset)
