@@ -223,3 +223,20 @@ def test_evaluate_accepts_a_shipped_name(face_root, tmp_path, capsys):
                  "--max-images", "4", "--workers", "0", "--no-identity"]) == 0
     import pandas as pd
     assert set(pd.read_csv(out)["model"]) == {"bicubic", zoo.DEFAULT_SR}
+
+
+def test_the_default_model_follows_the_identity_prior_rule_of_table2_base():
+    """Issue 31: the default model is the base-scale C-SRIP only when results/table2-base meets the rule
+    (better on PSNR or judge rank-1 over test identities and over seeds, worse on nothing), else C+SSIM+M;
+    a new measurement that flips the verdict fails here until the default follows it."""
+    from csrip_lib.core import results
+    from csrip_lib.core.checkpoint import load_checkpoint
+    from csrip_lib.core.config import project_root
+    from csrip_lib.reproduce import configuration
+
+    measured = results.read(project_root() / "results", "table2-base")
+    assert measured is not None, "results/table2-base is committed: the default model is decided by it"
+    met, why = results.identity_prior_decision(measured[0]["paired"])
+    default = configuration(load_checkpoint(zoo.resolve(zoo.DEFAULT_SR), kind="sr")["config"])
+    assert default == ("C-SRIP" if met else "C+SSIM+M"), f"table2-base: {why}; default {zoo.DEFAULT_SR} is {default}"
+    assert {"c-ssim-m-base", "c-srip-base"} <= set(SR_MODELS)  # the base pair is shipped either way
