@@ -246,7 +246,8 @@ def _base() -> Preset:
     CPU thread): 64/32/16 channels at 48/96/192 px, 3 residual blocks per SR module, the global bicubic
     skip of `tiny`. Ours, for CPU time, not the paper's: kernel_size 5 for stem, branch heads and output
     (the paper's 9x9 costs 1.3x the step time at this width). Loss: C+SSIM+M of Table 2 (multi-scale SSIM,
-    Eq. 2 at 48/96/192 px, alpha 0: the shipped priors know only 116 identities). Schedule: Adam 1e-3,
+    Eq. 2 at 48/96/192 px, alpha 0: at this scale C-SRIP with the priors `recognizers-base` scored lower in
+    PSNR and SSIM over two seeds and no better on identity, results/table2-base). Schedule: Adam 1e-3,
     batch 16, 11 epochs of 250 steps (2,750 steps, 44k faces, ~5.9 passes over the 7,434 training
     faces of the LFW development subset), lr x 1/3 after epochs 6 and 9; model selection on 200 val-split
     faces.
