@@ -61,15 +61,15 @@ import pandas as pd
 
 from .core import results
 from .core.checkpoint import load_checkpoint
-from .core.config import PRESETS, Preset, TrainConfig, get_preset, project_root, runs_dir
+from .core.config import PRESETS, Preset, TrainConfig, get_preset, project_root, runs_dir, to_dict
 from .core.console import CSRIPError, nonnegative_int, positive_int
 from .core.runtime import pick_device
-from .losses import CSRIPLoss
 from .data.faces import identities_digest, list_faces, resolve_data
 from .data.subsets import identify
 from .evaluation import judge as judge_mod
 from .evaluation.evaluate import (PAPER_TABLE1, PAPER_TABLE2, evaluate_models, load_models, one_line_warnings,
                                   paired_bootstrap, summarize_results)
+from .losses import CSRIPLoss
 from .models import zoo
 from .models.recognizer import load_recognizers
 from .models.registry import load_sr
@@ -221,9 +221,7 @@ def _training(faces: SRData, args: argparse.Namespace, rec: Path) -> dict[str, A
     ids, train = faces.identities, schedule(args, seed=0)
     if own_schedule(args):
         steps = train.epochs * train.steps_per_epoch
-        plan = {"schedule": {"epochs": train.epochs, "steps_per_epoch": train.steps_per_epoch, "steps": steps,
-                             "batch_size": train.batch_size, "lr": train.lr, "lr_milestones": list(train.lr_milestones),
-                             "lr_gamma": train.lr_gamma, "patience": train.patience}}
+        plan = {"schedule": {**to_dict(train), "steps": steps}}
         known = CSRIPLoss(load_recognizers(rec), ALPHA, identities=ids).known_fraction(faces.labels)
         plan["priors_known_fraction"] = round(known, 4)
     else:

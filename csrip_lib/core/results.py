@@ -429,10 +429,11 @@ def _reading_over_seeds(face_low: float, face_high: float, seed_low: float, seed
 
 def seed_rows(paired: pd.DataFrame) -> pd.DataFrame:
     """Table 2's pooled rows with the interval over seeds (`seed_interval` of each metric's per-seed
-    differences: seed_mean, seed_low, seed_high) and the reading both intervals support."""
+    differences: seeds, seeds_low, seeds_high, so `_ci(row, "seeds")` shows it) and the reading that both
+    intervals support."""
     over = [seed_interval(float(x) for x in str(v).split(";")) for v in paired["per_seed"]]
-    out = paired.assign(**{c: [o[i] for o in over] for i, c in enumerate(("seed_mean", "seed_low", "seed_high"))})
-    out["reading"] = [_reading_over_seeds(r.get("diff_low"), r.get("diff_high"), r["seed_low"], r["seed_high"])
+    out = paired.assign(**{c: [o[i] for o in over] for i, c in enumerate(("seeds", "seeds_low", "seeds_high"))})
+    out["reading"] = [_reading_over_seeds(r.get("diff_low"), r.get("diff_high"), r["seeds_low"], r["seeds_high"])
                       for _, r in out.iterrows()]
     return out
 
@@ -450,7 +451,7 @@ def identity_prior_decision(paired: pd.DataFrame) -> tuple[bool, str]:
     for metric, r in rows.iterrows():
         sign = -1 if metric in LOWER_IS_BETTER else 1
         face = _side(r["diff_low"], r["diff_high"]) if pd.notna(r.get("diff_low")) else None
-        seeds = _side(r["seed_low"], r["seed_high"])
+        seeds = _side(r["seeds_low"], r["seeds_high"])
         side = seeds * sign if face is None or face == seeds else 0
         (better if side > 0 else worse if side < 0 else []).append(metric)
     met = bool({"psnr", "id_rank1"} & set(better)) and not worse
@@ -466,8 +467,7 @@ def render_table2(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
     for _, r in paired.iterrows():
         digits = 2 if r["metric"] == "psnr" else 3
         seeds = ", ".join(_num(float(x), digits + 1, True) for x in str(r["per_seed"]).split(";"))
-        over = _ci(pd.Series({"d": r["seed_mean"], "d_low": r["seed_low"], "d_high": r["seed_high"]}), "d", digits + 1)
-        rows.append([METRICS[r["metric"]], _ci(r, "diff", digits + 1), seeds, over, r["reading"]])
+        rows.append([METRICS[r["metric"]], _ci(r, "diff", digits + 1), seeds, _ci(r, "seeds", digits + 1), r["reading"]])
     pooled = _table([f"{prov['compared'][1]} - {prov['compared'][0]}", "pooled [95% CI over test identities]",
                      "per seed", "mean of seeds [95% CI over seeds]", "reading"], rows, "lrrrl")
     n = len(prov["seeds"])
@@ -494,8 +494,7 @@ def render_decision(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> st
     differences with both intervals (the whole table: docs/results.md)."""
     paired = seed_rows(tables["paired"])
     rows = [[METRICS[r["metric"]], _ci(r, "diff", 3 if r["metric"] == "psnr" else 4),
-             _ci(pd.Series({"d": r["seed_mean"], "d_low": r["seed_low"], "d_high": r["seed_high"]}), "d",
-                 3 if r["metric"] == "psnr" else 4), r["reading"]] for _, r in paired.iterrows()]
+             _ci(r, "seeds", 3 if r["metric"] == "psnr" else 4), r["reading"]] for _, r in paired.iterrows()]
     test = prov.get("test_data", {})
     return (f"{_outcome(*identity_prior_decision(tables['paired']))}\n\n"
             f"C-SRIP (alpha {prov['alpha']:g}, identity priors `{prov['recognizers']}`) minus C+SSIM+M (alpha 0), "
