@@ -10,7 +10,8 @@ table1         Table 1 (Sec. 4.2): the six competitors (SRCNN, VDSR, lp-like, SR
                from scratch at one budget (`--max-steps` Adam steps of `--batch-size`, the same for every
                network; SRGAN's split between its two stages), scored on the test split; each network
                within +-25% of the cascade's parameters, with its parameters, GFLOP per face and training
-               s/step beside its scores (`ablation.costs`).
+               s/step beside its scores (`ablation.costs`), and each run's validation curve
+               (`competitors.validation_curve`) for the rendered note on rows not above bicubic.
 table2         Table 2's identity question (Sec. 4.3): C+SSIM+M (alpha 0) and C-SRIP (alpha 0.001) from
                scratch at that budget for each of `--seeds`, per seed PSNR, SSIM and the judge's id_dist,
                rank-1, AUC, and the paired difference pooled over seeds with 95% bootstrap intervals over
@@ -75,6 +76,7 @@ from .models.recognizer import load_recognizers
 from .models.registry import load_sr
 from .training.ablation import (COMPETITOR_NAMES, VARIANTS, costs, run_dir, shipped_name, train_variants,
                                 variant_runs)
+from .training.competitors import validation_curve
 from .training.sr import SRData, sr_datasets
 from .tutorial.tour import recognizers as default_recognizers
 
@@ -248,7 +250,8 @@ def table1(root: Path, args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame
         t[col] = t["model"].map(cost[col])
     return {"": t, "per_image": results.per_image(df)}, {
         **_training(faces, args, rec), "judge": judge, "test_data": scored_faces(df),
-        "runs": {name: run_provenance(path) for name, path in ckpts.items()}}
+        "runs": {name: {**run_provenance(path), "validation": validation_curve(path.parent)}
+                 for name, path in ckpts.items()}}
 
 
 def table2(root: Path, args: argparse.Namespace) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
@@ -359,7 +362,7 @@ def ship(args: argparse.Namespace) -> list[str]:
             trained = f"trained from scratch on the `{args.preset}` preset's own schedule"
         else:
             what = f"{model} ({'Table 1 competitor' if model in COMPETITOR_NAMES else 'Tables 1-2 cascade'})"
-            trained = "one forest fit on the same faces (no steps)" if pd.isna(kept[model]) else \
+            trained = "fitted on the same faces" if pd.isna(kept[model]) else \
                 f"trained from scratch at {args.max_steps} steps of batch {args.batch_size}"
         zoo.export(best[model], shipped, "sr", f"{what}, {trained}, seed 0, `{args.preset}` sizes: results/{name}",
                    force=args.force, command=prov["command"], result=name, configuration=model)

@@ -191,6 +191,8 @@ def test_reproduce_table1_trains_every_competitor_and_both_cascades_at_one_budge
     assert t.drop(index=["bicubic", "hr", "NBSRF-like"], errors="ignore")["params"].between(0.75 * 65793, 1.25 * 65793).all()
     assert (t.drop(index=["bicubic", "NBSRF-like"])[["gflop", "s_per_step"]] > 0).all().all()
     assert prov["budget"]["steps"] == 2 and prov["judge"].startswith("skipped")
+    assert [r["stage"] for r in prov["runs"][srgan]["validation"]] == ["mse", "main"]  # one validation per stage
+    assert prov["runs"]["SRCNN"]["validation"][-1]["step"] == 2
     assert (tmp_path / "runs" / "tiny-2x4" / "seed0" / "c_srip" / "best.pt").is_file()  # table2's seed 0 reuses it
     block = results.render_block("table1", out)
     assert "Clearly above bicubic" in block and "| GFLOP / face | train s / step |" in block
@@ -343,6 +345,34 @@ def test_one_command_recomputes_a_rendered_interval_from_the_per_image_file(tmp_
     assert f"[{r['diff_low']:+.6g}, {r['diff_high']:+.6g}]" in capsys.readouterr().out
     assert cli_main(["reproduce", "--interval", "table1", "--out", str(tmp_path), "--model", "VDSR"]) == 2
     assert cli_main(["reproduce", "--interval", "default-model", "--out", str(tmp_path), "--model", "x"]) == 2
+
+
+def test_table1_says_where_a_row_not_above_bicubic_lost_from_its_validation_log():
+    """Issue 32: a competitor below bicubic gets its measured account beside the table (first, kept and last
+    validation; for SRGAN what the adversarial stage did to its MSE stage's SSIM); rows above bicubic get none."""
+    from csrip_lib import reproduce
+
+    srgan = "SRGAN-like (SqueezeNet content loss)"
+    df = per_image_rows(["VDSR", srgan])
+    df.loc[df["model"] == srgan, "ssim"] -= 0.2  # clearly below bicubic in SSIM
+    t = reproduce.summary(df)
+    t["kept_step"] = t["model"].map({"VDSR": 100, srgan: 100})
+    curve = [{"stage": "mse", "step": 50, "val_psnr": 22.9, "val_ssim": 0.661},
+             {"stage": "mse", "step": 100, "val_psnr": 23.1, "val_ssim": 0.665},
+             {"stage": "main", "step": 50, "val_psnr": 23.0, "val_ssim": 0.640},
+             {"stage": "main", "step": 100, "val_psnr": 23.2, "val_ssim": 0.632}]
+    runs = {"VDSR": {"validation": curve[:2]}, srgan: {"validation": curve}}
+    prov = {"budget": {"steps": 200, "batch_size": 4, "validate_every": 50}, "preset": "tiny", "recognizers": "rec",
+            "hardware": {"cpu": "cpu", "cores": 2, "gpus": []}, "date": "2026-12-08", "wall_s": 60, "torch": "2",
+            "command": "csrip reproduce table1", "commit": "abc1234", "judge": "none", "runs": runs,
+            "test_data": {"images": 81, "identities": 30, "sha256": "0123"}}
+    text = results.render_table1({"": t}, prov)
+    assert f"not: {srgan}" in text and "- **VDSR**" not in text
+    note = text.split(f"- **{srgan}**")[1]
+    assert "first validation SSIM 0.640 / PSNR 23.00 dB at step 50" in note
+    assert "kept SSIM 0.632 / PSNR 23.20 dB at step 100" in note
+    assert "ended at SSIM 0.665 / PSNR 23.10 dB at step 100; the adversarial stage from it lowered validation " \
+           "SSIM by 0.033" in note
 
 
 def test_table2s_pooled_interval_is_recomputed_from_its_per_image_file(tmp_path):

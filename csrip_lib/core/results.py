@@ -383,9 +383,31 @@ def render_table1(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
              "counted by torch's FlopCounterMode, train s / step the run's wall seconds (training and "
              "validation; SRGAN's two stages together) over its steps on the machine below; the forest has "
              "neither parameters nor FLOPs." if _has(t, "params") else "")
+    logs = [_validation_note(r, prov["runs"][r["model"]]["validation"]) for _, r in models.iterrows()
+            if r["model"] in not_clear and prov.get("runs", {}).get(r["model"], {}).get("validation")]
+    why = ("\n\nWhere the rows not above bicubic won or lost, from their runs' validation logs (the val split, "
+           "one validation per epoch; each SR network starts from bicubic's output through its global skip):\n"
+           + "\n".join(logs) if logs else "")
     return (f"Every network trained from scratch at one budget: {_budget(prov)}; NBSRF-like is one forest "
             f"fit (no steps). Identity priors (lp, SRGAN, C-SRIP): `{prov['recognizers']}`.{sizes} {_setup(prov)}"
-            f"\n\n{scores_table(t)}\n\n{verdict}")
+            f"\n\n{scores_table(t)}\n\n{verdict}{why}")
+
+
+def _validation_note(row: pd.Series, curve: list[dict[str, Any]]) -> str:
+    """One row's validation curve (`competitors.validation_curve`) in a sentence: first validation, kept
+    step and last of its main stage, and for SRGAN what its adversarial stage did to the MSE stage's SSIM."""
+    def at(r: dict[str, Any]) -> str:
+        return f"SSIM {r['val_ssim']:.3f} / PSNR {r['val_psnr']:.2f} dB at step {r['step']:,}"
+
+    main, mse = [r for r in curve if r["stage"] == "main"], [r for r in curve if r["stage"] == "mse"]
+    kept = next((r for r in main if r["step"] == row.get("kept_step")), main[-1])
+    text = (f"- **{row['model']}** (test: dPSNR {_ci(row, 'dpsnr', 2)}, dSSIM {_ci(row, 'dssim', 3)}): "
+            f"first validation {at(main[0])}; kept {at(kept)}; last {at(main[-1])}.")
+    if mse:
+        moved = kept["val_ssim"] - mse[-1]["val_ssim"]
+        text += (f" Its MSE stage (SRResNet, pixel MSE) ended at {at(mse[-1])}; the adversarial stage from it "
+                 f"{'raised' if moved > 0 else 'lowered'} validation SSIM by {abs(moved):.3f} to its kept step.")
+    return text
 
 
 def _order(t: pd.DataFrame) -> str:

@@ -314,6 +314,19 @@ def training_cost(run: str | Path) -> tuple[float, int]:
     return seconds, steps
 
 
+def validation_curve(run: str | Path) -> list[dict[str, Any]]:
+    """A finished run's validation scores per epoch from its log.csv: [{stage, step, val_psnr, val_ssim}],
+    SRGAN's stage 1 (<run>/pretrain, stage "mse") before its adversarial stage ("main"; steps count within
+    each stage, as the kept step does), so that a result can say where a competitor's SSIM was won or lost."""
+    rows = []
+    for folder, stage in ((Path(run) / PRETRAIN, "mse"), (Path(run), "main")):
+        if (folder / "log.csv").is_file():
+            log = pd.read_csv(folder / "log.csv").dropna(subset=["val_ssim"])
+            rows += [{"stage": stage, "step": int(r.step), "val_psnr": round(float(r.val_psnr), 4),
+                      "val_ssim": round(float(r.val_ssim), 5)} for r in log.itertuples()]
+    return rows
+
+
 # ---------------------------------------------------------------------------------- command line
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, type=str.lower, choices=list(COMPETITORS),
