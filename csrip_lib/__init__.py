@@ -35,7 +35,7 @@ API: dict[str, tuple[str, ...]] = {
                           "training_folder"),
     "training.sr": ("batch_terms", "sr_datasets", "term_gradients"),
     "evaluation.evaluate": ("attribute_correlations", "compare_to_paper", "evaluate_models", "gain_over_bicubic",
-                 "image_attributes", "paired_bootstrap", "paired_effect", "sample_images", "sharpened",
+                 "headroom", "image_attributes", "paired_bootstrap", "paired_effect", "sample_images", "sharpened",
                  "summarize_results", "super_resolve", "unmeasured", "verdict", "worst_images"),
     "tutorial.figures": ("fig02_architecture", "fig04_training_data", "fig05_error_maps", "fig12_intermediate",
                 "image_grid", "save_figure", "to_image"),

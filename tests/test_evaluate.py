@@ -16,7 +16,7 @@ from csrip_lib.core.config import get_preset, to_dict
 from csrip_lib.core.console import CSRIPError
 from csrip_lib.core.degradation import make_pyramid, upsample_bicubic
 from csrip_lib.evaluation.evaluate import (attribute_correlations, compare_to_paper, csd_curve, evaluate_models,
-                                           gain_over_bicubic, image_attributes, model_name, paired_bootstrap,
+                                           gain_over_bicubic, headroom, image_attributes, model_name, paired_bootstrap,
                                            paired_effect, sharpen, sharpened, summarize_results, unmeasured,
                                            worst_images)
 from csrip_lib.evaluation.judge import MATCH_THRESHOLD, available as judge_available
@@ -189,6 +189,9 @@ def test_the_nbsrf_like_forest_is_set_beside_the_papers_nbsrf():
     table = compare_to_paper(summary)
     assert table.loc["NBSRF-like", "paper_psnr"] == 25.092 and "NBSRF" not in table.index
     assert gain_over_bicubic(summary).loc["NBSRF-like", "paper_dpsnr"] == pytest.approx(25.092 - 24.256)
+    # the two gain columns start from two bicubics, and the sentence beside them says which has more headroom
+    assert "start 2.26 dB lower, so ours have more headroom" in headroom(summary)
+    assert "higher, so the paper's have" in headroom(summary.assign(psnr_mean=[25.0, 26.0]))
 
 
 def test_worst_images_and_attributes(dataset):

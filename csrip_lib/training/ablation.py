@@ -39,7 +39,7 @@ from ..core.config import DEFAULT_PRESET, PRESETS, LossConfig, Preset, RunSpec, 
 from ..core.console import CSRIPError, nonnegative_float, positive_int
 from ..core.outputs import check_dir, check_outputs, write_outputs
 from ..data.faces import resolve_data
-from ..evaluation.evaluate import compare_to_paper, evaluate_models, gain_over_bicubic, summarize_results
+from ..evaluation.evaluate import compare_to_paper, evaluate_models, gain_over_bicubic, headroom, summarize_results
 from ..losses import check_identity_prior
 from ..models.registry import COMPETITOR_LABELS, COMPETITOR_STEMS, load_sr, size_and_flops
 from .competitors import competitor_run, train_competitor, training_cost
@@ -214,6 +214,8 @@ def run_ablation(data=None, preset: str | Preset = DEFAULT_PRESET, out: str | Pa
         with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 160):
             print(f"\n{name} ({root.name if name.startswith('table3') else test_root.name}, preset {preset.name}):"
                   f"\n{t.to_string()}")
+        if name == "table1":
+            print(headroom(summarize_results(test)))
     return tables
 
 
