@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "csrip_lib"
 # from any floor below.
 LAYERS: list[set[str]] = [
     {"__init__", "__main__", "cli", "reproduce",    # the command line, the notebooks' facade, `csrip reproduce`
-     "degradation", "metrics"},                     # the public paths DESIGN.md names (they re-export)
+     "degradation", "metrics"},                     # the public paths the README and docs/ name (they re-export)
     {"tutorial"},                                   # what the notebooks drive; the paper's figures
     {"training"},                                   # the harness, both stages, competitors, Tables 1-4
     {"evaluation"},                                 # scoring and applying trained models
@@ -142,7 +142,7 @@ def test_the_facade_is_cheap_and_every_name_resolves():
 
 def test_the_public_paths_of_design_md_are_the_moved_objects():
     """`from csrip_lib.degradation import make_pyramid, residual` and `from csrip_lib.metrics import psnr,
-    ssim_eval` (DESIGN.md's entry points) give the functions of core.degradation and evaluation.metrics."""
+    ssim_eval` (the documented entry points) give the functions of core.degradation and evaluation.metrics."""
     from csrip_lib import degradation, metrics
     from csrip_lib.core import degradation as core_degradation
     from csrip_lib.evaluation import metrics as evaluation_metrics

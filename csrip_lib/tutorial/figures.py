@@ -298,7 +298,7 @@ FIGURES = ("fig02_architecture.png", "fig03_residuals.png", "fig04_training_data
            "fig06_qualitative.png", "fig07_details.png", "fig08_csd.png", "fig09_ablation.png", "fig10_failures.png",
            "fig12_intermediate.png", "fig13_sharpening.png")  # what `csrip figures` makes, or removes
 GALLERY = Path("docs") / "gallery.png"  # the README's picture, under the project root (committed)
-GALLERY_FACES = 8  # at most this many LFW faces in the repository (DESIGN.md, data protocol)
+GALLERY_FACES = 8  # at most this many LFW faces (test split, with the citation) are committed: the only LFW pixels here
 
 
 def gallery(model, hr: torch.Tensor, degradation: DegradationConfig | None = None, device=None,
