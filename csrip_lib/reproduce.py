@@ -507,6 +507,7 @@ def measure(args: argparse.Namespace) -> None:
     root = resolve_data(args.data)
     data = data_record(root)
     git = results.git_state()  # the code this process runs, before a long run gives time to edit it
+    results.code_state()  # and what its training runs' sittings record (read once per process)
     for name, args in recipes.items():
         started = time.time()
         tables, fields = MEASURE[name](root, args)

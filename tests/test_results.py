@@ -91,6 +91,24 @@ def test_a_result_is_never_overwritten_without_force(tmp_path, synthetic_root, c
     assert cli_main(["reproduce", "table9", "--out", str(tmp_path)]) == 2
 
 
+def test_training_sittings_record_the_code_the_process_first_read_not_a_later_checkout(tmp_path):
+    """A long `csrip reproduce` starts its runs one after another: a checkout (or edit) of the tree meanwhile
+    must not label the runs it starts later with code the process never imported (`results.code_state`)."""
+    import subprocess
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    (repo / "a.py").write_text("x = 1\n")
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "a.py"], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    first = results._first_state(repo)
+    (repo / "a.py").write_text("x = 2\n")  # the tree moves on while the process runs
+    assert results.git_state(repo)["dirty"] and results._first_state(repo) == first and not first["dirty"]
+    assert results.code_state() == results.code_state() and "commit" in results.code_state()
+
+
 def test_a_result_records_the_code_it_started_with_not_edits_made_while_it_ran(tmp_path, monkeypatch):
     """The commit and dirty flag are taken when `csrip reproduce` starts: a tree edited (or a commit made)
     during a long measurement is not the code that measured, and must not be recorded as it."""

@@ -24,6 +24,7 @@ accuracy tables come from the shipped checkpoints/recognizers-<preset>/accuracy.
 """
 from __future__ import annotations
 
+import functools
 import glob
 import gzip
 import hashlib
@@ -81,6 +82,16 @@ def git_state(root: Path | None = None) -> dict[str, Any]:
 
     changes = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
     return {"commit": git("rev-parse", "HEAD"), "dirty": bool(changes) if changes is not None else None}
+
+
+_first_state = functools.cache(git_state)  # bound to the function itself, not to a later monkeypatch
+
+
+def code_state() -> dict[str, Any]:
+    """`git_state()` of the project as this process first read it: the code it imported. A training run
+    that a long process starts later (`harness.sitting`) records this, so a checkout or edit of the tree
+    meanwhile does not relabel runs trained by the code loaded before it."""
+    return _first_state(project_root())
 
 
 def hardware() -> dict[str, Any]:

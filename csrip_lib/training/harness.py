@@ -41,7 +41,7 @@ from ..core.checkpoint import TRAINING_STATE, atomic_write, load_checkpoint, sav
 from ..core.config import SpeedConfig, TrainConfig, to_dict, with_legacy_degradation
 from ..core.console import CSRIPError, command_line, nonnegative_int, positive_float, positive_int, tqdm
 from ..core.outputs import check_runs, lock_runs
-from ..core.results import git_state, hardware
+from ..core.results import code_state, hardware
 from ..core.runtime import PRECISIONS, pick_device, step_speed
 
 StepFn = Callable[[torch.nn.Module, Any, torch.device], dict[str, torch.Tensor]]
@@ -64,10 +64,10 @@ EvalFn = Callable[[torch.nn.Module, DataLoader, torch.device], dict[str, float]]
 
 
 def sitting(speed: SpeedConfig) -> dict[str, Any]:
-    """Who trains now, and how: the command line, the code's git commit and dirty flag, the date (UTC),
-    hardware, torch version and the step's `speed`. A run records one per start or resume
-    (`FitState.sittings`), so a resume under another speed shows in its record."""
-    return {"command": command_line(), **git_state(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    """Who trains now, and how: the command line, the code's git commit and dirty flag (as this process
+    first read them, `results.code_state`), the date (UTC), hardware, torch version and the step's `speed`.
+    A run records one per start or resume (`FitState.sittings`), so a resume under another speed shows."""
+    return {"command": command_line(), **code_state(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "hardware": hardware(), "torch": str(torch.__version__), "speed": to_dict(speed)}
 
 
