@@ -390,7 +390,9 @@ def test_table1_says_where_a_row_not_above_bicubic_lost_from_its_validation_log(
     assert "first validation SSIM 0.640 / PSNR 23.00 dB at step 50" in note
     assert "kept SSIM 0.632 / PSNR 23.20 dB at step 100" in note
     assert "ended at SSIM 0.665 / PSNR 23.10 dB at step 100; the adversarial stage from it lowered validation " \
-           "SSIM by 0.033" in note
+           "SSIM by 0.033" in note and "still rising" not in note  # it fell at its last validation
+    curve[-1]["val_ssim"] = 0.650  # now it rises to the end, and its last step is the kept one
+    assert "still rising when the budget ended (+0.010 over" in results.render_table1({"": t}, prov)
 
 
 def test_table2s_pooled_interval_is_recomputed_from_its_per_image_file(tmp_path):

@@ -397,7 +397,7 @@ def render_table1(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
     logs = [_validation_note(r, prov["runs"][r["model"]]["validation"]) for _, r in models.iterrows()
             if r["model"] in not_clear and prov.get("runs", {}).get(r["model"], {}).get("validation")]
     why = ("\n\nWhere the rows not above bicubic won or lost, from their runs' validation logs (the val split, "
-           "one validation per epoch; each SR network starts from bicubic's output through its global skip):\n"
+           "one validation per epoch):\n"
            + "\n".join(logs) if logs else "")
     return (f"Every network trained from scratch at one budget: {_budget(prov)}; NBSRF-like is one forest "
             f"fit (no steps). Identity priors (lp, SRGAN, C-SRIP): `{prov['recognizers']}`.{sizes} {_setup(prov)}"
@@ -406,7 +406,8 @@ def render_table1(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
 
 def _validation_note(row: pd.Series, curve: list[dict[str, Any]]) -> str:
     """One row's validation curve (`competitors.validation_curve`) in a sentence: first validation, kept
-    step and last of its main stage, and for SRGAN what its adversarial stage did to the MSE stage's SSIM."""
+    step and last of its main stage, whether SSIM was still rising at the end of the budget, and for SRGAN
+    what its adversarial stage did to the MSE stage's SSIM."""
     def at(r: dict[str, Any]) -> str:
         return f"SSIM {r['val_ssim']:.3f} / PSNR {r['val_psnr']:.2f} dB at step {r['step']:,}"
 
@@ -414,6 +415,9 @@ def _validation_note(row: pd.Series, curve: list[dict[str, Any]]) -> str:
     kept = next((r for r in main if r["step"] == row.get("kept_step")), main[-1])
     text = (f"- **{row['model']}** (test: dPSNR {_ci(row, 'dpsnr', 2)}, dSSIM {_ci(row, 'dssim', 3)}): "
             f"first validation {at(main[0])}; kept {at(kept)}; last {at(main[-1])}.")
+    if len(main) > 1 and main[-1]["val_ssim"] > main[-2]["val_ssim"] and kept is main[-1]:
+        text += (f" Its validation SSIM was still rising when the budget ended "
+                 f"({main[-1]['val_ssim'] - main[-2]['val_ssim']:+.3f} over the validation before).")
     if mse:
         moved = kept["val_ssim"] - mse[-1]["val_ssim"]
         text += (f" Its MSE stage (SRResNet, pixel MSE) ended at {at(mse[-1])}; the adversarial stage from it "
