@@ -117,6 +117,15 @@ def test_runner_reports_the_failing_cell(tmp_path):
     assert executed.cells[-1].outputs[0]["ename"] == "ValueError"  # traceback kept for reading
 
 
+def test_a_kernel_interrupted_behind_the_runners_back_is_an_interruption_not_a_failure(tmp_path):
+    """A Ctrl-C that reaches the kernel before this process handles one (or with SIGINT ignored here) ends
+    the cell in KeyboardInterrupt: `csrip demo` must say interrupted (exit 130), not that the notebook failed."""
+    src = tiny_notebook(tmp_path / "02_t.ipynb", "raise KeyboardInterrupt")
+    with pytest.raises(KeyboardInterrupt):
+        run_notebook(src, tmp_path / "build", timeout=120)
+    assert nbformat.read(tmp_path / "build" / "02_t.ipynb", as_version=4).cells[-1].outputs  # what ran is kept
+
+
 def test_progress_bars_are_plain_text_in_a_kernel(monkeypatch):
     """Inside Jupyter the bars are text on stdout with a fixed width: a saved notebook keeps their
     last line, where tqdm.auto's widget bar would be a dead "model not found" widget."""

@@ -131,6 +131,8 @@ def run_notebook(path: str | Path, out_dir: str | Path | None = None,
                 raise
     except (CellExecutionError, CellTimeoutError, DeadKernelError) as e:
         _save(nb, out)
+        if getattr(e, "ename", None) == "KeyboardInterrupt":  # the kernel was interrupted (Ctrl-C reached it
+            raise KeyboardInterrupt from e                     # before this process saw one): not a failure
         where = _error_of(nb) or f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         raise CSRIPError(f"notebook {path.name} failed in {where}\n  executed copy with the "
                          f"traceback: {out}") from e
