@@ -394,8 +394,9 @@ def render_table1(tables: dict[str, pd.DataFrame], prov: dict[str, Any]) -> str:
              "counted by torch's FlopCounterMode, train s / step the run's wall seconds (training and "
              "validation; SRGAN's two stages together) over its steps on the machine below; the forest has "
              "neither parameters nor FLOPs." if _has(t, "params") else "")
-    logs = [_validation_note(r, prov["runs"][r["model"]]["validation"]) for _, r in models.iterrows()
-            if r["model"] in not_clear and prov.get("runs", {}).get(r["model"], {}).get("validation")]
+    curves = {m: run.get("validation") for m, run in (prov.get("runs") or {}).items()}
+    logs = [_validation_note(r, curves[r["model"]]) for _, r in models.iterrows()
+            if r["model"] in not_clear and curves.get(r["model"])]
     why = ("\n\nWhere the rows not above bicubic won or lost, from their runs' validation logs (the val split, "
            "one validation per epoch):\n"
            + "\n".join(logs) if logs else "")

@@ -303,28 +303,27 @@ def split_budget(fraction: float, tcfg: TrainConfig, batches: int) -> tuple[Trai
     return replace(tcfg, max_steps=first), replace(tcfg, max_steps=total - first)
 
 
+def run_logs(run: str | Path) -> dict[str, pd.DataFrame]:
+    """A run folder's per-epoch logs by stage: SRGAN's stage 1 (<run>/pretrain/log.csv) as "mse", before
+    the run's own log.csv as "main"; stages without a log are left out."""
+    folders = {"mse": Path(run) / PRETRAIN, "main": Path(run)}
+    return {stage: pd.read_csv(f / "log.csv") for stage, f in folders.items() if (f / "log.csv").is_file()}
+
+
 def training_cost(run: str | Path) -> tuple[float, int]:
-    """(seconds, optimizer steps) a finished run trained, from its log.csv (cumulative columns), with
-    SRGAN's stage 1 (<run>/pretrain) added; the NBSRF-like forest: its fit time and 0 steps."""
-    seconds, steps = 0.0, 0
-    for folder in (Path(run), Path(run) / PRETRAIN):
-        if (folder / "log.csv").is_file():
-            last = pd.read_csv(folder / "log.csv").iloc[-1]
-            seconds, steps = seconds + float(last["seconds"]), steps + int(last["step"])
-    return seconds, steps
+    """(seconds, optimizer steps) a finished run trained, from its logs (`run_logs`, cumulative columns),
+    SRGAN's two stages added; the NBSRF-like forest: its fit time and 0 steps."""
+    last = [log.iloc[-1] for log in run_logs(run).values()]
+    return sum(float(r["seconds"]) for r in last), sum(int(r["step"]) for r in last)
 
 
 def validation_curve(run: str | Path) -> list[dict[str, Any]]:
-    """A finished run's validation scores per epoch from its log.csv: [{stage, step, val_psnr, val_ssim}],
-    SRGAN's stage 1 (<run>/pretrain, stage "mse") before its adversarial stage ("main"; steps count within
-    each stage, as the kept step does), so that a result can say where a competitor's SSIM was won or lost."""
-    rows = []
-    for folder, stage in ((Path(run) / PRETRAIN, "mse"), (Path(run), "main")):
-        if (folder / "log.csv").is_file():
-            log = pd.read_csv(folder / "log.csv").dropna(subset=["val_ssim"])
-            rows += [{"stage": stage, "step": int(r.step), "val_psnr": round(float(r.val_psnr), 4),
-                      "val_ssim": round(float(r.val_ssim), 5)} for r in log.itertuples()]
-    return rows
+    """A finished run's validation scores per epoch (`run_logs`): [{stage, step, val_psnr, val_ssim}],
+    SRGAN's stage "mse" before its adversarial stage "main" (steps count within each stage, as the kept
+    step does), so that a result can say where a competitor's SSIM was won or lost."""
+    return [{"stage": stage, "step": int(r.step), "val_psnr": round(float(r.val_psnr), 4),
+             "val_ssim": round(float(r.val_ssim), 5)}
+            for stage, log in run_logs(run).items() for r in log.dropna(subset=["val_ssim"]).itertuples()]
 
 
 # ---------------------------------------------------------------------------------- command line
